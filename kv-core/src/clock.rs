@@ -1,0 +1,180 @@
+//! Injectable time.
+//!
+//! Every TTL decision in kv reads the time from a [`Clock`]. Production code uses
+//! [`SystemClock`] (the default everywhere); tests, yours included, use
+//! [`ManualClock`] (feature `test-util`) and move time with
+//! [`advance`](ManualClock::advance) instead of sleeping.
+//!
+//! ```
+//! # #[cfg(feature = "test-util")] {
+//! use std::time::Duration;
+//! use kv_core::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new();
+//! let before = clock.now();
+//! clock.advance(Duration::from_secs(90));
+//! assert_eq!(clock.now().duration_since(before).unwrap(), Duration::from_secs(90));
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+#[cfg(any(test, feature = "test-util"))]
+use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock time.
+///
+/// Wall-clock (not monotonic) time because deadlines are absolute, as Redis keeps them:
+/// they survive being written to a shared store and read by another process.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+}
+
+/// The operating system's clock: [`SystemTime::now`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for times before it).
+#[inline]
+pub(crate) fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The clock a store or engine holds: the system clock without a virtual call, or any
+/// user clock behind an `Arc`.
+#[derive(Clone, Default)]
+pub(crate) enum ClockHandle {
+    #[default]
+    System,
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockHandle {
+    pub(crate) fn new(clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        ClockHandle::Custom(clock)
+    }
+
+    /// Now, in milliseconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn now_millis(&self) -> u64 {
+        match self {
+            ClockHandle::System => unix_millis(SystemTime::now()),
+            ClockHandle::Custom(c) => unix_millis(c.now()),
+        }
+    }
+}
+
+impl fmt::Debug for ClockHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClockHandle::System => f.write_str("SystemClock"),
+            ClockHandle::Custom(c) => c.fmt(f),
+        }
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// Available with the `test-util` feature, so that applications can test their own
+/// TTL-dependent behaviour deterministically.
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    /// Nanoseconds since the Unix epoch.
+    nanos: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl ManualClock {
+    /// 2026-01-01T00:00:00Z: a fixed start, so that tests are reproducible.
+    pub const DEFAULT_START: Duration = Duration::from_secs(1_767_225_600);
+
+    /// A clock standing at [`ManualClock::DEFAULT_START`].
+    pub fn new() -> Self {
+        Self::starting_at(UNIX_EPOCH + Self::DEFAULT_START)
+    }
+
+    /// A clock standing at `start` (times before the Unix epoch are clamped to it).
+    pub fn starting_at(start: SystemTime) -> Self {
+        let nanos = start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        ManualClock {
+            nanos: Arc::new(std::sync::atomic::AtomicU64::new(nanos)),
+        }
+    }
+
+    /// Moves the clock forward by `by` (saturating).
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self.nanos.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| Some(n.saturating_add(by)),
+        );
+    }
+
+    /// Sets the clock to `to` (it may go backwards, as a wall clock can).
+    pub fn set(&self, to: SystemTime) {
+        let nanos = to
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.nanos.store(nanos, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.nanos.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told_and_clones_share_time() {
+        let clock = ManualClock::new();
+        let other = clock.clone();
+        let t0 = clock.now();
+        assert_eq!(clock.now(), t0);
+        other.advance(Duration::from_millis(1500));
+        assert_eq!(clock.now(), t0 + Duration::from_millis(1500));
+        let handle = ClockHandle::new(clock.clone());
+        assert_eq!(handle.now_millis(), unix_millis(t0) + 1500);
+        clock.set(UNIX_EPOCH);
+        assert_eq!(handle.now_millis(), 0);
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(ClockHandle::System.now_millis() > 1_577_836_800_000);
+    }
+}

@@ -1,0 +1,273 @@
+//! One shard of the memory store: an insertion-indexed map (so that expiry can scan it
+//! with a cursor and eviction can sample it in O(1)) plus its byte accounting.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+use compact_str::CompactString;
+use indexmap::IndexMap;
+
+/// Accounted size of one entry beyond its key and value bytes: the map slot, the index
+/// slot and the entry header. Approximate by design (allocator slack is not counted).
+pub(crate) const ENTRY_OVERHEAD: usize = 96;
+
+/// How many entries eviction samples before choosing a victim (Redis' `maxmemory-samples`).
+const EVICTION_SAMPLES: usize = 5;
+
+pub(crate) type Map = IndexMap<CompactString, Entry, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+pub(crate) enum Value {
+    Bytes(Bytes),
+    /// A counter, kept as a number and rendered as decimal text on read (as Redis' int
+    /// encoding does).
+    Int(i64),
+}
+
+impl Value {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Value::Bytes(b) => b.len(),
+            Value::Int(_) => 8,
+        }
+    }
+
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        match self {
+            Value::Bytes(b) => b.clone(),
+            Value::Int(i) => Bytes::copy_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) value: Value,
+    /// Deadline in Unix milliseconds; 0 = persistent.
+    pub(crate) expires_at: u64,
+    /// LRU tick of the last access (see `Inner::lru_tick`).
+    pub(crate) accessed: AtomicU32,
+}
+
+impl Entry {
+    pub(crate) fn new(value: Value, expires_at: u64, tick: u32) -> Self {
+        Entry {
+            value,
+            expires_at,
+            accessed: AtomicU32::new(tick),
+        }
+    }
+
+    /// Expired once the deadline is reached: a key set with a TTL of `d` lives exactly `d`.
+    #[inline]
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+
+    #[inline]
+    pub(crate) fn touch(&self, tick: u32) {
+        // Write only when the tick moved, so that hot keys read by several threads do not
+        // bounce a cache line on every read.
+        if self.accessed.load(Ordering::Relaxed) != tick {
+            self.accessed.store(tick, Ordering::Relaxed);
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn cost(key_len: usize, value_len: usize) -> usize {
+    key_len + value_len + ENTRY_OVERHEAD
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub(crate) map: Map,
+    /// Accounted bytes of the entries held.
+    pub(crate) used: usize,
+    /// Entries that carry a TTL (expiry skips shards without any).
+    pub(crate) volatile: usize,
+    /// Where the active-expiry scan resumes.
+    pub(crate) cursor: usize,
+    rng: u64,
+}
+
+impl Shard {
+    pub(crate) fn new(hasher: foldhash::fast::RandomState, seed: u64) -> Self {
+        Shard {
+            map: IndexMap::with_hasher(hasher),
+            used: 0,
+            volatile: 0,
+            cursor: 0,
+            rng: seed | 1,
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: sampling only, not security relevant.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Removes the entry at `index` and fixes the accounting.
+    pub(crate) fn remove_index(&mut self, index: usize) -> Option<Entry> {
+        let (key, entry) = self.map.swap_remove_index(index)?;
+        self.used -= cost(key.len(), entry.value.len());
+        if entry.expires_at != 0 {
+            self.volatile -= 1;
+        }
+        Some(entry)
+    }
+
+    /// Removes `key`; returns the entry if there was one (live or not).
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Entry> {
+        let index = self.map.get_index_of(key)?;
+        self.remove_index(index)
+    }
+
+    /// Inserts an entry for a key known to be absent, evicting first when the shard is full.
+    pub(crate) fn insert_new(
+        &mut self,
+        key: &str,
+        entry: Entry,
+        limits: &ShardLimits,
+        now: u64,
+        tick: u32,
+    ) {
+        let need = cost(key.len(), entry.value.len());
+        self.make_room(need, limits, now, tick);
+        if entry.expires_at != 0 {
+            self.volatile += 1;
+        }
+        self.used += need;
+        self.map.insert(CompactString::from(key), entry);
+    }
+
+    /// Replaces the value and deadline of the entry at `index` in place when the shard has
+    /// room for the new size; otherwise removes it and inserts anew (evicting others).
+    pub(crate) fn replace(
+        &mut self,
+        index: usize,
+        key: &str,
+        value: Value,
+        expires_at: u64,
+        limits: &ShardLimits,
+        now: u64,
+        tick: u32,
+    ) {
+        let Some((_, entry)) = self.map.get_index_mut(index) else {
+            return;
+        };
+        let old_len = entry.value.len();
+        let new_len = value.len();
+        if new_len <= old_len || self.used + new_len - old_len <= limits.max_bytes {
+            let was_volatile = entry.expires_at != 0;
+            entry.value = value;
+            entry.expires_at = expires_at;
+            entry.accessed.store(tick, Ordering::Relaxed);
+            self.used = self.used + new_len - old_len;
+            match (was_volatile, expires_at != 0) {
+                (false, true) => self.volatile += 1,
+                (true, false) => self.volatile -= 1,
+                _ => {}
+            }
+        } else {
+            self.remove_index(index);
+            self.insert_new(key, Entry::new(value, expires_at, tick), limits, now, tick);
+        }
+    }
+
+    /// Sets the deadline of the entry at `index`, keeping the volatile count right.
+    pub(crate) fn set_deadline(&mut self, index: usize, expires_at: u64) {
+        if let Some((_, entry)) = self.map.get_index_mut(index) {
+            match (entry.expires_at != 0, expires_at != 0) {
+                (false, true) => self.volatile += 1,
+                (true, false) => self.volatile -= 1,
+                _ => {}
+            }
+            entry.expires_at = expires_at;
+        }
+    }
+
+    /// Evicts until an entry of `need` accounted bytes fits within the limits.
+    ///
+    /// The policy (sampled LRU in Redis' spirit): sample [`EVICTION_SAMPLES`] entries;
+    /// expired ones go first; then the least recently used entry *with a TTL*; only when the
+    /// sample holds no key with a TTL, the least recently used persistent key.
+    fn make_room(&mut self, need: usize, limits: &ShardLimits, now: u64, tick: u32) {
+        while !self.map.is_empty()
+            && (self.used + need > limits.max_bytes || self.map.len() + 1 > limits.max_entries)
+        {
+            let len = self.map.len();
+            let mut victim: Option<(usize, bool, u32)> = None; // (index, volatile, age)
+            for _ in 0..EVICTION_SAMPLES.min(len) {
+                let index = (self.next_random() % len as u64) as usize;
+                let Some((_, entry)) = self.map.get_index(index) else {
+                    continue;
+                };
+                if entry.is_expired(now) {
+                    victim = Some((index, true, u32::MAX));
+                    break;
+                }
+                let age = tick.wrapping_sub(entry.accessed.load(Ordering::Relaxed));
+                let volatile = entry.expires_at != 0;
+                let better = match victim {
+                    None => true,
+                    Some((_, v_volatile, v_age)) => (volatile, age) > (v_volatile, v_age),
+                };
+                if better {
+                    victim = Some((index, volatile, age));
+                }
+            }
+            match victim {
+                Some((index, _, _)) => {
+                    self.remove_index(index);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Scans up to `budget` entries from the cursor, removing expired ones.
+    /// Returns (examined, removed).
+    pub(crate) fn expire_scan(&mut self, budget: usize, now: u64) -> (usize, usize) {
+        let mut examined = 0;
+        let mut removed = 0;
+        while examined < budget && !self.map.is_empty() {
+            if self.cursor >= self.map.len() {
+                self.cursor = 0;
+            }
+            examined += 1;
+            let expired = self
+                .map
+                .get_index(self.cursor)
+                .is_some_and(|(_, e)| e.is_expired(now));
+            if expired {
+                // The last entry moves into `cursor`: look at it on the next round.
+                self.remove_index(self.cursor);
+                removed += 1;
+            } else {
+                self.cursor += 1;
+            }
+        }
+        (examined, removed)
+    }
+
+    /// Gives memory back after many removals.
+    pub(crate) fn maybe_shrink(&mut self) {
+        let (len, cap) = (self.map.len(), self.map.capacity());
+        if cap > 64 && len < cap / 4 {
+            self.map.shrink_to(len * 2);
+        }
+    }
+}
+
+/// The limits of one shard: the store's bounds divided by the shard count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShardLimits {
+    pub(crate) max_bytes: usize,
+    pub(crate) max_entries: usize,
+}

@@ -20,6 +20,8 @@
 //! Each run writes under a fresh random key prefix, so it can share a server with other
 //! data and with concurrent runs.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a failed check panics, as a test should.
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -33,9 +33,12 @@
 //! bounds are split evenly over the shards, so the store never exceeds them (it may evict
 //! slightly before a bound is reached when keys are unevenly spread). A full store keeps
 //! accepting writes: it evicts first, never errors. The policy, in Redis' spirit, is
-//! *sampled LRU, keys with a TTL first*: sample 5 entries of the shard; an expired one goes
-//! first; else the least recently used key that carries a TTL; a persistent key only when
-//! the sample holds no key with a TTL. Recency has the resolution of the expiry interval.
+//! *sampled LRU, keys with a TTL first*: a full shard first reclaims the expired keys met
+//! by a short scan (32 entries) from its expiry cursor; then it samples 5 entries of the shard (up to 16 while the
+//! sample holds no key with a TTL but the shard does); an expired one goes first; else the
+//! least recently used key that carries a TTL; a persistent key only when the sample holds
+//! no key with a TTL. Recency has the resolution of the expiry interval (100 ms by
+//! default), like Redis' LRU clock.
 //!
 //! # Limits
 //! Keys up to [`max_key_len`](MemoryStoreBuilder::max_key_len) bytes (16 KiB by default)

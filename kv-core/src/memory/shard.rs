@@ -14,6 +14,12 @@ pub(crate) const ENTRY_OVERHEAD: usize = 96;
 /// How many entries eviction samples before choosing a victim (Redis' `maxmemory-samples`).
 const EVICTION_SAMPLES: usize = 5;
 
+/// How many entries eviction samples at most while looking for a key with a TTL.
+const MAX_SAMPLES: usize = 16;
+
+/// How many entries a full shard scans for expired keys before it evicts a live one.
+const EVICTION_SCAN: usize = 32;
+
 pub(crate) type Map = IndexMap<CompactString, Entry, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
@@ -148,6 +154,7 @@ impl Shard {
 
     /// Replaces the value and deadline of the entry at `index` in place when the shard has
     /// room for the new size; otherwise removes it and inserts anew (evicting others).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replace(
         &mut self,
         index: usize,
@@ -194,16 +201,34 @@ impl Shard {
 
     /// Evicts until an entry of `need` accounted bytes fits within the limits.
     ///
-    /// The policy (sampled LRU in Redis' spirit): sample [`EVICTION_SAMPLES`] entries;
-    /// expired ones go first; then the least recently used entry *with a TTL*; only when the
-    /// sample holds no key with a TTL, the least recently used persistent key.
+    /// The policy (sampled LRU in Redis' spirit): first reclaim expired entries met by a
+    /// short scan ([`EVICTION_SCAN`] entries) from the expiry cursor; then sample [`EVICTION_SAMPLES`] entries (up
+    /// to [`MAX_SAMPLES`] while the sample holds no key with a TTL but the shard does);
+    /// an expired entry goes first; then the least recently used entry *with a TTL*; only
+    /// when the sample holds no key with a TTL, the least recently used persistent key.
     fn make_room(&mut self, need: usize, limits: &ShardLimits, now: u64, tick: u32) {
+        let full =
+            |s: &Self| s.used + need > limits.max_bytes || s.map.len() + 1 > limits.max_entries;
+        if !full(self) {
+            return;
+        }
+        // Expired keys go before any live key: first a short scan from the expiry cursor.
+        if self.volatile > 0 {
+            self.expire_scan(EVICTION_SCAN, now);
+        }
         while !self.map.is_empty()
             && (self.used + need > limits.max_bytes || self.map.len() + 1 > limits.max_entries)
         {
             let len = self.map.len();
             let mut victim: Option<(usize, bool, u32)> = None; // (index, volatile, age)
-            for _ in 0..EVICTION_SAMPLES.min(len) {
+            let mut sampled = 0;
+            // Sample EVICTION_SAMPLES entries; while none of them carries a TTL but the
+            // shard holds some, sample on (up to MAX_SAMPLES) to find one.
+            while sampled < MAX_SAMPLES.min(len)
+                && (sampled < EVICTION_SAMPLES
+                    || (self.volatile > 0 && !victim.is_some_and(|v| v.1)))
+            {
+                sampled += 1;
                 let index = (self.next_random() % len as u64) as usize;
                 let Some((_, entry)) = self.map.get_index(index) else {
                     continue;

@@ -1,1 +1,76 @@
-//! Shared helpers of the kv benches.
+//! Shared helpers of the kv benches: the data set, a poll-once executor for stores whose
+//! futures never wait, and a two-thread timing harness.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// Keys in the data set.
+pub const KEYS: usize = 100_000;
+
+/// `KEYS` distinct keys of exactly 16 bytes.
+pub fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("key:{i:012}")).collect()
+}
+
+/// A 64-byte value.
+pub fn value() -> Bytes {
+    Bytes::from(vec![b'v'; 64])
+}
+
+/// Runs a future that is ready on its first poll (the memory store's always are).
+#[inline]
+pub fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("bench future was not ready on first poll"),
+    }
+}
+
+/// A cheap walk over the key indices that visits them in a scattered order.
+#[derive(Debug, Clone, Copy)]
+pub struct Walk(usize);
+
+impl Walk {
+    pub fn new(start: usize) -> Self {
+        Walk(start % KEYS)
+    }
+    #[inline]
+    pub fn next_index(&mut self) -> usize {
+        self.0 = (self.0 + 7_919) % KEYS;
+        self.0
+    }
+}
+
+/// Times `iters` calls of `op` on each of `threads` threads started together; returns the
+/// wall time of the slowest thread, so that `elapsed / iters` is the per-op time seen by
+/// one thread.
+pub fn timed_on_threads<F>(threads: usize, iters: u64, op: F) -> Duration
+where
+    F: Fn(usize, u64) + Sync,
+{
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (op, barrier) = (&op, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    op(t, iters);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .max()
+            .unwrap_or_default()
+    })
+}

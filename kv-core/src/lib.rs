@@ -43,6 +43,9 @@ mod error;
 mod input;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -52,4 +55,6 @@ pub use error::{BoxError, KvError, Result};
 pub use input::MAX_TTL;
 #[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub use store::{AnyStore, Store, Ttl};

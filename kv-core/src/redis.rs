@@ -1,0 +1,484 @@
+//! The Redis backend (feature `redis`; Redis Cluster with `redis-cluster`).
+//!
+//! ```no_run
+//! # async fn demo() -> kv_core::Result<()> {
+//! use std::time::Duration;
+//! use kv_core::{RedisStore, Store};
+//!
+//! let store = RedisStore::builder("redis://127.0.0.1:6379")
+//!     .key_prefix("myapp:")
+//!     .command_timeout(Duration::from_millis(250))
+//!     .build()
+//!     .await?;
+//! store.set("greeting", "hello".into(), Some(Duration::from_secs(60))).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why the `redis` crate
+//! Built on the [`redis`](https://docs.rs/redis) crate's tokio `ConnectionManager` (one
+//! multiplexed, auto-reconnecting connection shared by every clone of the store) and its
+//! async cluster connection: the most used Rust client, with both single-node and cluster
+//! support behind one `ConnectionLike` trait, script caching by SHA, and no extra runtime
+//! (`fred` would bring its own connection pool and a larger dependency tree for the same
+//! commands).
+//!
+//! # Semantics
+//! Every contract method is **one round trip**: `GET`, `SET [NX] [PX]`, `DEL`, `PEXPIRE`,
+//! `PTTL`, `INCRBY`. `incr_by` with a TTL runs one Lua script (`EXISTS`, `INCRBY`, and
+//! `PEXPIRE` when the key was created), called by SHA and loaded again on `NOSCRIPT`, so
+//! no client ever sees the counter without its TTL. Values are plain Redis strings:
+//! `redis-cli GET <prefix><key>` reads them, counters are decimal text, TTLs show in
+//! `PTTL`.
+//!
+//! # Failures
+//! Every call is bounded by the [command timeout](RedisStoreBuilder::command_timeout)
+//! (500 ms by default). While Redis is down, calls return
+//! [`KvError::Unavailable`] within it (no hang, no panic); the connection reconnects in the
+//! background and calls succeed again once Redis is back, without rebuilding the store.
+//!
+//! # Limits
+//! Keys up to [`max_key_len`](RedisStoreBuilder::max_key_len) bytes (16 KiB by default)
+//! and values up to [`max_value_len`](RedisStoreBuilder::max_value_len) (512 MiB, Redis'
+//! own limit, by default); larger input is [`KvError::InvalidInput`] and is never sent.
+//!
+//! # Redis Cluster
+//! With the `redis-cluster` feature, [`RedisStore::cluster_builder`] takes the seed node
+//! URLs. Every command and script of this store touches exactly one key, so nothing ever
+//! spans two slots; an engine that needs several keys in one script names them with a
+//! shared hash tag (`{user:42}:a`, `{user:42}:b`). A key prefix containing a hash tag
+//! (`{app}:`) would pin *every* key to one slot: don't, on a cluster.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use bytes::Bytes;
+
+use crate::input::{opt_ttl_millis, ttl_millis};
+use crate::{KvError, Result, Store, Ttl};
+
+/// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
+/// because a Lua number is a double and would round counters beyond 2^53.
+const INCR_WITH_TTL: &str = r"
+local created = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('INCRBY', KEYS[1], ARGV[1])
+if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1])
+";
+
+static INCR_SCRIPT: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(INCR_WITH_TTL));
+
+/// A store on Redis or Valkey (one server, or a cluster with `redis-cluster`).
+///
+/// `Clone` is cheap and shares the connection. See the [module docs](crate::redis) for
+/// the semantics, failure behaviour and limits.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(::redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Config {
+    prefix: String,
+    command_timeout: Duration,
+    max_key_len: usize,
+    max_value_len: usize,
+    cluster: bool,
+}
+
+impl RedisStore {
+    /// Connects to one Redis server with the default settings
+    /// (`redis://host:port/db`, `rediss://` needs a TLS feature of the `redis` crate,
+    /// `redis+unix:///path`).
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`] for a malformed URL, [`KvError::Unavailable`] when the
+    /// server cannot be reached within the connect timeout.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder(url).build().await
+    }
+
+    /// A builder for one Redis server at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(vec![url.into()], false)
+    }
+
+    /// A builder for a Redis Cluster, given one or more seed node URLs.
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// The key prefix this store writes under.
+    pub fn key_prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    fn key(&self, key: &str) -> Result<String> {
+        if key.len() > self.config.max_key_len {
+            return Err(KvError::invalid_input(format!(
+                "key of {} bytes is longer than the store's limit of {} bytes",
+                key.len(),
+                self.config.max_key_len
+            )));
+        }
+        let mut full = String::with_capacity(self.config.prefix.len() + key.len());
+        full.push_str(&self.config.prefix);
+        full.push_str(key);
+        Ok(full)
+    }
+
+    fn check_value(&self, value: &Bytes) -> Result<()> {
+        if value.len() > self.config.max_value_len {
+            return Err(KvError::invalid_input(format!(
+                "value of {} bytes is longer than the store's limit of {} bytes",
+                value.len(),
+                self.config.max_value_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one command under the command timeout.
+    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        bounded(self.config.command_timeout, cmd.query_async(&mut conn)).await
+    }
+
+    async fn set_impl(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        nx: bool,
+    ) -> Result<bool> {
+        let key = self.key(key)?;
+        self.check_value(&value)?;
+        let ttl_ms = opt_ttl_millis(ttl)?;
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(&key).arg(value.as_ref());
+        if nx {
+            cmd.arg("NX");
+        }
+        if let Some(ms) = ttl_ms {
+            cmd.arg("PX").arg(ms);
+        }
+        let stored: Option<()> = self.query(&cmd).await?;
+        Ok(stored.is_some())
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let key = self.key(key)?;
+        self.query(::redis::cmd("GET").arg(&key)).await
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.set_impl(key, value, ttl, false).await.map(drop)
+    }
+
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.set_impl(key, value, ttl, true).await
+    }
+
+    async fn del(&self, key: &str) -> Result<bool> {
+        let key = self.key(key)?;
+        let removed: i64 = self.query(::redis::cmd("DEL").arg(&key)).await?;
+        Ok(removed > 0)
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let key = self.key(key)?;
+        // PEXPIRE with 0 deletes the key, as the contract says.
+        let ms = if ttl.is_zero() { 0 } else { ttl_millis(ttl)? };
+        self.query(::redis::cmd("PEXPIRE").arg(&key).arg(ms)).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Ttl> {
+        let key = self.key(key)?;
+        let pttl: i64 = self.query(::redis::cmd("PTTL").arg(&key)).await?;
+        Ok(Ttl::from_pttl(pttl))
+    }
+
+    async fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
+        let key = self.key(key)?;
+        match opt_ttl_millis(ttl_if_new)? {
+            None => {
+                self.query(::redis::cmd("INCRBY").arg(&key).arg(delta))
+                    .await
+            }
+            Some(ms) => {
+                let mut conn = self.conn.clone();
+                let mut invocation = INCR_SCRIPT.prepare_invoke();
+                invocation.key(&key).arg(delta).arg(ms);
+                let text: Bytes = bounded(
+                    self.config.command_timeout,
+                    invocation.invoke_async(&mut conn),
+                )
+                .await?;
+                crate::input::parse_redis_int(&text).ok_or_else(|| {
+                    KvError::Backend(Arc::new(std::io::Error::other(
+                        "INCRBY script returned a non-integer",
+                    )))
+                })
+            }
+        }
+    }
+}
+
+/// Runs a Redis future under `timeout`, mapping every failure to a [`KvError`].
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(map_error(e)),
+        Err(_) => {
+            tracing::debug!(?timeout, "kv RedisStore: command timed out");
+            Err(KvError::unavailable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("redis command timed out after {timeout:?}"),
+            )))
+        }
+    }
+}
+
+/// Maps a Redis error to the contract's error kinds.
+fn map_error(e: RedisError) -> KvError {
+    let detail = e.detail().unwrap_or_default();
+    match e.kind() {
+        ErrorKind::Io
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::Server(
+            ServerErrorKind::ClusterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::BusyLoading,
+        ) => KvError::Unavailable(Arc::new(e)),
+        ErrorKind::Server(ServerErrorKind::ResponseError)
+            if detail.starts_with("value is not an integer or out of range") =>
+        {
+            KvError::NotInteger
+        }
+        ErrorKind::Server(ServerErrorKind::ResponseError)
+            if detail.starts_with("increment or decrement would overflow") =>
+        {
+            KvError::Overflow
+        }
+        ErrorKind::InvalidClientConfig => KvError::InvalidInput(e.to_string()),
+        _ => KvError::Backend(Arc::new(e)),
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    /// Shows the settings, never the URL (it may hold a password).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.config.prefix)
+            .field("command_timeout", &self.config.command_timeout)
+            .field("cluster", &self.config.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    nodes: Vec<String>,
+    cluster: bool,
+    prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_retries: usize,
+    max_key_len: usize,
+    max_value_len: usize,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("nodes", &self.nodes.len())
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_retries", &self.reconnect_retries)
+            .field("max_key_len", &self.max_key_len)
+            .field("max_value_len", &self.max_value_len)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    fn new(nodes: Vec<String>, cluster: bool) -> Self {
+        RedisStoreBuilder {
+            nodes,
+            cluster,
+            prefix: String::new(),
+            command_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            reconnect_retries: 1,
+            max_key_len: 16 << 10,
+            max_value_len: 512 << 20,
+        }
+    }
+
+    /// A prefix put before every key (default: none), e.g. `"myapp:"`, so that several
+    /// applications can share one Redis.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The bound on every call, reconnect waits included (default 500 ms). A call that
+    /// takes longer returns [`KvError::Unavailable`].
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The bound on each connection attempt (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many times a broken connection is retried in the background before the next
+    /// call starts over (default 1). Kept small so that calls fail fast while Redis is
+    /// down instead of queueing behind a long backoff.
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// The longest key accepted, in bytes, prefix excluded (default 16 KiB).
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    /// The longest value accepted, in bytes (default 512 MiB, Redis' limit).
+    pub fn max_value_len(mut self, bytes: usize) -> Self {
+        self.max_value_len = bytes;
+        self
+    }
+
+    /// Connects.
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`] for a malformed URL, an empty node list or a zero
+    /// timeout; [`KvError::Unavailable`] when Redis cannot be reached in time.
+    pub async fn build(self) -> Result<RedisStore> {
+        if self.nodes.is_empty() {
+            return Err(KvError::invalid_input("no Redis URL given"));
+        }
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(KvError::invalid_input("timeouts must be positive"));
+        }
+        let conn = if self.cluster {
+            self.connect_cluster().await?
+        } else {
+            self.connect_single().await?
+        };
+        Ok(RedisStore {
+            conn,
+            config: Arc::new(Config {
+                prefix: self.prefix,
+                command_timeout: self.command_timeout,
+                max_key_len: self.max_key_len,
+                max_value_len: self.max_value_len,
+                cluster: self.cluster,
+            }),
+        })
+    }
+
+    async fn connect_single(&self) -> Result<Conn> {
+        let client = ::redis::Client::open(self.nodes[0].as_str())
+            .map_err(|e| KvError::invalid_input(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.command_timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(self.reconnect_retries)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let limit =
+            self.connect_timeout * (self.reconnect_retries as u32 + 1) + Duration::from_secs(1);
+        let manager = bounded(limit, ConnectionManager::new_with_config(client, config)).await?;
+        Ok(Conn::Single(manager))
+    }
+
+    #[cfg(feature = "redis-cluster")]
+    async fn connect_cluster(&self) -> Result<Conn> {
+        let client =
+            ::redis::cluster::ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.command_timeout)
+                .overall_response_timeout(Some(self.command_timeout))
+                .retries(2)
+                .min_retry_wait(20)
+                .max_retry_wait(200)
+                .build()
+                .map_err(|e| KvError::invalid_input(format!("invalid Redis Cluster URL: {e}")))?;
+        let limit = self.connect_timeout * 2 + Duration::from_secs(1);
+        let conn = bounded(limit, client.get_async_connection()).await?;
+        Ok(Conn::Cluster(conn))
+    }
+
+    #[cfg(not(feature = "redis-cluster"))]
+    async fn connect_cluster(&self) -> Result<Conn> {
+        Err(KvError::invalid_input(
+            "Redis Cluster needs the `redis-cluster` feature",
+        ))
+    }
+}

@@ -74,3 +74,56 @@ where
             .unwrap_or_default()
     })
 }
+
+/// A `redis-server` for a bench: `KV_BENCH_REDIS_URL`, or one started on a free loopback
+/// port (persistence off) and killed on drop. `None` when neither is available.
+#[derive(Debug)]
+pub struct BenchRedis {
+    child: Option<std::process::Child>,
+    pub url: String,
+    pub port: u16,
+}
+
+impl BenchRedis {
+    pub fn start() -> Option<BenchRedis> {
+        if let Ok(url) = std::env::var("KV_BENCH_REDIS_URL") {
+            return Some(BenchRedis { child: None, url, port: 0 });
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(BenchRedis { child: Some(child), url: format!("redis://127.0.0.1:{port}"), port })
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// This process's resident set size in bytes (Linux), 0 elsewhere.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -39,9 +39,22 @@ async fn kv_op(store: &RedisStore, op: Op, i: u64, value: &Bytes) {
     let key = format!("k{}", i % KEYS);
     match op {
         Op::Get => drop(black_box(store.get(&key).await.expect("get"))),
-        Op::Set => store.set(&key, value.clone(), Some(TTL)).await.expect("set"),
-        Op::IncrBy => drop(black_box(store.incr_by(&format!("c{}", i % KEYS), 1, None).await.expect("incr"))),
-        Op::IncrByTtl => drop(black_box(store.incr_by(&format!("t{}", i % KEYS), 1, Some(TTL)).await.expect("incr"))),
+        Op::Set => store
+            .set(&key, value.clone(), Some(TTL))
+            .await
+            .expect("set"),
+        Op::IncrBy => drop(black_box(
+            store
+                .incr_by(&format!("c{}", i % KEYS), 1, None)
+                .await
+                .expect("incr"),
+        )),
+        Op::IncrByTtl => drop(black_box(
+            store
+                .incr_by(&format!("t{}", i % KEYS), 1, Some(TTL))
+                .await
+                .expect("incr"),
+        )),
     }
 }
 
@@ -60,7 +73,11 @@ async fn raw_op(conn: &ConnectionManager, op: Op, i: u64, value: &Bytes) {
     let key = format!("kv:k{}", i % KEYS);
     match op {
         Op::Get => {
-            let v: Option<Bytes> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.expect("get");
+            let v: Option<Bytes> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("get");
             drop(black_box(v));
         }
         Op::Set => {
@@ -100,11 +117,23 @@ fn benches(c: &mut Criterion) {
         eprintln!("redis bench skipped: no redis-server (install it or set KV_BENCH_REDIS_URL)");
         return;
     };
-    let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt"));
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt"),
+    );
     let (store, raw) = rt.block_on(async {
-        let store = RedisStore::builder(&server.url).key_prefix("kv:").build().await.expect("store");
+        let store = RedisStore::builder(&server.url)
+            .key_prefix("kv:")
+            .build()
+            .await
+            .expect("store");
         let client = redis::Client::open(server.url.as_str()).expect("client");
-        let raw = ConnectionManager::new_with_config(client, ConnectionManagerConfig::new()).await.expect("raw");
+        let raw = ConnectionManager::new_with_config(client, ConnectionManagerConfig::new())
+            .await
+            .expect("raw");
         let value = Bytes::from(vec![b'v'; 64]);
         for i in 0..KEYS {
             kv_op(&store, Op::Set, i, &value).await;
@@ -116,7 +145,11 @@ fn benches(c: &mut Criterion) {
     for op in [Op::Get, Op::Set, Op::IncrBy, Op::IncrByTtl] {
         let mut g = c.benchmark_group(format!("redis_{}", op.name()));
         for concurrency in [1u64, 16] {
-            let label = if concurrency == 1 { "sequential".to_owned() } else { format!("{concurrency}_tasks") };
+            let label = if concurrency == 1 {
+                "sequential".to_owned()
+            } else {
+                format!("{concurrency}_tasks")
+            };
             g.bench_function(format!("kv_redis_store/{label}"), |b| {
                 b.iter_custom(|iters| {
                     let store = store.clone();

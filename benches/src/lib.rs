@@ -87,11 +87,28 @@ pub struct BenchRedis {
 impl BenchRedis {
     pub fn start() -> Option<BenchRedis> {
         if let Ok(url) = std::env::var("KV_BENCH_REDIS_URL") {
-            return Some(BenchRedis { child: None, url, port: 0 });
+            return Some(BenchRedis {
+                child: None,
+                url,
+                port: 0,
+            });
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .ok()?;
@@ -102,7 +119,11 @@ impl BenchRedis {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(BenchRedis { child: Some(child), url: format!("redis://127.0.0.1:{port}"), port })
+        Some(BenchRedis {
+            child: Some(child),
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+        })
     }
 }
 

@@ -446,8 +446,11 @@ impl RedisStoreBuilder {
     async fn connect_single(&self) -> Result<Conn> {
         let client = ::redis::Client::open(self.nodes[0].as_str())
             .map_err(|e| KvError::invalid_input(format!("invalid Redis URL: {e}")))?;
+        // No response timeout inside the manager: every call is already bounded by
+        // `bounded()` (which also covers reconnect waits), and a second timer per command
+        // costs measurable time under concurrency.
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.command_timeout))
+            .set_response_timeout(None)
             .set_connection_timeout(Some(self.connect_timeout))
             .set_number_of_retries(self.reconnect_retries)
             .set_min_delay(Duration::from_millis(50))

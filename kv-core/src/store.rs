@@ -266,6 +266,55 @@ impl AnyStore {
         AnyStore(Repr::Dyn(store.unwrap_or_else(|| unreachable!())))
     }
 
+    /// Opens the store a URL names, so that the backend is a configuration choice
+    /// (e.g. `REDIS_URL`):
+    ///
+    /// | URL | store |
+    /// |---|---|
+    /// | `memory://` (or `memory:`) | a new [`MemoryStore`](crate::MemoryStore) with the default bounds |
+    /// | `redis://…`, `rediss://…`, `redis+unix://…`, `unix://…` | `RedisStore::connect(url)` (feature `redis`) |
+    /// | several `redis://…` URLs separated by commas | a Redis Cluster with those seed nodes (feature `redis-cluster`) |
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kv_core::Result<()> {
+    /// use kv_core::AnyStore;
+    ///
+    /// let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "memory://".to_owned());
+    /// # let url = "memory://";
+    /// let store = AnyStore::connect(&url).await?;
+    /// assert_eq!(store.backend_name(), "memory");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`](crate::KvError::InvalidInput) for an unknown scheme or a
+    /// backend whose feature is off; the backend's own connection errors otherwise.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let url = url.trim();
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme {
+            #[cfg(feature = "memory")]
+            "memory" => Ok(AnyStore::from(crate::MemoryStore::new())),
+            #[cfg(feature = "redis-cluster")]
+            "redis" | "rediss" if url.contains(',') => {
+                let nodes = url.split(',').map(str::trim).filter(|n| !n.is_empty());
+                let store = crate::RedisStore::cluster_builder(nodes).build().await?;
+                Ok(AnyStore::from(store))
+            }
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "redis+unix" | "unix" => {
+                Ok(AnyStore::from(crate::RedisStore::connect(url).await?))
+            }
+            _ => Err(crate::KvError::invalid_input(format!(
+                "unsupported store URL scheme {scheme:?}: use memory:// (feature `memory`), \
+                 redis:// (feature `redis`) or a comma-separated list of redis:// seed nodes \
+                 (feature `redis-cluster`)"
+            ))),
+        }
+    }
+
     /// The name of the backend behind this handle, for logs and health pages
     /// (`"memory"`, `"redis"` or `"custom"`).
     pub fn backend_name(&self) -> &'static str {

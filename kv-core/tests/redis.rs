@@ -336,3 +336,23 @@ async fn debug_output_hides_the_url_password() {
     let store = RedisStore::connect(&redis.url()).await.expect("connect");
     assert!(!format!("{store:?}").contains("127.0.0.1"));
 }
+
+#[tokio::test]
+async fn any_store_connect_picks_the_backend_from_the_url() {
+    let memory = AnyStore::connect("memory://").await.expect("memory");
+    assert_eq!(memory.backend_name(), "memory");
+    for bad in ["", "postgres://localhost", "memcached://x", "nonsense"] {
+        let r = AnyStore::connect(bad).await;
+        assert!(matches!(r, Err(KvError::InvalidInput(_))), "{bad:?}: {r:?}");
+    }
+    let Some(redis) = server("any_store_connect_picks_the_backend_from_the_url") else {
+        return;
+    };
+    let store = AnyStore::connect(&redis.url()).await.expect("redis");
+    assert_eq!(store.backend_name(), "redis");
+    store
+        .set("any-connect", "v".into(), None)
+        .await
+        .expect("set");
+    assert_eq!(cli_url(&redis.url(), &["GET", "any-connect"]), "v");
+}

@@ -44,3 +44,23 @@ async fn redis_store_passes_the_conformance_suite_on_a_cluster() {
     );
     assert!(sizes.iter().sum::<u64>() >= 600, "{sizes:?}");
 }
+
+#[tokio::test]
+async fn any_store_connect_opens_a_cluster_from_a_url_list() {
+    let Some(cluster) = Cluster::start("any_store_connect_opens_a_cluster_from_a_url_list") else {
+        return;
+    };
+    let store = kv_core::AnyStore::connect(&cluster.urls().join(","))
+        .await
+        .expect("cluster");
+    assert_eq!(store.backend_name(), "redis");
+    for i in 0..50 {
+        assert_eq!(
+            store
+                .incr_by(&format!("n{i}"), 2, None)
+                .await
+                .expect("incr"),
+            2
+        );
+    }
+}

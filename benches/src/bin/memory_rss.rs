@@ -26,7 +26,10 @@ fn measure_here(name: &str) {
     let before = rss_bytes();
     match name {
         "kv_memory" | "kv_memory_ttl" => {
-            let store = MemoryStore::builder().max_bytes(1 << 30).build().expect("store");
+            let store = MemoryStore::builder()
+                .max_bytes(1 << 30)
+                .build()
+                .expect("store");
             let ttl = (name == "kv_memory_ttl").then_some(Duration::from_secs(3600));
             for i in 0..N {
                 ready(store.set(&key(i), value(), ttl)).expect("set");
@@ -42,7 +45,10 @@ fn measure_here(name: &str) {
             println!("{name} {before} {}", rss_bytes());
         }
         "moka" => {
-            let cache = moka::sync::Cache::builder().max_capacity(2 * N as u64).time_to_live(Duration::from_secs(3600)).build();
+            let cache = moka::sync::Cache::builder()
+                .max_capacity(2 * N as u64)
+                .time_to_live(Duration::from_secs(3600))
+                .build();
             for i in 0..N {
                 cache.insert(key(i), value());
             }
@@ -54,7 +60,10 @@ fn measure_here(name: &str) {
 }
 
 fn redis_info(url: &str) -> Option<(u64, u64)> {
-    let out = Command::new("redis-cli").args(["-u", url, "INFO", "memory"]).output().ok()?;
+    let out = Command::new("redis-cli")
+        .args(["-u", url, "INFO", "memory"])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let field = |name: &str| {
         text.lines()
@@ -67,7 +76,10 @@ fn redis_info(url: &str) -> Option<(u64, u64)> {
 fn measure_redis(with_ttl: bool) -> Option<(u64, u64, u64)> {
     let server = BenchRedis::start()?;
     let (_, rss_before) = redis_info(&server.url)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
     rt.block_on(async {
         let client = redis::Client::open(server.url.as_str()).ok()?;
         let mut conn = client.get_connection_manager().await.ok()?;
@@ -107,9 +119,18 @@ fn main() {
     for name in ["kv_memory", "kv_memory_ttl", "dashmap", "moka"] {
         let out = Command::new(&exe).arg(name).output().expect("child");
         let line = String::from_utf8_lossy(&out.stdout).into_owned();
-        let nums: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+        let nums: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
         if let [before, after] = nums[..] {
-            println!("| {name} | {:.1} | {:.1} | {:.1} |", mib(before), mib(after), mib(after - before));
+            println!(
+                "| {name} | {:.1} | {:.1} | {:.1} |",
+                mib(before),
+                mib(after),
+                mib(after - before)
+            );
             results.push((name.to_owned(), after));
         }
     }

@@ -71,6 +71,16 @@ impl ClockHandle {
         ClockHandle::Custom(clock)
     }
 
+    /// Now, as the time since the Unix epoch (zero before it).
+    #[inline]
+    pub(crate) fn now_since_epoch(&self) -> std::time::Duration {
+        let now = match self {
+            ClockHandle::System => SystemTime::now(),
+            ClockHandle::Custom(c) => c.now(),
+        };
+        now.duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
+
     /// Now, in milliseconds since the Unix epoch.
     #[inline]
     pub(crate) fn now_millis(&self) -> u64 {
@@ -130,6 +140,11 @@ impl ManualClock {
             std::sync::atomic::Ordering::SeqCst,
             |n| Some(n.saturating_add(by)),
         );
+    }
+
+    #[cfg(test)]
+    pub(crate) fn now_millis_for_tests(&self) -> u64 {
+        unix_millis(self.now())
     }
 
     /// Sets the clock to `to` (it may go backwards, as a wall clock can).

@@ -41,11 +41,14 @@
 pub mod clock;
 mod error;
 mod input;
+mod janitor;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod rate_limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod request;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -62,4 +65,5 @@ pub use input::MAX_TTL;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+pub use request::{PeerAddr, RequestView};
 pub use store::{AnyStore, Store, Ttl};

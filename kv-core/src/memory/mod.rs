@@ -51,16 +51,16 @@ mod shard;
 
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use crate::clock::{Clock, ClockHandle};
 use crate::input::{opt_ttl_millis, parse_redis_int, ttl_millis};
+use crate::janitor::Janitor;
 use crate::{KvError, Result, Store, Ttl};
 use shard::{Entry, Shard, ShardLimits, Value, cost};
 
@@ -88,21 +88,14 @@ struct Inner {
     lru_tick: AtomicU32,
     /// The shard the next expiry run starts from, so that no shard starves.
     expiry_start: AtomicUsize,
-    expiry_thread: Mutex<Option<thread::Thread>>,
+    /// Wakes the expiry thread when the store is dropped.
+    janitor: Janitor,
     config: MemoryStoreBuilder,
 }
 
 /// A shard on its own cache lines, so that two threads on two shards do not share a line.
 #[repr(align(128))]
 struct Padded(RwLock<Shard>);
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(t) = self.expiry_thread.get_mut().take() {
-            t.unpark();
-        }
-    }
-}
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -550,40 +543,32 @@ impl MemoryStoreBuilder {
             max_value_len: self.max_value_len,
             lru_tick: AtomicU32::new(0),
             expiry_start: AtomicUsize::new(0),
-            expiry_thread: Mutex::new(None),
+            janitor: Janitor::default(),
             config: self,
         });
         if let Some(interval) = inner.config.expiry_interval {
-            spawn_expiry(&inner, interval);
+            Janitor::start(
+                &inner,
+                |i| &i.janitor,
+                "kv-memory-expiry",
+                interval,
+                expiry_tick,
+            );
         }
         MemoryStore { inner }
     }
 }
 
-fn spawn_expiry(inner: &Arc<Inner>, interval: Duration) {
-    let weak: Weak<Inner> = Arc::downgrade(inner);
-    let spawned = thread::Builder::new()
-        .name("kv-memory-expiry".into())
-        .spawn(move || expiry_loop(&weak, interval));
-    match spawned {
-        Ok(handle) => *inner.expiry_thread.lock() = Some(handle.thread().clone()),
-        // Without the thread the store stays correct (expired keys are invisible and are
-        // reclaimed by writes and eviction); say so rather than fail construction.
-        Err(err) => {
-            tracing::warn!(error = %err, "kv MemoryStore: could not start the active-expiry thread")
-        }
-    }
-}
-
-fn expiry_loop(weak: &Weak<Inner>, interval: Duration) {
-    loop {
-        thread::park_timeout(interval);
-        let Some(inner) = weak.upgrade() else {
-            return;
-        };
-        inner.lru_tick.fetch_add(1, Ordering::Relaxed);
-        expiry_cycle(&inner, interval / 4);
-    }
+/// One tick of the expiry thread: advance the LRU clock, then expire for at most a
+/// quarter of the interval.
+fn expiry_tick(inner: &Inner) {
+    inner.lru_tick.fetch_add(1, Ordering::Relaxed);
+    let budget = inner
+        .config
+        .expiry_interval
+        .unwrap_or(Duration::from_millis(100))
+        / 4;
+    expiry_cycle(inner, budget);
 }
 
 /// One active-expiry run: at most `budget` of wall time.

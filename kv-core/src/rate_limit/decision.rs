@@ -1,0 +1,265 @@
+//! What a rate-limit check decided, and the HTTP headers and bodies that say so.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+/// The state of one policy after a request was counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyState {
+    /// The policy's name.
+    pub name: Arc<str>,
+    /// Requests allowed per window (the GCRA burst for GCRA policies).
+    pub limit: u64,
+    /// The policy's window.
+    pub window: Duration,
+    /// Requests left in the current window after this one.
+    pub remaining: u64,
+    /// When the quota is whole again.
+    pub reset_after: Duration,
+    /// `Some` when this policy denied the request: when the next request would be
+    /// admitted (assuming no other requests meanwhile).
+    pub retry_after: Option<Duration>,
+}
+
+impl PolicyState {
+    /// Whether this policy admitted the request.
+    pub fn allowed(&self) -> bool {
+        self.retry_after.is_none()
+    }
+}
+
+/// The outcome of checking one request against every policy of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Every policy, in the order they were configured.
+    pub policies: Vec<PolicyState>,
+    /// Shadow mode: the decision is reported but never enforced.
+    pub shadow: bool,
+}
+
+impl Decision {
+    /// Whether the request may proceed (always true in shadow mode).
+    pub fn allowed(&self) -> bool {
+        self.shadow || self.policies.iter().all(PolicyState::allowed)
+    }
+
+    /// Whether some policy was exceeded (also in shadow mode).
+    pub fn exceeded(&self) -> bool {
+        !self.policies.iter().all(PolicyState::allowed)
+    }
+
+    /// The first policy that denied the request.
+    pub fn denied_by(&self) -> Option<&PolicyState> {
+        self.policies.iter().find(|p| !p.allowed())
+    }
+
+    /// Every policy that denied the request.
+    pub fn violated(&self) -> impl Iterator<Item = &PolicyState> {
+        self.policies.iter().filter(|p| !p.allowed())
+    }
+
+    /// When the next request would pass every policy: the longest wait of those exceeded.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.policies.iter().filter_map(|p| p.retry_after).max()
+    }
+}
+
+/// The body of a `429`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RejectBody {
+    /// `text/plain`: `Too Many Requests: rate limit "name" exceeded`.
+    #[default]
+    PlainText,
+    /// `application/problem+json` with the `quota-exceeded` problem type of
+    /// draft-ietf-httpapi-ratelimit-headers and its `violated-policies` member.
+    ProblemJson,
+}
+
+/// Which headers the layer writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderOptions {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10). On.
+    pub ietf: bool,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset` of the most constrained policy. Off.
+    pub legacy: bool,
+    /// Also on allowed responses (not only on `429`s). On.
+    pub on_allowed: bool,
+    /// The longest `Retry-After` written, if any.
+    pub max_retry_after: Option<Duration>,
+    /// The body of a `429`.
+    pub body: RejectBody,
+}
+
+impl Default for HeaderOptions {
+    fn default() -> Self {
+        HeaderOptions {
+            ietf: true,
+            legacy: false,
+            on_allowed: true,
+            max_retry_after: None,
+            body: RejectBody::PlainText,
+        }
+    }
+}
+
+/// Headers to add to a response.
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// What the adapter does with a request.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Pass the request on; add `headers` to its response.
+    Allow {
+        /// Headers for the response (may be empty).
+        headers: Headers,
+        /// The decision, when one was made (none when bypassed or failing open).
+        decision: Option<Decision>,
+    },
+    /// Answer with this response instead of calling the service.
+    Reject {
+        /// `429`, `503` (store down, fail-closed), or the missing-key status.
+        status: StatusCode,
+        /// Headers of the answer (`Content-Type` included).
+        headers: Headers,
+        /// The body.
+        body: Bytes,
+        /// The decision behind a `429`.
+        decision: Option<Decision>,
+    },
+}
+
+impl Verdict {
+    /// Whether the request goes on to the service.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Verdict::Allow { .. })
+    }
+
+    pub(crate) fn plain(status: StatusCode, text: &'static str) -> Verdict {
+        Verdict::Reject {
+            status,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            body: Bytes::from_static(text.as_bytes()),
+            decision: None,
+        }
+    }
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn value(s: String) -> HeaderValue {
+    // Policy names are validated as printable ASCII at build time, so this cannot fail;
+    // an empty value is the harmless fallback.
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Appends `"name"` as a Structured Field string (names never contain `"` or `\`).
+fn sf_string(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(name);
+    out.push('"');
+}
+
+impl Decision {
+    /// The rate-limit headers of this decision.
+    pub fn headers(&self, options: &HeaderOptions) -> Headers {
+        let mut headers = Headers::with_capacity(5);
+        if options.ietf && !self.policies.is_empty() {
+            let mut policy = String::with_capacity(32 * self.policies.len());
+            let mut state = String::with_capacity(32 * self.policies.len());
+            for (i, p) in self.policies.iter().enumerate() {
+                if i > 0 {
+                    policy.push_str(", ");
+                    state.push_str(", ");
+                }
+                sf_string(&mut policy, &p.name);
+                let _ = write!(policy, ";q={};w={}", p.limit, secs_ceil(p.window).max(1));
+                sf_string(&mut state, &p.name);
+                let _ = write!(state, ";r={};t={}", p.remaining, secs_ceil(p.reset_after));
+            }
+            headers.push((HeaderName::from_static("ratelimit-policy"), value(policy)));
+            headers.push((HeaderName::from_static("ratelimit"), value(state)));
+        }
+        if options.legacy
+            && let Some(p) = self
+                .policies
+                .iter()
+                .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset_after)))
+        {
+            headers.push((
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from(p.limit),
+            ));
+            headers.push((
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from(p.remaining),
+            ));
+            headers.push((
+                HeaderName::from_static("x-ratelimit-reset"),
+                HeaderValue::from(secs_ceil(p.reset_after)),
+            ));
+        }
+        headers
+    }
+
+    /// The `Retry-After` seconds: the wait rounded up, at least 1, clamped if asked.
+    pub fn retry_after_secs(&self, options: &HeaderOptions) -> Option<u64> {
+        let wait = self.retry_after()?;
+        let wait = options.max_retry_after.map_or(wait, |max| wait.min(max));
+        Some(secs_ceil(wait).max(1))
+    }
+
+    /// The full `429` verdict of a denied decision.
+    pub(crate) fn reject(self, options: &HeaderOptions) -> Verdict {
+        let mut headers = self.headers(options);
+        if let Some(secs) = self.retry_after_secs(options) {
+            headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        let body = match options.body {
+            RejectBody::PlainText => {
+                headers.push((
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ));
+                let name = self.denied_by().map_or("", |p| &p.name);
+                Bytes::from(format!(
+                    "Too Many Requests: rate limit \"{name}\" exceeded\n"
+                ))
+            }
+            RejectBody::ProblemJson => {
+                headers.push((
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                ));
+                let mut json = String::from(
+                    "{\"type\":\"https://iana.org/assignments/http-problem-types#quota-exceeded\",\
+                     \"title\":\"Request cannot be satisfied as assigned quota has been exceeded\",\
+                     \"status\":429,\"violated-policies\":[",
+                );
+                for (i, p) in self.violated().enumerate() {
+                    if i > 0 {
+                        json.push(',');
+                    }
+                    sf_string(&mut json, &p.name);
+                }
+                json.push_str("]}");
+                Bytes::from(json)
+            }
+        };
+        Verdict::Reject {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            headers,
+            body,
+            decision: Some(self),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! GCRA in process, through `governor`, on our clock.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::decision::PolicyState;
+use super::policy::Policy;
+use crate::clock::ClockHandle;
+
+/// `governor`'s view of our clock: time since the Unix epoch.
+#[derive(Debug, Clone)]
+pub(crate) struct GovClock(pub(crate) ClockHandle);
+
+impl governor::clock::Clock for GovClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.0.now_since_epoch()
+    }
+}
+
+impl governor::clock::ReasonablyRealtime for GovClock {}
+
+type Keyed = RateLimiter<String, DashMapStateStore<String>, GovClock, StateInformationMiddleware>;
+
+pub(crate) struct Gcra {
+    limiter: Keyed,
+    clock: GovClock,
+    period: Duration,
+    burst: u32,
+}
+
+impl Gcra {
+    /// `None` when the policy's numbers make no GCRA quota (validated before).
+    pub(crate) fn new(policy: &Policy, clock: ClockHandle) -> Option<Gcra> {
+        let period = policy.window / policy.limit;
+        let burst = policy.burst_size();
+        let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(burst)?);
+        let clock = GovClock(clock);
+        let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
+            .with_middleware::<StateInformationMiddleware>();
+        Some(Gcra {
+            limiter,
+            clock,
+            period,
+            burst,
+        })
+    }
+
+    pub(crate) fn check(&self, policy: &Policy, key: &String, cost: u32) -> PolicyState {
+        let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
+        let full = self.period * self.burst;
+        let (remaining, reset_after, retry_after) = match self.limiter.check_key_n(key, n) {
+            Ok(Ok(snapshot)) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                (
+                    remaining,
+                    self.period * (self.burst - remaining.min(self.burst)),
+                    None,
+                )
+            }
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+                (0, full.max(wait), Some(wait.max(Duration::from_nanos(1))))
+            }
+            // The cost exceeds the burst: this request can never pass.
+            Err(_) => (0, full, Some(policy.window)),
+        };
+        PolicyState {
+            name: policy.name.clone(),
+            limit: u64::from(self.burst),
+            window: policy.window,
+            remaining: u64::from(remaining),
+            reset_after,
+            retry_after,
+        }
+    }
+
+    pub(crate) fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.limiter.len()
+    }
+}

@@ -1,0 +1,389 @@
+//! Whom a request counts against: key extraction.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderName, StatusCode};
+use ipnet::IpNet;
+
+use crate::request::RequestView;
+
+/// Where a policy's key comes from. Build one with the constructors; chain a fallback with
+/// [`or`](KeySource::or).
+///
+/// Keys are written into store keys, so a header or custom value longer than 256 bytes,
+/// or with bytes outside printable ASCII, counts as *no key*.
+#[derive(Clone)]
+pub struct KeySource {
+    kind: Kind,
+    fallback: Option<Box<KeySource>>,
+}
+
+type KeyFn = Arc<dyn Fn(&dyn RequestView) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+enum Kind {
+    Peer {
+        v6_prefix: u8,
+    },
+    Client {
+        proxies: Arc<[IpNet]>,
+        v6_prefix: u8,
+        header: ForwardedHeader,
+    },
+    Header(HeaderName),
+    Custom(KeyFn),
+    Global,
+}
+
+/// Which proxy header [`KeySource::client_ip`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the default).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// What happens to a request whose key cannot be extracted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingKey {
+    /// Answer with this status (400 or 500, say) and a short plain-text body.
+    Reject(StatusCode),
+    /// Count the request against this fixed key (all such requests share it).
+    UseKey(String),
+}
+
+const MAX_KEY_LEN: usize = 256;
+
+impl KeySource {
+    fn new(kind: Kind) -> Self {
+        KeySource {
+            kind,
+            fallback: None,
+        }
+    }
+
+    /// The TCP peer's IP address. IPv6 addresses are grouped by their /64 (see
+    /// [`ipv6_prefix`](KeySource::ipv6_prefix)) so that a client cannot rotate addresses
+    /// inside its own block. Behind a proxy this is the proxy: use
+    /// [`client_ip`](KeySource::client_ip) there.
+    pub fn peer_ip() -> Self {
+        Self::new(Kind::Peer { v6_prefix: 64 })
+    }
+
+    /// The client's IP address behind trusted proxies.
+    ///
+    /// `X-Forwarded-For` (or `Forwarded`, see [`forwarded_header`](KeySource::forwarded_header))
+    /// is believed **only** when the TCP peer is in `trusted_proxies`; then the hops are
+    /// read from the right and the first address that is not a trusted proxy is the
+    /// client (a client can prepend anything to the header, but cannot forge what the
+    /// proxies appended). A hop that does not parse stops the walk at the last trusted
+    /// address. From an untrusted peer the header is ignored and the peer is the client.
+    pub fn client_ip<I: IntoIterator<Item = IpNet>>(trusted_proxies: I) -> Self {
+        Self::new(Kind::Client {
+            proxies: trusted_proxies.into_iter().collect(),
+            v6_prefix: 64,
+            header: ForwardedHeader::XForwardedFor,
+        })
+    }
+
+    /// The value of a request header (an API key, say). Note that it is written into the
+    /// store key as it is.
+    pub fn header(name: HeaderName) -> Self {
+        Self::new(Kind::Header(name))
+    }
+
+    /// A value of type `T` in the request extensions (the authenticated user, say), mapped
+    /// to a key by `f`.
+    pub fn extension<T, F>(f: F) -> Self
+    where
+        T: Send + Sync + 'static,
+        F: Fn(&T) -> String + Send + Sync + 'static,
+    {
+        Self::custom(move |req| req.extensions().and_then(|e| e.get::<T>()).map(&f))
+    }
+
+    /// Any function of the request; `None` means "no key".
+    pub fn custom<F>(f: F) -> Self
+    where
+        F: Fn(&dyn RequestView) -> Option<String> + Send + Sync + 'static,
+    {
+        Self::new(Kind::Custom(Arc::new(f)))
+    }
+
+    /// One key for every request: a global limit.
+    pub fn global() -> Self {
+        Self::new(Kind::Global)
+    }
+
+    /// When this source yields no key, try `other` (e.g. per user when logged in, per IP
+    /// otherwise).
+    #[must_use]
+    pub fn or(mut self, other: KeySource) -> Self {
+        match &mut self.fallback {
+            Some(f) => **f = f.as_ref().clone().or(other),
+            None => self.fallback = Some(Box::new(other)),
+        }
+        self
+    }
+
+    /// The prefix length IPv6 addresses are grouped by (default 64; 128 = no grouping).
+    /// Only for the IP sources; clamped to 1..=128.
+    #[must_use]
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        let bits = bits.clamp(1, 128);
+        match &mut self.kind {
+            Kind::Peer { v6_prefix } | Kind::Client { v6_prefix, .. } => *v6_prefix = bits,
+            _ => {}
+        }
+        self
+    }
+
+    /// Which header [`client_ip`](KeySource::client_ip) reads (default `X-Forwarded-For`).
+    #[must_use]
+    pub fn forwarded_header(mut self, which: ForwardedHeader) -> Self {
+        if let Kind::Client { header, .. } = &mut self.kind {
+            *header = which;
+        }
+        self
+    }
+
+    /// Whether this source reads IP addresses (a missing key is then a server
+    /// misconfiguration rather than a bad request).
+    pub(crate) fn is_ip(&self) -> bool {
+        matches!(self.kind, Kind::Peer { .. } | Kind::Client { .. })
+    }
+
+    /// The key of `req`, or `None` when it has none.
+    pub fn extract(&self, req: &dyn RequestView) -> Option<String> {
+        let own = match &self.kind {
+            Kind::Peer { v6_prefix } => req.peer_addr().map(|a| ip_key(a.ip(), *v6_prefix)),
+            Kind::Client {
+                proxies,
+                v6_prefix,
+                header,
+            } => client_ip(req, proxies, *header).map(|ip| ip_key(ip, *v6_prefix)),
+            Kind::Header(name) => req
+                .header(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .filter(|v| is_key_safe(v))
+                .map(|v| format!("h:{v}")),
+            Kind::Custom(f) => f(req).filter(|v| is_key_safe(v)).map(|v| format!("x:{v}")),
+            Kind::Global => Some("global".to_owned()),
+        };
+        own.or_else(|| self.fallback.as_ref().and_then(|f| f.extract(req)))
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("KeySource");
+        match &self.kind {
+            Kind::Peer { v6_prefix } => d.field("peer_ip", &format_args!("/{v6_prefix}")),
+            Kind::Client {
+                proxies,
+                v6_prefix,
+                header,
+            } => d
+                .field("client_ip", &format_args!("/{v6_prefix}"))
+                .field("trusted_proxies", &proxies.len())
+                .field("header", header),
+            Kind::Header(h) => d.field("header", h),
+            Kind::Custom(_) => d.field("custom", &"fn"),
+            Kind::Global => d.field("global", &true),
+        };
+        d.field("fallback", &self.fallback).finish()
+    }
+}
+
+fn is_key_safe(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_KEY_LEN && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
+/// `ip:1.2.3.4`, or `ip:2001:db8:1:2::/64` for an IPv6 address grouped by its prefix.
+fn ip_key(ip: IpAddr, v6_prefix: u8) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) if v6_prefix >= 128 => format!("ip:{v6}"),
+        IpAddr::V6(v6) => {
+            let net = ipnet::Ipv6Net::new(v6, v6_prefix).map_or(v6, |n| n.trunc().addr());
+            format!("ip:{net}/{v6_prefix}")
+        }
+    }
+}
+
+fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    proxies.iter().any(|net| net.contains(&ip))
+}
+
+fn client_ip(req: &dyn RequestView, proxies: &[IpNet], header: ForwardedHeader) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    if !trusted(proxies, peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<String> = Vec::new();
+    match header {
+        ForwardedHeader::XForwardedFor => {
+            req.for_each_header(&HeaderName::from_static("x-forwarded-for"), &mut |v| {
+                let text = String::from_utf8_lossy(v);
+                hops.extend(text.split(',').map(|h| h.trim().to_owned()));
+            });
+        }
+        ForwardedHeader::Forwarded => {
+            req.for_each_header(&http::header::FORWARDED, &mut |v| {
+                let text = String::from_utf8_lossy(v);
+                for element in text.split(',') {
+                    let for_value = element.split(';').find_map(|pair| {
+                        let (k, v) = pair.split_once('=')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("for")
+                            .then(|| v.trim().trim_matches('"').to_owned())
+                    });
+                    // An element without `for=` is a hop we cannot read.
+                    hops.push(for_value.unwrap_or_default());
+                }
+            });
+        }
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            return Some(client);
+        };
+        let ip = ip.to_canonical();
+        client = ip;
+        if !trusted(proxies, ip) {
+            return Some(ip);
+        }
+    }
+    Some(client)
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    hop.parse::<std::net::SocketAddrV4>()
+        .ok()
+        .map(|s| IpAddr::V4(*s.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn req(peer: &str, xff: &[&str]) -> http::Request<()> {
+        let mut b = http::Request::builder().uri("/x");
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        let mut r = b.body(()).expect("request");
+        r.extensions_mut()
+            .insert(peer.parse::<SocketAddr>().expect("addr"));
+        r
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().expect("net")).collect()
+    }
+
+    #[test]
+    fn ipv6_peers_are_grouped_by_their_64() {
+        let k = KeySource::peer_ip();
+        let a = k.extract(&req("[2001:db8:1:2:aaaa::1]:5000", &[]));
+        let b = k.extract(&req("[2001:db8:1:2:bbbb::9]:5001", &[]));
+        let c = k.extract(&req("[2001:db8:1:3::1]:5001", &[]));
+        assert_eq!(a.as_deref(), Some("ip:2001:db8:1:2::/64"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let full = KeySource::peer_ip()
+            .ipv6_prefix(128)
+            .extract(&req("[2001:db8::1]:1", &[]));
+        assert_eq!(full.as_deref(), Some("ip:2001:db8::1"));
+        // IPv4-mapped IPv6 is the IPv4 address.
+        let mapped = k.extract(&req("[::ffff:10.0.0.1]:1", &[]));
+        assert_eq!(mapped.as_deref(), Some("ip:10.0.0.1"));
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let k = KeySource::client_ip(nets(&["10.0.0.0/8"]));
+        // The attacker talks to us directly and claims to be someone else.
+        let key = k.extract(&req("203.0.113.7:4000", &["198.51.100.1"]));
+        assert_eq!(key.as_deref(), Some("ip:203.0.113.7"));
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let k = KeySource::client_ip(nets(&["10.0.0.0/8", "192.168.0.0/16"]));
+        // Client 198.51.100.9 prepended a forged address; two trusted proxies appended.
+        let key = k.extract(&req(
+            "10.0.0.2:80",
+            &["1.1.1.1, 198.51.100.9", "192.168.1.1"],
+        ));
+        assert_eq!(key.as_deref(), Some("ip:198.51.100.9"));
+        // All hops trusted: the left-most one.
+        let key = k.extract(&req("10.0.0.2:80", &["192.168.3.3, 10.1.1.1"]));
+        assert_eq!(key.as_deref(), Some("ip:192.168.3.3"));
+        // Garbage stops the walk at the last trusted address.
+        let key = k.extract(&req("10.0.0.2:80", &["198.51.100.9, not-an-ip, 10.9.9.9"]));
+        assert_eq!(key.as_deref(), Some("ip:10.9.9.9"));
+        // No header: the peer itself.
+        let key = k.extract(&req("10.0.0.2:80", &[]));
+        assert_eq!(key.as_deref(), Some("ip:10.0.0.2"));
+        // Ports and brackets are tolerated.
+        let key = k.extract(&req("10.0.0.2:80", &["[2001:db8::5]:443"]));
+        assert_eq!(key.as_deref(), Some("ip:2001:db8::/64"));
+    }
+
+    #[test]
+    fn rfc7239_forwarded_is_read_when_chosen() {
+        let k = KeySource::client_ip(nets(&["10.0.0.0/8"]))
+            .forwarded_header(ForwardedHeader::Forwarded);
+        let mut r = req("10.0.0.2:80", &["6.6.6.6"]);
+        r.headers_mut().insert(
+            http::header::FORWARDED,
+            http::HeaderValue::from_static(
+                "for=1.1.1.1, for=\"[2001:db8::7]:80\";proto=https, For=10.0.0.3",
+            ),
+        );
+        assert_eq!(k.extract(&r).as_deref(), Some("ip:2001:db8::/64"));
+    }
+
+    #[test]
+    fn header_extension_custom_global_and_fallback() {
+        #[derive(Clone)]
+        struct User(u32);
+        let api = KeySource::header(HeaderName::from_static("x-api-key"));
+        let mut r = req("1.2.3.4:1", &[]);
+        assert_eq!(api.extract(&r), None);
+        r.headers_mut()
+            .insert("x-api-key", http::HeaderValue::from_static("k-123"));
+        assert_eq!(api.extract(&r).as_deref(), Some("h:k-123"));
+        r.headers_mut().insert(
+            "x-api-key",
+            http::HeaderValue::from_bytes(&[b'a'; 300]).expect("value"),
+        );
+        assert_eq!(api.extract(&r), None, "oversize header values are not keys");
+
+        let per_user =
+            KeySource::extension::<User, _>(|u| u.0.to_string()).or(KeySource::peer_ip());
+        assert_eq!(per_user.extract(&r).as_deref(), Some("ip:1.2.3.4"));
+        r.extensions_mut().insert(User(42));
+        assert_eq!(per_user.extract(&r).as_deref(), Some("x:42"));
+        assert_eq!(KeySource::global().extract(&r).as_deref(), Some("global"));
+        let custom = KeySource::custom(|req| Some(req.path().to_owned()));
+        assert_eq!(custom.extract(&r).as_deref(), Some("x:/x"));
+    }
+}

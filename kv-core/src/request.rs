@@ -1,0 +1,64 @@
+//! The framework-neutral view of an HTTP request that the engines read.
+//!
+//! The tower and actix-web adapters implement [`RequestView`] over their own request
+//! types, exposing only what an engine reads (method, path, a few headers, the peer
+//! address), so that no engine depends on a web framework.
+
+use std::net::SocketAddr;
+
+use http::{HeaderName, Method};
+
+/// What an engine may read of a request.
+pub trait RequestView {
+    /// The request method.
+    fn method(&self) -> &Method;
+    /// The request path (without the query).
+    fn path(&self) -> &str;
+    /// The query string, without `?`.
+    fn query(&self) -> Option<&str>;
+    /// The first value of header `name`.
+    fn header(&self, name: &HeaderName) -> Option<&[u8]>;
+    /// Calls `f` with every value of header `name`, in order.
+    fn for_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8]));
+    /// The address of the TCP peer (the client, or the last proxy), if the server gave it.
+    fn peer_addr(&self) -> Option<SocketAddr>;
+    /// The request extensions, where the adapter has them as `http::Extensions`.
+    fn extensions(&self) -> Option<&http::Extensions> {
+        None
+    }
+}
+
+/// For `http` requests: the peer address is read from a [`SocketAddr`] or
+/// [`PeerAddr`] extension (adapters insert one from their connection info).
+impl<B> RequestView for http::Request<B> {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.uri().query()
+    }
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.headers().get(name).map(http::HeaderValue::as_bytes)
+    }
+    fn for_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
+        for value in self.headers().get_all(name) {
+            f(value.as_bytes());
+        }
+    }
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        let ext = self.extensions();
+        ext.get::<PeerAddr>()
+            .map(|p| p.0)
+            .or_else(|| ext.get::<SocketAddr>().copied())
+    }
+    fn extensions(&self) -> Option<&http::Extensions> {
+        Some(self.extensions())
+    }
+}
+
+/// The TCP peer of a request, as a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);

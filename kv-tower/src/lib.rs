@@ -1,21 +1,32 @@
 //! # kv-tower
 //!
-//! The kv middlewares for [tower](https://docs.rs/tower) and axum: response caching,
-//! sessions and rate limiting over any [`kv_core::Store`].
+//! The kv middlewares for [tower](https://docs.rs/tower) and axum, over any
+//! [`kv_core::Store`]:
 //!
-//! **Status: in development.** This crate compiles and re-exports the store layer it
-//! will be built on; the layers themselves arrive with their issues:
+//! - [`rate_limit`]: [`RateLimitLayer`] — fixed-window, sliding-window and GCRA limits,
+//!   keyed by peer IP (trusted-proxy aware), header, user or any function; `429` with
+//!   `Retry-After` and the IETF `RateLimit` header fields.
+//! - Sessions (`SessionLayer` and the `Session` extractor) and response caching
+//!   (`CacheLayer`) arrive with their issues.
 //!
-//! - `RateLimitLayer`: fixed-window, sliding-window and GCRA limits, keyed by peer IP
-//!   (trusted-proxy aware), header, user or any function; `429` with `Retry-After` and the
-//!   IETF `RateLimit` header fields.
-//! - `SessionLayer` and the `Session` extractor: server-side records behind a signed or
-//!   private cookie, lazy loading, idle and absolute expiry.
-//! - `CacheLayer`: RFC 9111 shared-cache rules, `Vary`, `Age`, `X-Cache`, request
-//!   coalescing and conditional `304`s.
+//! Every decision lives in `kv-core`; this crate only translates `http` requests and
+//! responses, so the actix-web adapters (`kv-actix`) answer the same way.
 //!
-//! Every decision lives in `kv-core`, so the actix-web adapters (`kv-actix`) answer the
-//! same way.
+//! ## Features
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>` |
+//!
+//! Without `axum`, the peer address is read from a `SocketAddr` or
+//! [`kv_core::PeerAddr`] request extension.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod body;
+pub mod rate_limit;
+mod request;
+
+pub use body::ResponseBody;
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
+pub use rate_limit::{RateLimit, RateLimitLayer};

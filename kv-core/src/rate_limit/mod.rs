@@ -179,6 +179,24 @@ impl<S: Store> RateLimiter<S> {
         async move { inner.decide(pending).await }
     }
 
+    /// Decides at once, without a store call, when every policy is in process (GCRA);
+    /// `None` when a store must be asked (then use [`decide`](RateLimiter::decide)).
+    pub fn decide_in_process(&self, pending: &Pending) -> Option<Verdict> {
+        let inner = &*self.inner;
+        if inner.any_store_policy {
+            return None;
+        }
+        let states = inner
+            .policies
+            .iter()
+            .zip(&pending.keys)
+            .filter_map(|((policy, gcra), key)| {
+                gcra.as_ref().map(|g| g.check(policy, key, pending.cost))
+            })
+            .collect();
+        Some(inner.finish(Ok(states)))
+    }
+
     /// In-process GCRA states held right now (pruned in the background).
     pub fn tracked_keys(&self) -> usize {
         self.inner
@@ -206,28 +224,21 @@ fn missing_key_text(status: StatusCode) -> &'static str {
 impl<S: Store> Inner<S> {
     async fn decide(&self, pending: Pending) -> Verdict {
         let now = self.clock.now_millis();
-        let states =
-            if self.any_store_policy {
-                let counted = self.policies.iter().zip(&pending.keys).map(
-                    |((policy, gcra), key)| async move {
-                        match gcra {
-                            Some(gcra) => Ok(gcra.check(policy, key, pending.cost)),
-                            None => self.count(policy, key, pending.cost, now).await,
-                        }
-                    },
-                );
-                // Every store call at once: one round trip on a multiplexed connection.
-                try_join_all(counted).await
-            } else {
-                Ok(self
-                    .policies
-                    .iter()
-                    .zip(&pending.keys)
-                    .filter_map(|((policy, gcra), key)| {
-                        gcra.as_ref().map(|g| g.check(policy, key, pending.cost))
-                    })
-                    .collect())
-            };
+        let counted =
+            self.policies
+                .iter()
+                .zip(&pending.keys)
+                .map(|((policy, gcra), key)| async move {
+                    match gcra {
+                        Some(gcra) => Ok(gcra.check(policy, key, pending.cost)),
+                        None => self.count(policy, key, pending.cost, now).await,
+                    }
+                });
+        // Every store call at once: one round trip on a multiplexed connection.
+        self.finish(try_join_all(counted).await)
+    }
+
+    fn finish(&self, states: Result<Vec<PolicyState>>) -> Verdict {
         let policies = match states {
             Ok(states) => states,
             Err(err) => return self.store_failed(&err),

@@ -1,0 +1,45 @@
+//! Rate limiting for tower and axum: [`RateLimitLayer`] over a kv-core
+//! [`RateLimiter`](kv_core::rate_limit::RateLimiter).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use axum::{Router, routing::get, body::Body, http::{Request, StatusCode}};
+//! use kv_core::MemoryStore;
+//! use kv_core::rate_limit::{KeySource, Policy, RateLimiter};
+//! use kv_tower::RateLimitLayer;
+//! use tower::ServiceExt;
+//!
+//! let limiter = RateLimiter::builder(MemoryStore::new())
+//!     .policy(Policy::fixed_window("burst", 2, Duration::from_secs(1)).key(KeySource::global()))
+//!     .build()
+//!     .expect("valid policies");
+//! let app = Router::new().route("/", get(|| async { "hi" })).layer(RateLimitLayer::new(limiter));
+//!
+//! for expected in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+//!     let response = app.clone().oneshot(Request::new(Body::empty())).await.unwrap();
+//!     assert_eq!(response.status(), expected);
+//!     assert!(response.headers().contains_key("ratelimit"));
+//! }
+//! # }
+//! ```
+//!
+//! Every decision — algorithms, keys, headers, the `429` body — is kv-core's (see
+//! [`kv_core::rate_limit`]); this layer translates. The peer address comes from a
+//! `SocketAddr` or [`kv_core::PeerAddr`] extension, or, with the `axum` feature, from
+//! `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
+//! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
+//!
+//! Denied requests never reach the service. The layer keeps the service's error type;
+//! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a
+//! request without a key). On an in-process (GCRA) policy the decision is made without
+//! awaiting; on a store it is one round trip, whatever the number of policies.
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::RateLimitLayer;
+pub use service::RateLimit;

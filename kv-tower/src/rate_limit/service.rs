@@ -1,0 +1,105 @@
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use kv_core::Store;
+use kv_core::rate_limit::{RateLimiter, Verdict};
+use tower_service::Service;
+
+use super::{RateLimitLayer, ResponseFuture};
+use crate::request::View;
+
+/// The rate-limiting service: see the [module docs](crate::rate_limit).
+pub struct RateLimit<S, St> {
+    inner: S,
+    limiter: RateLimiter<St>,
+}
+
+impl<S, St: Store> RateLimit<S, St> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, limiter: RateLimiter<St>) -> Self {
+        RateLimit { inner, limiter }
+    }
+
+    /// A [`RateLimitLayer`] with `limiter`.
+    pub fn layer(limiter: RateLimiter<St>) -> RateLimitLayer<St> {
+        RateLimitLayer::new(limiter)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, St> Clone for RateLimit<S, St> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St: Store> fmt::Debug for RateLimit<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .finish()
+    }
+}
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: Store,
+{
+    type Response = Response<crate::ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let prepared = self.limiter.prepare(&View::new(&req));
+        let pending = match prepared {
+            Ok(pending) => pending,
+            Err(verdict) => return answer(&mut self.inner, verdict, req),
+        };
+        if let Some(verdict) = self.limiter.decide_in_process(&pending) {
+            return answer(&mut self.inner, verdict, req);
+        }
+        // The store must be asked: keep the service that was polled ready for later.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::deciding(Box::pin(self.limiter.decide(pending)), ready, req)
+    }
+}
+
+/// Calls the service for an allowed verdict, or answers for it.
+fn answer<S, ReqB, ResB>(
+    inner: &mut S,
+    verdict: Verdict,
+    req: Request<ReqB>,
+) -> ResponseFuture<S::Future, S, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    match verdict {
+        Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),
+        reject => ResponseFuture::answered(reject),
+    }
+}

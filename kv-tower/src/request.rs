@@ -1,0 +1,57 @@
+//! `http::Request` as kv-core's [`RequestView`].
+
+use std::net::SocketAddr;
+
+use http::{HeaderName, Method, Request};
+use kv_core::{PeerAddr, RequestView};
+
+/// A request and the peer address found in its extensions.
+pub(crate) struct View<'a, B> {
+    req: &'a Request<B>,
+    peer: Option<SocketAddr>,
+}
+
+impl<'a, B> View<'a, B> {
+    pub(crate) fn new(req: &'a Request<B>) -> Self {
+        let ext = req.extensions();
+        let peer = ext
+            .get::<PeerAddr>()
+            .map(|p| p.0)
+            .or_else(|| ext.get::<SocketAddr>().copied());
+        #[cfg(feature = "axum")]
+        let peer = peer.or_else(|| {
+            ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        });
+        View { req, peer }
+    }
+}
+
+impl<B> RequestView for View<'_, B> {
+    fn method(&self) -> &Method {
+        self.req.method()
+    }
+    fn path(&self) -> &str {
+        self.req.uri().path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.req.uri().query()
+    }
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.req
+            .headers()
+            .get(name)
+            .map(http::HeaderValue::as_bytes)
+    }
+    fn for_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
+        for value in self.req.headers().get_all(name) {
+            f(value.as_bytes());
+        }
+    }
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+    fn extensions(&self) -> Option<&http::Extensions> {
+        Some(self.req.extensions())
+    }
+}

@@ -15,11 +15,16 @@ use kv_core::{MemoryStore, RedisStore, Store, Ttl};
 
 fn request(peer: &str) -> http::Request<()> {
     let mut r = http::Request::new(());
-    r.extensions_mut().insert(peer.parse::<SocketAddr>().expect("addr"));
+    r.extensions_mut()
+        .insert(peer.parse::<SocketAddr>().expect("addr"));
     r
 }
 
-async fn concurrent_allowed<St: Store + Clone>(limiter: &RateLimiter<St>, peer: &str, n: usize) -> usize {
+async fn concurrent_allowed<St: Store + Clone>(
+    limiter: &RateLimiter<St>,
+    peer: &str,
+    n: usize,
+) -> usize {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let fut = limiter.check(&request(peer));
@@ -34,25 +39,50 @@ async fn concurrent_allowed<St: Store + Clone>(limiter: &RateLimiter<St>, peer: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_exactly_n_of_4n_concurrent_requests_pass() {
-    let Some(redis) = support::server("on_redis_exactly_n_of_4n_concurrent_requests_pass") else { return };
+    let Some(redis) = support::server("on_redis_exactly_n_of_4n_concurrent_requests_pass") else {
+        return;
+    };
     let prefix = format!("rl{}:", std::process::id());
-    let store = RedisStore::builder(redis.url()).key_prefix(prefix).build().await.expect("connect");
+    let store = RedisStore::builder(redis.url())
+        .key_prefix(prefix)
+        .build()
+        .await
+        .expect("connect");
     for policy in [
         Policy::fixed_window("fixed", 25, Duration::from_secs(60)),
         Policy::sliding_window("sliding", 25, Duration::from_secs(60)),
     ] {
         let name = policy.name().to_owned();
-        let limiter = RateLimiter::builder(store.clone()).policy(policy).build().expect("limiter");
-        assert_eq!(concurrent_allowed(&limiter, "198.51.100.40:1", 100).await, 25, "{name}");
+        let limiter = RateLimiter::builder(store.clone())
+            .policy(policy)
+            .build()
+            .expect("limiter");
+        assert_eq!(
+            concurrent_allowed(&limiter, "198.51.100.40:1", 100).await,
+            25,
+            "{name}"
+        );
         // Another client is not affected.
-        assert!(limiter.check(&request("198.51.100.41:1")).await.is_allowed(), "{name}");
+        assert!(
+            limiter
+                .check(&request("198.51.100.41:1"))
+                .await
+                .is_allowed(),
+            "{name}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_windows_reset_and_counters_carry_their_ttl() {
-    let Some(redis) = support::server("on_redis_windows_reset_and_counters_carry_their_ttl") else { return };
-    let store = RedisStore::builder(redis.url()).key_prefix(format!("rw{}:", std::process::id())).build().await.expect("connect");
+    let Some(redis) = support::server("on_redis_windows_reset_and_counters_carry_their_ttl") else {
+        return;
+    };
+    let store = RedisStore::builder(redis.url())
+        .key_prefix(format!("rw{}:", std::process::id()))
+        .build()
+        .await
+        .expect("connect");
     let window = Duration::from_millis(400);
     let limiter = RateLimiter::builder(store.clone())
         .policy(Policy::fixed_window("short", 2, window))
@@ -73,7 +103,10 @@ async fn on_redis_windows_reset_and_counters_carry_their_ttl() {
     // ... and admitted again once the window has passed (a short real wait: Redis keeps real time).
     tokio::time::sleep(wait + Duration::from_millis(20)).await;
     assert!(limiter.check(&peer).await.is_allowed());
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
     let key = format!("short:ip:198.51.100.42:{}", now_ms / 400);
     match store.ttl(&key).await.expect("ttl") {
         Ttl::Expires(left) => assert!(left <= window),
@@ -110,7 +143,12 @@ impl Store for SlowStore {
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> kv_core::Result<()> {
         self.slow(self.inner.set(key, value, ttl)).await
     }
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> kv_core::Result<bool> {
+    async fn set_nx(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> kv_core::Result<bool> {
         self.slow(self.inner.set_nx(key, value, ttl)).await
     }
     async fn del(&self, key: &str) -> kv_core::Result<bool> {
@@ -131,9 +169,21 @@ impl Store for SlowStore {
 async fn a_decision_costs_one_round_trip_however_many_policies() {
     let store = SlowStore::default();
     let limiter = RateLimiter::builder(store.clone())
-        .policy(Policy::fixed_window("per-second", 10, Duration::from_secs(1)))
-        .policy(Policy::sliding_window("per-minute", 100, Duration::from_secs(60)))
-        .policy(Policy::fixed_window("per-hour", 1000, Duration::from_secs(3600)))
+        .policy(Policy::fixed_window(
+            "per-second",
+            10,
+            Duration::from_secs(1),
+        ))
+        .policy(Policy::sliding_window(
+            "per-minute",
+            100,
+            Duration::from_secs(60),
+        ))
+        .policy(Policy::fixed_window(
+            "per-hour",
+            1000,
+            Duration::from_secs(3600),
+        ))
         .policy(Policy::gcra("steady", 50, Duration::from_secs(1)))
         .build()
         .expect("limiter");
@@ -144,5 +194,9 @@ async fn a_decision_costs_one_round_trip_however_many_policies() {
     // fixed (1 call) + sliding (2 calls) + fixed (1 call), all at once: one "round trip".
     assert_eq!(store.calls.load(Ordering::SeqCst), 4);
     assert_eq!(store.max_in_flight.load(Ordering::SeqCst), 4);
-    assert_eq!(took, Duration::from_millis(100), "store calls ran one after another");
+    assert_eq!(
+        took,
+        Duration::from_millis(100),
+        "store calls ran one after another"
+    );
 }

@@ -23,10 +23,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod body;
 pub mod rate_limit;
 mod request;
 
-pub use body::ResponseBody;
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::{RateLimit, RateLimitLayer};

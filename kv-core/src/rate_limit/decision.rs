@@ -1,11 +1,11 @@
 //! What a rate-limit check decided, and the HTTP headers and bodies that say so.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
+use smallvec::SmallVec;
 
 /// The state of one policy after a request was counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +35,21 @@ impl PolicyState {
 /// The outcome of checking one request against every policy of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Every policy, in the order they were configured.
-    pub policies: Vec<PolicyState>,
-    /// Shadow mode: the decision is reported but never enforced.
-    pub shadow: bool,
+    pub(crate) policies: SmallVec<[PolicyState; 2]>,
+    pub(crate) shadow: bool,
 }
 
 impl Decision {
+    /// Every policy's state, in the order they were configured.
+    pub fn policies(&self) -> &[PolicyState] {
+        &self.policies
+    }
+
+    /// Shadow mode: the decision is reported but never enforced.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
     /// Whether the request may proceed (always true in shadow mode).
     pub fn allowed(&self) -> bool {
         self.shadow || self.policies.iter().all(PolicyState::allowed)
@@ -107,8 +115,8 @@ impl Default for HeaderOptions {
     }
 }
 
-/// Headers to add to a response.
-pub type Headers = Vec<(HeaderName, HeaderValue)>;
+/// Headers to add to a response (inline up to the usual two, so no allocation).
+pub type Headers = SmallVec<[(HeaderName, HeaderValue); 2]>;
 
 /// What the adapter does with a request.
 #[derive(Debug, Clone)]
@@ -142,7 +150,7 @@ impl Verdict {
     pub(crate) fn plain(status: StatusCode, text: &'static str) -> Verdict {
         Verdict::Reject {
             status,
-            headers: vec![(
+            headers: smallvec::smallvec![(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             )],
@@ -152,14 +160,59 @@ impl Verdict {
     }
 }
 
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// `"name";q=100;w=60, ...` — constant for a limiter, so it computes it once.
+pub(crate) fn policy_value<'a>(
+    policies: impl Iterator<Item = (&'a str, u64, Duration)>,
+) -> HeaderValue {
+    let mut out = Vec::with_capacity(64);
+    let mut buf = itoa::Buffer::new();
+    for (i, (name, limit, window)) in policies.enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\";q=");
+        out.extend_from_slice(buf.format(limit).as_bytes());
+        out.extend_from_slice(b";w=");
+        out.extend_from_slice(buf.format(secs_ceil(window).max(1)).as_bytes());
+    }
+    value(out)
+}
+
+/// `"name";r=50;t=30, ...`
+fn state_value(policies: &[PolicyState]) -> HeaderValue {
+    let mut out = Vec::with_capacity(32 * policies.len());
+    let mut buf = itoa::Buffer::new();
+    for (i, p) in policies.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(p.name.as_bytes());
+        out.extend_from_slice(b"\";r=");
+        out.extend_from_slice(buf.format(p.remaining).as_bytes());
+        out.extend_from_slice(b";t=");
+        out.extend_from_slice(buf.format(secs_ceil(p.reset_after)).as_bytes());
+    }
+    value(out)
+}
+
 fn secs_ceil(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn value(s: String) -> HeaderValue {
+fn value(bytes: Vec<u8>) -> HeaderValue {
     // Policy names are validated as printable ASCII at build time, so this cannot fail;
     // an empty value is the harmless fallback.
-    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_maybe_shared(Bytes::from(bytes))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Appends `"name"` as a Structured Field string (names never contain `"` or `\`).
@@ -172,22 +225,23 @@ fn sf_string(out: &mut String, name: &str) {
 impl Decision {
     /// The rate-limit headers of this decision.
     pub fn headers(&self, options: &HeaderOptions) -> Headers {
-        let mut headers = Headers::with_capacity(5);
+        let policy = (options.ietf && !self.policies.is_empty())
+            .then(|| policy_value(self.policies.iter().map(|p| (&*p.name, p.limit, p.window))));
+        self.headers_with(options, policy.as_ref())
+    }
+
+    /// [`headers`](Decision::headers) with the (constant) `RateLimit-Policy` value given.
+    pub(crate) fn headers_with(
+        &self,
+        options: &HeaderOptions,
+        policy: Option<&HeaderValue>,
+    ) -> Headers {
+        let mut headers = Headers::with_capacity(if options.legacy { 5 } else { 2 });
         if options.ietf && !self.policies.is_empty() {
-            let mut policy = String::with_capacity(32 * self.policies.len());
-            let mut state = String::with_capacity(32 * self.policies.len());
-            for (i, p) in self.policies.iter().enumerate() {
-                if i > 0 {
-                    policy.push_str(", ");
-                    state.push_str(", ");
-                }
-                sf_string(&mut policy, &p.name);
-                let _ = write!(policy, ";q={};w={}", p.limit, secs_ceil(p.window).max(1));
-                sf_string(&mut state, &p.name);
-                let _ = write!(state, ";r={};t={}", p.remaining, secs_ceil(p.reset_after));
+            if let Some(policy) = policy {
+                headers.push((RATELIMIT_POLICY, policy.clone()));
             }
-            headers.push((HeaderName::from_static("ratelimit-policy"), value(policy)));
-            headers.push((HeaderName::from_static("ratelimit"), value(state)));
+            headers.push((RATELIMIT, state_value(&self.policies)));
         }
         if options.legacy
             && let Some(p) = self
@@ -195,16 +249,10 @@ impl Decision {
                 .iter()
                 .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset_after)))
         {
+            headers.push((X_RATELIMIT_LIMIT, HeaderValue::from(p.limit)));
+            headers.push((X_RATELIMIT_REMAINING, HeaderValue::from(p.remaining)));
             headers.push((
-                HeaderName::from_static("x-ratelimit-limit"),
-                HeaderValue::from(p.limit),
-            ));
-            headers.push((
-                HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderValue::from(p.remaining),
-            ));
-            headers.push((
-                HeaderName::from_static("x-ratelimit-reset"),
+                X_RATELIMIT_RESET,
                 HeaderValue::from(secs_ceil(p.reset_after)),
             ));
         }
@@ -219,8 +267,8 @@ impl Decision {
     }
 
     /// The full `429` verdict of a denied decision.
-    pub(crate) fn reject(self, options: &HeaderOptions) -> Verdict {
-        let mut headers = self.headers(options);
+    pub(crate) fn reject(self, options: &HeaderOptions, policy: Option<&HeaderValue>) -> Verdict {
+        let mut headers = self.headers_with(options, policy);
         if let Some(secs) = self.retry_after_secs(options) {
             headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
         }

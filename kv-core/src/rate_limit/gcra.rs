@@ -3,8 +3,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::decision::PolicyState;
@@ -24,7 +24,12 @@ impl governor::clock::Clock for GovClock {
 
 impl governor::clock::ReasonablyRealtime for GovClock {}
 
-type Keyed = RateLimiter<String, DashMapStateStore<String>, GovClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<
+    CompactString,
+    governor::state::keyed::DashMapStateStore<CompactString, foldhash::fast::RandomState>,
+    GovClock,
+    StateInformationMiddleware,
+>;
 
 pub(crate) struct Gcra {
     limiter: Keyed,
@@ -40,8 +45,12 @@ impl Gcra {
         let burst = policy.burst_size();
         let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(burst)?);
         let clock = GovClock(clock);
-        let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
-            .with_middleware::<StateInformationMiddleware>();
+        let limiter = RateLimiter::dashmap_with_clock_and_hasher(
+            quota,
+            clock.clone(),
+            foldhash::fast::RandomState::default(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         Some(Gcra {
             limiter,
             clock,
@@ -50,7 +59,7 @@ impl Gcra {
         })
     }
 
-    pub(crate) fn check(&self, policy: &Policy, key: &String, cost: u32) -> PolicyState {
+    pub(crate) fn check(&self, policy: &Policy, key: &CompactString, cost: u32) -> PolicyState {
         let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         let full = self.period * self.burst;
         let (remaining, reset_after, retry_after) = match self.limiter.check_key_n(key, n) {

@@ -53,8 +53,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use futures_util::future::try_join_all;
 use http::StatusCode;
+use smallvec::SmallVec;
 
 pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Verdict};
 pub use key::{ForwardedHeader, KeySource, MissingKey};
@@ -106,13 +108,25 @@ struct Inner<S> {
     clock: ClockHandle,
     janitor: Janitor,
     any_store_policy: bool,
+    /// The `RateLimit-Policy` value: constant, so computed once.
+    policy_header: http::HeaderValue,
+}
+
+/// What [`RateLimiter::prepare`] found.
+#[derive(Debug)]
+pub enum Prepared {
+    /// The request must be counted: pass this to [`RateLimiter::decide`] (or
+    /// [`RateLimiter::decide_in_process`]).
+    Count(Pending),
+    /// Nothing to count: bypassed, or a request without a key.
+    Done(Box<Verdict>),
 }
 
 /// The keys and cost of one request, extracted synchronously; [`RateLimiter::decide`]
 /// counts them.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    keys: Vec<String>,
+    keys: SmallVec<[CompactString; 2]>,
     cost: u32,
 }
 
@@ -140,37 +154,39 @@ impl<S: Store> RateLimiter<S> {
         let inner = Arc::clone(&self.inner);
         async move {
             match prepared {
-                Ok(pending) => inner.decide(pending).await,
-                Err(verdict) => verdict,
+                Prepared::Count(pending) => inner.decide(pending).await,
+                Prepared::Done(verdict) => *verdict,
             }
         }
     }
 
     /// The synchronous half of [`check`](RateLimiter::check): bypass, keys and cost.
-    /// `Err` carries a verdict that needs no counting (bypassed, or no key).
-    pub fn prepare(&self, req: &dyn RequestView) -> Result<Pending, Verdict> {
+    pub fn prepare(&self, req: &dyn RequestView) -> Prepared {
         let inner = &*self.inner;
         if inner.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
-            return Err(Verdict::Allow {
-                headers: Vec::new(),
+            return Prepared::Done(Box::new(Verdict::Allow {
+                headers: Headers::new(),
                 decision: None,
-            });
+            }));
         }
-        let mut keys = Vec::with_capacity(inner.policies.len());
+        let mut keys = SmallVec::with_capacity(inner.policies.len());
         for (policy, _) in &inner.policies {
             match policy.key.extract(req) {
                 Some(key) => keys.push(key),
                 None => match policy.missing_key() {
-                    MissingKey::UseKey(key) => keys.push(key),
+                    MissingKey::UseKey(key) => keys.push(CompactString::from(key)),
                     MissingKey::Reject(status) => {
                         tracing::debug!(policy = &*policy.name, %status, "rate limit: request has no key");
-                        return Err(Verdict::plain(status, missing_key_text(status)));
+                        return Prepared::Done(Box::new(Verdict::plain(
+                            status,
+                            missing_key_text(status),
+                        )));
                     }
                 },
             }
         }
         let cost = inner.cost.as_ref().map_or(1, |cost| cost(req)).max(1);
-        Ok(Pending { keys, cost })
+        Prepared::Count(Pending { keys, cost })
     }
 
     /// The counting half of [`check`](RateLimiter::check). The future owns what it needs.
@@ -224,6 +240,13 @@ fn missing_key_text(status: StatusCode) -> &'static str {
 impl<S: Store> Inner<S> {
     async fn decide(&self, pending: Pending) -> Verdict {
         let now = self.clock.now_millis();
+        if let ([(policy, gcra)], [key]) = (&self.policies[..], &pending.keys[..]) {
+            let state = match gcra {
+                Some(gcra) => Ok(gcra.check(policy, key, pending.cost)),
+                None => self.count(policy, key, pending.cost, now).await,
+            };
+            return self.finish(state.map(|s| smallvec::smallvec![s]));
+        }
         let counted =
             self.policies
                 .iter()
@@ -235,10 +258,10 @@ impl<S: Store> Inner<S> {
                     }
                 });
         // Every store call at once: one round trip on a multiplexed connection.
-        self.finish(try_join_all(counted).await)
+        self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
     }
 
-    fn finish(&self, states: Result<Vec<PolicyState>>) -> Verdict {
+    fn finish(&self, states: Result<SmallVec<[PolicyState; 2]>>) -> Verdict {
         let policies = match states {
             Ok(states) => states,
             Err(err) => return self.store_failed(&err),
@@ -252,17 +275,17 @@ impl<S: Store> Inner<S> {
                 let policy = decision.denied_by().map_or("", |p| &*p.name);
                 tracing::info!(policy, "rate limit exceeded (shadow mode: not enforced)");
             }
-            let headers = if self.headers.on_allowed {
-                decision.headers(&self.headers)
+            let headers = if self.headers.on_allowed && (self.headers.ietf || self.headers.legacy) {
+                decision.headers_with(&self.headers, Some(&self.policy_header))
             } else {
-                Vec::new()
+                Headers::new()
             };
             Verdict::Allow {
                 headers,
                 decision: Some(decision),
             }
         } else {
-            decision.reject(&self.headers)
+            decision.reject(&self.headers, Some(&self.policy_header))
         }
     }
 
@@ -271,7 +294,7 @@ impl<S: Store> Inner<S> {
             FailureMode::Open => {
                 tracing::warn!(error = %err, "rate limit store failed: allowing the request (fail-open)");
                 Verdict::Allow {
-                    headers: Vec::new(),
+                    headers: Headers::new(),
                     decision: None,
                 }
             }
@@ -543,6 +566,14 @@ impl<S: Store> RateLimiterBuilder<S> {
         }
         let any_gcra = policies.iter().any(|(_, g)| g.is_some());
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
+        let policy_header = decision::policy_value(policies.iter().map(|(p, _)| {
+            let limit = if p.algorithm == Algorithm::Gcra {
+                p.burst_size()
+            } else {
+                p.limit
+            };
+            (&*p.name, u64::from(limit), p.window)
+        }));
         let inner = Arc::new(Inner {
             store: self.store,
             policies,
@@ -555,6 +586,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             clock: self.clock,
             janitor: Janitor::default(),
             any_store_policy,
+            policy_header,
         });
         if any_gcra {
             Janitor::start(

@@ -261,7 +261,7 @@ async fn two_policies_are_checked_together_and_the_denial_names_its_policy() {
         } => {
             let d = decision.expect("decision");
             assert_eq!(d.denied_by().map(|p| &*p.name), Some("per-user"));
-            assert!(d.policies[0].allowed(), "per-ip still had room");
+            assert!(d.policies()[0].allowed(), "per-ip still had room");
             assert!(String::from_utf8_lossy(&body).contains("\"per-user\""));
             let state = parse_rate_limit_header(header(&headers, "ratelimit").expect("state"));
             assert_eq!(state[0].1[0], ("r".to_owned(), 97));

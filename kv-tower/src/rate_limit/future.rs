@@ -7,9 +7,9 @@ use kv_core::rate_limit::{Headers, Verdict};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::ResponseBody;
-
-type Decide = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+/// The store's answer, with the service (polled ready) and the request kept for the call.
+pub(crate) type Deciding<S, ReqB> =
+    Pin<Box<dyn Future<Output = (Verdict, S, Request<ReqB>)> + Send>>;
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
@@ -22,20 +22,17 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, S, ReqB, ResB> {
-        Deciding { decide: Decide, inner: Option<S>, req: Option<Request<ReqB>> },
+        // Boxed (the store path only): keeps the future small on the in-process path.
+        Deciding { deciding: Deciding<S, ReqB> },
         Calling { #[pin] fut: F, headers: Headers },
-        Answered { response: Option<Response<ResponseBody<ResB>>> },
+        Answered { response: Option<Box<Response<ResB>>> },
     }
 }
 
 impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
-    pub(crate) fn deciding(decide: Decide, inner: S, req: Request<ReqB>) -> Self {
+    pub(crate) fn deciding(deciding: Deciding<S, ReqB>) -> Self {
         ResponseFuture {
-            state: State::Deciding {
-                decide,
-                inner: Some(inner),
-                req: Some(req),
-            },
+            state: State::Deciding { deciding },
         }
     }
 
@@ -45,17 +42,20 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
         }
     }
 
-    pub(crate) fn answered(verdict: Verdict) -> Self {
+    pub(crate) fn answered(verdict: Verdict) -> Self
+    where
+        ResB: From<bytes::Bytes>,
+    {
         ResponseFuture {
             state: State::Answered {
-                response: Some(rejection(verdict)),
+                response: Some(Box::new(rejection(verdict))),
             },
         }
     }
 }
 
 /// The response for a verdict that does not reach the service.
-fn rejection<B>(verdict: Verdict) -> Response<ResponseBody<B>> {
+fn rejection<B: From<bytes::Bytes>>(verdict: Verdict) -> Response<B> {
     let (status, headers, body) = match verdict {
         Verdict::Reject {
             status,
@@ -66,7 +66,7 @@ fn rejection<B>(verdict: Verdict) -> Response<ResponseBody<B>> {
         // Not reached: allowed verdicts go to the service.
         Verdict::Allow { headers, .. } => (http::StatusCode::OK, headers, bytes::Bytes::new()),
     };
-    let mut response = Response::new(ResponseBody::full(body));
+    let mut response = Response::new(B::from(body));
     *response.status_mut() = status;
     let map = response.headers_mut();
     for (name, value) in headers {
@@ -79,39 +79,39 @@ impl<F, S, ReqB, ResB, E> Future for ResponseFuture<F, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>, Error = E, Future = F>,
     F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: From<bytes::Bytes>,
 {
-    type Output = Result<Response<ResponseBody<ResB>>, E>;
+    type Output = Result<Response<ResB>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Deciding { decide, inner, req } => {
-                    let verdict = ready!(decide.as_mut().poll(cx));
-                    let next = match (verdict, inner.take(), req.take()) {
-                        (Verdict::Allow { headers, .. }, Some(mut inner), Some(req)) => {
-                            State::Calling {
-                                fut: inner.call(req),
-                                headers,
-                            }
-                        }
-                        (verdict, _, _) => State::Answered {
-                            response: Some(rejection(verdict)),
+                StateProj::Deciding { deciding } => {
+                    let (verdict, mut inner, req) = ready!(deciding.as_mut().poll(cx));
+                    let next = match verdict {
+                        Verdict::Allow { headers, .. } => State::Calling {
+                            fut: inner.call(req),
+                            headers,
+                        },
+                        reject => State::Answered {
+                            response: Some(Box::new(rejection(reject))),
                         },
                     };
                     this.state.set(next);
                 }
                 StateProj::Calling { fut, headers } => {
-                    let response = ready!(fut.poll(cx))?;
-                    let (mut parts, body) = response.into_parts();
+                    let mut response = ready!(fut.poll(cx))?;
+                    let map = response.headers_mut();
+                    map.reserve(headers.len());
                     for (name, value) in std::mem::take(headers) {
-                        parts.headers.append(name, value);
+                        map.append(name, value);
                     }
-                    return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::inner(body))));
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Answered { response } => {
                     return match response.take() {
-                        Some(response) => Poll::Ready(Ok(response)),
+                        Some(response) => Poll::Ready(Ok(*response)),
                         None => Poll::Pending,
                     };
                 }

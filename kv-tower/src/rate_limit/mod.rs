@@ -31,6 +31,10 @@
 //! `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
 //! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
 //!
+//! The response body type is the service's own; the layer's own answers are built with
+//! its `From<Bytes>` (axum's `Body` and `http_body_util::Full<Bytes>` have it), so no
+//! body is boxed again on the way out.
+//!
 //! Denied requests never reach the service. The layer keeps the service's error type;
 //! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a
 //! request without a key). On an in-process (GCRA) policy the decision is made without

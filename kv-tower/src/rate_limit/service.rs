@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use kv_core::Store;
-use kv_core::rate_limit::{RateLimiter, Verdict};
+use kv_core::rate_limit::{Prepared, RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::{RateLimitLayer, ResponseFuture};
@@ -62,10 +62,12 @@ impl<S: fmt::Debug, St: Store> fmt::Debug for RateLimit<S, St> {
 
 impl<S, St, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     St: Store,
+    ReqB: Send + 'static,
+    ResB: From<bytes::Bytes>,
 {
-    type Response = Response<crate::ResponseBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S, ReqB, ResB>;
 
@@ -76,8 +78,8 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let prepared = self.limiter.prepare(&View::new(&req));
         let pending = match prepared {
-            Ok(pending) => pending,
-            Err(verdict) => return answer(&mut self.inner, verdict, req),
+            Prepared::Count(pending) => pending,
+            Prepared::Done(verdict) => return answer(&mut self.inner, *verdict, req),
         };
         if let Some(verdict) = self.limiter.decide_in_process(&pending) {
             return answer(&mut self.inner, verdict, req);
@@ -85,7 +87,8 @@ where
         // The store must be asked: keep the service that was polled ready for later.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::deciding(Box::pin(self.limiter.decide(pending)), ready, req)
+        let decide = self.limiter.decide(pending);
+        ResponseFuture::deciding(Box::pin(async move { (decide.await, ready, req) }))
     }
 }
 
@@ -97,6 +100,7 @@ fn answer<S, ReqB, ResB>(
 ) -> ResponseFuture<S::Future, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<bytes::Bytes>,
 {
     match verdict {
         Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),

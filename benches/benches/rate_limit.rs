@@ -63,6 +63,10 @@ fn benches(c: &mut Criterion) {
     let window = Duration::from_secs(3600);
     let apps: Vec<(&str, Router)> = vec![
         ("bare_axum", bare()),
+        (
+            "noop_layer",
+            bare().layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r)),
+        ),
         ("tower_governor", governor()),
         (
             "kv_gcra",
@@ -131,6 +135,48 @@ fn benches(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
+            })
+        });
+    }
+    g.finish();
+
+    // The engine alone (no axum, no tower): what kv-core spends per decision.
+    let mut g = c.benchmark_group("rate_limit_engine");
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(SocketAddr::from(([198, 51, 100, 7], 40_000)));
+    for (name, policy, ietf) in [
+        (
+            "gcra",
+            Policy::gcra("g", HUGE, Duration::from_secs(1)),
+            true,
+        ),
+        (
+            "gcra_no_headers",
+            Policy::gcra("g", HUGE, Duration::from_secs(1)),
+            false,
+        ),
+        (
+            "fixed_window_memory",
+            Policy::fixed_window("f", HUGE, window),
+            true,
+        ),
+    ] {
+        let limiter = RateLimiter::builder(MemoryStore::new())
+            .policy(policy)
+            .header_options(HeaderOptions {
+                ietf,
+                ..HeaderOptions::default()
+            })
+            .build()
+            .expect("limiter");
+        g.bench_function(name, |b| {
+            b.iter(|| match limiter.prepare(&req) {
+                kv_core::rate_limit::Prepared::Count(p) => match limiter.decide_in_process(&p) {
+                    Some(v) => v,
+                    None => rt.block_on(limiter.decide(p)),
+                },
+                kv_core::rate_limit::Prepared::Done(v) => *v,
             })
         });
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kv_benches::BenchRedis;
+use kv_core::rate_limit::{Policy, RateLimiter};
 use kv_core::{RedisStore, Store};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -201,6 +202,52 @@ fn benches(c: &mut Criterion) {
         }
         g.finish();
     }
+    // A rate-limit decision on Redis costs one round trip, however many policies.
+    let peer = std::net::SocketAddr::from(([198, 51, 100, 9], 1));
+    let one = RateLimiter::builder(store.clone())
+        .policy(Policy::fixed_window(
+            "f",
+            1_000_000_000,
+            Duration::from_secs(3600),
+        ))
+        .build()
+        .expect("limiter");
+    let three = RateLimiter::builder(store.clone())
+        .policy(Policy::fixed_window(
+            "per-second",
+            1_000_000_000,
+            Duration::from_secs(1),
+        ))
+        .policy(Policy::sliding_window(
+            "per-minute",
+            1_000_000_000,
+            Duration::from_secs(60),
+        ))
+        .policy(Policy::fixed_window(
+            "per-hour",
+            1_000_000_000,
+            Duration::from_secs(3600),
+        ))
+        .build()
+        .expect("limiter");
+    let mut g = c.benchmark_group("redis_rate_limit_decision");
+    for (name, limiter) in [("1_policy", one), ("3_policies_4_commands", three)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let limiter = limiter.clone();
+                rt.block_on(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut req = http::Request::new(());
+                        req.extensions_mut().insert(peer);
+                        assert!(limiter.check(&req).await.is_allowed());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
     drop(server);
 }
 

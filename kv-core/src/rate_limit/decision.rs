@@ -35,7 +35,7 @@ impl PolicyState {
 /// The outcome of checking one request against every policy of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    pub(crate) policies: SmallVec<[PolicyState; 2]>,
+    pub(crate) policies: SmallVec<[PolicyState; 1]>,
     pub(crate) shadow: bool,
 }
 

@@ -3,11 +3,11 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use compact_str::CompactString;
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 
 use super::decision::PolicyState;
+use super::key::RateKey;
 use super::policy::Policy;
 use crate::clock::ClockHandle;
 
@@ -25,8 +25,8 @@ impl governor::clock::Clock for GovClock {
 impl governor::clock::ReasonablyRealtime for GovClock {}
 
 type Keyed = RateLimiter<
-    CompactString,
-    governor::state::keyed::DashMapStateStore<CompactString, foldhash::fast::RandomState>,
+    RateKey,
+    governor::state::keyed::DashMapStateStore<RateKey, foldhash::fast::RandomState>,
     GovClock,
     StateInformationMiddleware,
 >;
@@ -59,7 +59,7 @@ impl Gcra {
         })
     }
 
-    pub(crate) fn check(&self, policy: &Policy, key: &CompactString, cost: u32) -> PolicyState {
+    pub(crate) fn check(&self, policy: &Policy, key: &RateKey, cost: u32) -> PolicyState {
         let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         let full = self.period * self.burst;
         let (remaining, reset_after, retry_after) = match self.limiter.check_key_n(key, n) {

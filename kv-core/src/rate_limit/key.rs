@@ -1,7 +1,7 @@
 //! Whom a request counts against: key extraction.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use compact_str::{CompactString, format_compact};
@@ -161,7 +161,7 @@ impl KeySource {
     }
 
     /// The key of `req`, or `None` when it has none.
-    pub(crate) fn extract(&self, req: &dyn RequestView) -> Option<CompactString> {
+    pub(crate) fn extract(&self, req: &dyn RequestView) -> Option<RateKey> {
         let own = match &self.kind {
             Kind::Peer { v6_prefix } => req.peer_addr().map(|a| ip_key(a.ip(), *v6_prefix)),
             Kind::Client {
@@ -173,11 +173,11 @@ impl KeySource {
                 .header(name)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .filter(|v| is_key_safe(v))
-                .map(|v| format_compact!("h:{v}")),
+                .map(|v| RateKey::Text(format_compact!("h:{v}"))),
             Kind::Custom(f) => f(req)
                 .filter(|v| is_key_safe(v))
-                .map(|v| format_compact!("x:{v}")),
-            Kind::Global => Some(CompactString::const_new("global")),
+                .map(|v| RateKey::Text(format_compact!("x:{v}"))),
+            Kind::Global => Some(RateKey::Text(CompactString::const_new("global"))),
         };
         own.or_else(|| self.fallback.as_ref().and_then(|f| f.extract(req)))
     }
@@ -208,37 +208,58 @@ fn is_key_safe(v: &str) -> bool {
     !v.is_empty() && v.len() <= MAX_KEY_LEN && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
-/// `ip:1.2.3.4`, or `ip:2001:db8:1:2::/64` for an IPv6 address grouped by its prefix.
-fn ip_key(ip: IpAddr, v6_prefix: u8) -> CompactString {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            // By hand: `Display for Ipv4Addr` is several times slower, and this runs on
-            // every request. At most "ip:" + 15 bytes: inline in a CompactString.
-            let mut buf = [0u8; 18];
-            buf[..3].copy_from_slice(b"ip:");
-            let mut len = 3;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
+/// Whom a request counts against: an IP (kept as a number, so that the in-process
+/// limiter hashes it without formatting) or text. `Display` gives the form written into
+/// store keys: `ip:1.2.3.4`, `ip:2001:db8:1:2::/64`, `h:<header value>`, `x:<custom>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum RateKey {
+    V4(Ipv4Addr),
+    V6 { net: Ipv6Addr, prefix: u8 },
+    Text(CompactString),
+}
+
+impl fmt::Display for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateKey::V4(v4) => {
+                // By hand: `Display for Ipv4Addr` is several times slower.
+                let mut buf = [0u8; 18];
+                buf[..3].copy_from_slice(b"ip:");
+                let mut len = 3;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        buf[len] = b'.';
+                        len += 1;
+                    }
+                    if octet >= 100 {
+                        buf[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        buf[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    buf[len] = b'0' + octet % 10;
                     len += 1;
                 }
-                if octet >= 100 {
-                    buf[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    buf[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                buf[len] = b'0' + octet % 10;
-                len += 1;
+                f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
             }
-            CompactString::from_utf8(&buf[..len]).unwrap_or_default()
+            RateKey::V6 { net, prefix: 128 } => write!(f, "ip:{net}"),
+            RateKey::V6 { net, prefix } => write!(f, "ip:{net}/{prefix}"),
+            RateKey::Text(text) => f.write_str(text),
         }
-        IpAddr::V6(v6) if v6_prefix >= 128 => format_compact!("ip:{v6}"),
+    }
+}
+
+fn ip_key(ip: IpAddr, v6_prefix: u8) -> RateKey {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => RateKey::V4(v4),
         IpAddr::V6(v6) => {
             let net = ipnet::Ipv6Net::new(v6, v6_prefix).map_or(v6, |n| n.trunc().addr());
-            format_compact!("ip:{net}/{v6_prefix}")
+            RateKey::V6 {
+                net,
+                prefix: v6_prefix.min(128),
+            }
         }
     }
 }
@@ -320,6 +341,12 @@ mod tests {
         r
     }
 
+    impl KeySource {
+        fn extract_text(&self, req: &dyn RequestView) -> Option<String> {
+            self.extract(req).map(|k| k.to_string())
+        }
+    }
+
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().expect("net")).collect()
     }
@@ -327,18 +354,18 @@ mod tests {
     #[test]
     fn ipv6_peers_are_grouped_by_their_64() {
         let k = KeySource::peer_ip();
-        let a = k.extract(&req("[2001:db8:1:2:aaaa::1]:5000", &[]));
-        let b = k.extract(&req("[2001:db8:1:2:bbbb::9]:5001", &[]));
-        let c = k.extract(&req("[2001:db8:1:3::1]:5001", &[]));
+        let a = k.extract_text(&req("[2001:db8:1:2:aaaa::1]:5000", &[]));
+        let b = k.extract_text(&req("[2001:db8:1:2:bbbb::9]:5001", &[]));
+        let c = k.extract_text(&req("[2001:db8:1:3::1]:5001", &[]));
         assert_eq!(a.as_deref(), Some("ip:2001:db8:1:2::/64"));
         assert_eq!(a, b);
         assert_ne!(a, c);
         let full = KeySource::peer_ip()
             .ipv6_prefix(128)
-            .extract(&req("[2001:db8::1]:1", &[]));
+            .extract_text(&req("[2001:db8::1]:1", &[]));
         assert_eq!(full.as_deref(), Some("ip:2001:db8::1"));
         // IPv4-mapped IPv6 is the IPv4 address.
-        let mapped = k.extract(&req("[::ffff:10.0.0.1]:1", &[]));
+        let mapped = k.extract_text(&req("[::ffff:10.0.0.1]:1", &[]));
         assert_eq!(mapped.as_deref(), Some("ip:10.0.0.1"));
         for ip in [
             "0.0.0.0",
@@ -347,7 +374,7 @@ mod tests {
             "100.200.255.9",
             "255.255.255.255",
         ] {
-            let key = k.extract(&req(&format!("{ip}:1"), &[]));
+            let key = k.extract_text(&req(&format!("{ip}:1"), &[]));
             assert_eq!(key.as_deref(), Some(&*format!("ip:{ip}")));
         }
     }
@@ -356,7 +383,7 @@ mod tests {
     fn forwarded_for_is_ignored_from_untrusted_peers() {
         let k = KeySource::client_ip(nets(&["10.0.0.0/8"]));
         // The attacker talks to us directly and claims to be someone else.
-        let key = k.extract(&req("203.0.113.7:4000", &["198.51.100.1"]));
+        let key = k.extract_text(&req("203.0.113.7:4000", &["198.51.100.1"]));
         assert_eq!(key.as_deref(), Some("ip:203.0.113.7"));
     }
 
@@ -364,22 +391,22 @@ mod tests {
     fn the_right_most_untrusted_hop_is_the_client() {
         let k = KeySource::client_ip(nets(&["10.0.0.0/8", "192.168.0.0/16"]));
         // Client 198.51.100.9 prepended a forged address; two trusted proxies appended.
-        let key = k.extract(&req(
+        let key = k.extract_text(&req(
             "10.0.0.2:80",
             &["1.1.1.1, 198.51.100.9", "192.168.1.1"],
         ));
         assert_eq!(key.as_deref(), Some("ip:198.51.100.9"));
         // All hops trusted: the left-most one.
-        let key = k.extract(&req("10.0.0.2:80", &["192.168.3.3, 10.1.1.1"]));
+        let key = k.extract_text(&req("10.0.0.2:80", &["192.168.3.3, 10.1.1.1"]));
         assert_eq!(key.as_deref(), Some("ip:192.168.3.3"));
         // Garbage stops the walk at the last trusted address.
-        let key = k.extract(&req("10.0.0.2:80", &["198.51.100.9, not-an-ip, 10.9.9.9"]));
+        let key = k.extract_text(&req("10.0.0.2:80", &["198.51.100.9, not-an-ip, 10.9.9.9"]));
         assert_eq!(key.as_deref(), Some("ip:10.9.9.9"));
         // No header: the peer itself.
-        let key = k.extract(&req("10.0.0.2:80", &[]));
+        let key = k.extract_text(&req("10.0.0.2:80", &[]));
         assert_eq!(key.as_deref(), Some("ip:10.0.0.2"));
         // Ports and brackets are tolerated.
-        let key = k.extract(&req("10.0.0.2:80", &["[2001:db8::5]:443"]));
+        let key = k.extract_text(&req("10.0.0.2:80", &["[2001:db8::5]:443"]));
         assert_eq!(key.as_deref(), Some("ip:2001:db8::/64"));
     }
 
@@ -394,7 +421,7 @@ mod tests {
                 "for=1.1.1.1, for=\"[2001:db8::7]:80\";proto=https, For=10.0.0.3",
             ),
         );
-        assert_eq!(k.extract(&r).as_deref(), Some("ip:2001:db8::/64"));
+        assert_eq!(k.extract_text(&r).as_deref(), Some("ip:2001:db8::/64"));
     }
 
     #[test]
@@ -403,23 +430,30 @@ mod tests {
         struct User(u32);
         let api = KeySource::header(HeaderName::from_static("x-api-key"));
         let mut r = req("1.2.3.4:1", &[]);
-        assert_eq!(api.extract(&r), None);
+        assert_eq!(api.extract_text(&r), None);
         r.headers_mut()
             .insert("x-api-key", http::HeaderValue::from_static("k-123"));
-        assert_eq!(api.extract(&r).as_deref(), Some("h:k-123"));
+        assert_eq!(api.extract_text(&r).as_deref(), Some("h:k-123"));
         r.headers_mut().insert(
             "x-api-key",
             http::HeaderValue::from_bytes(&[b'a'; 300]).expect("value"),
         );
-        assert_eq!(api.extract(&r), None, "oversize header values are not keys");
+        assert_eq!(
+            api.extract_text(&r),
+            None,
+            "oversize header values are not keys"
+        );
 
         let per_user =
             KeySource::extension::<User, _>(|u| u.0.to_string()).or(KeySource::peer_ip());
-        assert_eq!(per_user.extract(&r).as_deref(), Some("ip:1.2.3.4"));
+        assert_eq!(per_user.extract_text(&r).as_deref(), Some("ip:1.2.3.4"));
         r.extensions_mut().insert(User(42));
-        assert_eq!(per_user.extract(&r).as_deref(), Some("x:42"));
-        assert_eq!(KeySource::global().extract(&r).as_deref(), Some("global"));
+        assert_eq!(per_user.extract_text(&r).as_deref(), Some("x:42"));
+        assert_eq!(
+            KeySource::global().extract_text(&r).as_deref(),
+            Some("global")
+        );
         let custom = KeySource::custom(|req| Some(req.path().to_owned()));
-        assert_eq!(custom.extract(&r).as_deref(), Some("x:/x"));
+        assert_eq!(custom.extract_text(&r).as_deref(), Some("x:/x"));
     }
 }

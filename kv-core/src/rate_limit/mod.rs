@@ -59,6 +59,7 @@ use http::StatusCode;
 use smallvec::SmallVec;
 
 pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Verdict};
+use key::RateKey;
 pub use key::{ForwardedHeader, KeySource, MissingKey};
 pub use policy::{Algorithm, Policy};
 
@@ -126,7 +127,7 @@ pub enum Prepared {
 /// counts them.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    keys: SmallVec<[CompactString; 2]>,
+    keys: SmallVec<[RateKey; 1]>,
     cost: u32,
 }
 
@@ -174,7 +175,7 @@ impl<S: Store> RateLimiter<S> {
             match policy.key.extract(req) {
                 Some(key) => keys.push(key),
                 None => match policy.missing_key() {
-                    MissingKey::UseKey(key) => keys.push(CompactString::from(key)),
+                    MissingKey::UseKey(key) => keys.push(RateKey::Text(CompactString::from(key))),
                     MissingKey::Reject(status) => {
                         tracing::debug!(policy = &*policy.name, %status, "rate limit: request has no key");
                         return Prepared::Done(Box::new(Verdict::plain(
@@ -261,7 +262,7 @@ impl<S: Store> Inner<S> {
         self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
     }
 
-    fn finish(&self, states: Result<SmallVec<[PolicyState; 2]>>) -> Verdict {
+    fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>) -> Verdict {
         let policies = match states {
             Ok(states) => states,
             Err(err) => return self.store_failed(&err),
@@ -306,7 +307,13 @@ impl<S: Store> Inner<S> {
     }
 
     /// Counts one request against one store-backed policy.
-    async fn count(&self, policy: &Policy, key: &str, cost: u32, now: u64) -> Result<PolicyState> {
+    async fn count(
+        &self,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
         let window = u64::try_from(policy.window.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);

@@ -53,11 +53,6 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-/// The README's examples, compiled and run as doc-tests so that they cannot rot.
-#[cfg(all(doctest, feature = "redis"))]
-#[doc = include_str!("../../README.md")]
-mod readme {}
-
 pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, KvError, Result};
 pub use input::MAX_TTL;

@@ -26,5 +26,10 @@
 pub mod rate_limit;
 mod request;
 
+/// The README's examples, compiled and run as doc-tests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::{RateLimit, RateLimitLayer};

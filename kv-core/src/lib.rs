@@ -53,6 +53,8 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, KvError, Result};
 pub use input::MAX_TTL;

@@ -64,6 +64,57 @@ pub fn parse_rate_limit_header(value: &str) -> Vec<(String, Vec<(String, i64)>)>
         .collect()
 }
 
+/// A store that is down: every call fails with [`KvError::Unavailable`] and is counted.
+/// For testing what your code (or a kv middleware's fail-open / fail-closed setting) does
+/// when the store fails.
+#[derive(Debug, Clone, Default)]
+pub struct UnavailableStore {
+    calls: std::sync::Arc<AtomicU64>,
+}
+
+impl UnavailableStore {
+    /// A new store that is down.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many calls were made to it (all clones together).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn fail<T>(&self) -> crate::Result<T> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(KvError::unavailable(std::io::Error::other(
+            "store is down (UnavailableStore)",
+        )))
+    }
+}
+
+impl Store for UnavailableStore {
+    async fn get(&self, _: &str) -> crate::Result<Option<Bytes>> {
+        self.fail()
+    }
+    async fn set(&self, _: &str, _: Bytes, _: Option<Duration>) -> crate::Result<()> {
+        self.fail()
+    }
+    async fn set_nx(&self, _: &str, _: Bytes, _: Option<Duration>) -> crate::Result<bool> {
+        self.fail()
+    }
+    async fn del(&self, _: &str) -> crate::Result<bool> {
+        self.fail()
+    }
+    async fn expire(&self, _: &str, _: Duration) -> crate::Result<bool> {
+        self.fail()
+    }
+    async fn ttl(&self, _: &str) -> crate::Result<Ttl> {
+        self.fail()
+    }
+    async fn incr_by(&self, _: &str, _: i64, _: Option<Duration>) -> crate::Result<i64> {
+        self.fail()
+    }
+}
+
 /// A backend under test, and how to let time pass for it.
 pub trait Fixture: Send + Sync {
     /// The store type.

@@ -12,8 +12,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kv_core::clock::ManualClock;
 use kv_core::rate_limit::{FailureMode, HeaderOptions, KeySource, Policy, RateLimiter, RejectBody};
-use kv_core::testing::parse_rate_limit_header;
-use kv_core::{KvError, MemoryStore, Store, Ttl};
+use kv_core::testing::{UnavailableStore, parse_rate_limit_header};
+use kv_core::{MemoryStore, Store};
 use kv_tower::RateLimitLayer;
 use tower::ServiceExt;
 
@@ -241,41 +241,9 @@ async fn shadow_mode_never_rejects_over_http() {
     }
 }
 
-/// A store that is down.
-#[derive(Debug, Clone)]
-struct DownStore;
-
-fn down<T>() -> kv_core::Result<T> {
-    Err(KvError::unavailable(std::io::Error::other("store down")))
-}
-
-impl Store for DownStore {
-    async fn get(&self, _: &str) -> kv_core::Result<Option<Bytes>> {
-        down()
-    }
-    async fn set(&self, _: &str, _: Bytes, _: Option<Duration>) -> kv_core::Result<()> {
-        down()
-    }
-    async fn set_nx(&self, _: &str, _: Bytes, _: Option<Duration>) -> kv_core::Result<bool> {
-        down()
-    }
-    async fn del(&self, _: &str) -> kv_core::Result<bool> {
-        down()
-    }
-    async fn expire(&self, _: &str, _: Duration) -> kv_core::Result<bool> {
-        down()
-    }
-    async fn ttl(&self, _: &str) -> kv_core::Result<Ttl> {
-        down()
-    }
-    async fn incr_by(&self, _: &str, _: i64, _: Option<Duration>) -> kv_core::Result<i64> {
-        down()
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_fails_open_or_closed_as_configured() {
-    let open = app(RateLimiter::builder(DownStore)
+    let open = app(RateLimiter::builder(UnavailableStore::new())
         .policy(Policy::fixed_window("w", 1, Duration::from_secs(1)))
         .build()
         .expect("limiter"));
@@ -284,7 +252,7 @@ async fn a_failing_store_fails_open_or_closed_as_configured() {
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
         assert!(headers.get("ratelimit").is_none());
     }
-    let closed = app(RateLimiter::builder(DownStore)
+    let closed = app(RateLimiter::builder(UnavailableStore::new())
         .policy(Policy::sliding_window("w", 1, Duration::from_secs(1)))
         .on_store_error(FailureMode::Closed)
         .build()

@@ -1,6 +1,4 @@
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -349,39 +347,9 @@ async fn shadow_mode_counts_and_reports_but_never_rejects() {
     }
 }
 
-/// A store that is down.
-#[derive(Debug, Clone, Default)]
-struct DownStore(Arc<AtomicUsize>);
-
-impl Store for DownStore {
-    async fn get(&self, _: &str) -> crate::Result<Option<Bytes>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn set(&self, _: &str, _: Bytes, _: Option<Duration>) -> crate::Result<()> {
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn set_nx(&self, _: &str, _: Bytes, _: Option<Duration>) -> crate::Result<bool> {
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn del(&self, _: &str) -> crate::Result<bool> {
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn expire(&self, _: &str, _: Duration) -> crate::Result<bool> {
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn ttl(&self, _: &str) -> crate::Result<Ttl> {
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-    async fn incr_by(&self, _: &str, _: i64, _: Option<Duration>) -> crate::Result<i64> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Err(KvError::unavailable(std::io::Error::other("down")))
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_fails_open_by_default_or_closed_when_asked() {
-    let store = DownStore::default();
+    let store = crate::testing::UnavailableStore::new();
     let open = RateLimiter::builder(store.clone())
         .policy(Policy::fixed_window("w", 1, Duration::from_secs(60)))
         .build()
@@ -394,7 +362,7 @@ async fn a_failing_store_fails_open_by_default_or_closed_when_asked() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(store.0.load(Ordering::SeqCst), 3, "the store was asked");
+    assert_eq!(store.calls(), 3, "the store was asked");
     let closed = RateLimiter::builder(store)
         .policy(Policy::sliding_window("w", 1, Duration::from_secs(60)))
         .on_store_error(FailureMode::Closed)

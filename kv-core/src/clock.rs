@@ -234,7 +234,7 @@ mod tests {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
             let diff = ours.abs_diff(wall);
-            assert!(diff < Duration::from_millis(5), "{diff:?}");
+            assert!(diff < Duration::from_millis(50), "{diff:?}");
             std::thread::sleep(Duration::from_millis(60));
         }
         let a = SystemClock.now();

@@ -51,6 +51,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -79,8 +80,32 @@ static INCR_SCRIPT: LazyLock<::redis::Script> =
 /// the semantics, failure behaviour and limits.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The connection in use; replaced when it stops answering (see `Rebuild`).
+    conn: parking_lot::RwLock<Conn>,
+    config: Config,
+    /// How to open a new single-node connection (`None` on a cluster, whose connection
+    /// reconnects per node by itself).
+    rebuild: Option<Rebuild>,
+    /// Calls in a row that timed out.
+    timeouts: AtomicU32,
+    /// A replacement connection is being opened.
+    rebuilding: AtomicBool,
+}
+
+/// A connection that stops answering without being closed (a blackholed address after a
+/// failover, a frozen proxy) is not replaced by the `redis` crate: a timeout is not a
+/// disconnect to it. After this many timeouts in a row the store opens a new connection
+/// in the background and swaps it in.
+const TIMEOUTS_BEFORE_REBUILD: u32 = 3;
+
+struct Rebuild {
+    client: ::redis::Client,
+    config: ConnectionManagerConfig,
+    limit: Duration,
 }
 
 #[derive(Clone)]
@@ -160,38 +185,95 @@ impl RedisStore {
 
     /// The key prefix this store writes under.
     pub fn key_prefix(&self) -> &str {
-        &self.config.prefix
+        &self.config().prefix
     }
 
     fn key(&self, key: &str) -> Result<String> {
-        if key.len() > self.config.max_key_len {
+        if key.len() > self.config().max_key_len {
             return Err(KvError::invalid_input(format!(
                 "key of {} bytes is longer than the store's limit of {} bytes",
                 key.len(),
-                self.config.max_key_len
+                self.config().max_key_len
             )));
         }
-        let mut full = String::with_capacity(self.config.prefix.len() + key.len());
-        full.push_str(&self.config.prefix);
+        let mut full = String::with_capacity(self.config().prefix.len() + key.len());
+        full.push_str(&self.config().prefix);
         full.push_str(key);
         Ok(full)
     }
 
     fn check_value(&self, value: &Bytes) -> Result<()> {
-        if value.len() > self.config.max_value_len {
+        if value.len() > self.config().max_value_len {
             return Err(KvError::invalid_input(format!(
                 "value of {} bytes is longer than the store's limit of {} bytes",
                 value.len(),
-                self.config.max_value_len
+                self.config().max_value_len
             )));
         }
         Ok(())
     }
 
+    fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    fn conn(&self) -> Conn {
+        self.shared.conn.read().clone()
+    }
+
     /// Runs one command under the command timeout.
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
-        bounded(self.config.command_timeout, cmd.query_async(&mut conn)).await
+        let mut conn = self.conn();
+        self.run(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a Redis future under the command timeout, counting timeouts in a row.
+    async fn run<T>(&self, fut: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T> {
+        let result = bounded(self.config().command_timeout, fut).await;
+        let shared = &*self.shared;
+        match &result {
+            Err(KvError::Unavailable(e)) if is_timeout(e.as_ref()) => {
+                let n = shared.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= TIMEOUTS_BEFORE_REBUILD {
+                    self.rebuild_in_background();
+                }
+            }
+            _ => {
+                if shared.timeouts.load(Ordering::Relaxed) != 0 {
+                    shared.timeouts.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        result
+    }
+
+    fn rebuild_in_background(&self) {
+        let Some(rebuild) = &self.shared.rebuild else {
+            return;
+        };
+        if self.shared.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("kv RedisStore: the connection stopped answering; opening a new one");
+        let shared = Arc::clone(&self.shared);
+        let (client, config, limit) = (
+            rebuild.client.clone(),
+            rebuild.config.clone(),
+            rebuild.limit,
+        );
+        tokio::spawn(async move {
+            match bounded(limit, ConnectionManager::new_with_config(client, config)).await {
+                Ok(manager) => {
+                    *shared.conn.write() = Conn::Single(manager);
+                    shared.timeouts.store(0, Ordering::Relaxed);
+                    tracing::info!("kv RedisStore: new connection in use");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "kv RedisStore: could not open a new connection")
+                }
+            }
+            shared.rebuilding.store(false, Ordering::Release);
+        });
     }
 
     async fn set_impl(
@@ -258,14 +340,10 @@ impl Store for RedisStore {
                     .await
             }
             Some(ms) => {
-                let mut conn = self.conn.clone();
+                let mut conn = self.conn();
                 let mut invocation = INCR_SCRIPT.prepare_invoke();
                 invocation.key(&key).arg(delta).arg(ms);
-                let text: Bytes = bounded(
-                    self.config.command_timeout,
-                    invocation.invoke_async(&mut conn),
-                )
-                .await?;
+                let text: Bytes = self.run(invocation.invoke_async(&mut conn)).await?;
                 crate::input::parse_redis_int(&text).ok_or_else(|| {
                     KvError::Backend(Arc::new(std::io::Error::other(
                         "INCRBY script returned a non-integer",
@@ -294,6 +372,12 @@ async fn bounded<T>(
     }
 }
 
+/// Whether an `Unavailable` cause is our command timeout.
+fn is_timeout(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 /// Maps a Redis error to the contract's error kinds.
 fn map_error(e: RedisError) -> KvError {
     let detail = e.detail().unwrap_or_default();
@@ -304,15 +388,17 @@ fn map_error(e: RedisError) -> KvError {
             ServerErrorKind::ClusterDown
             | ServerErrorKind::TryAgain
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::BusyLoading,
+            | ServerErrorKind::BusyLoading
+            | ServerErrorKind::ReadOnly,
         ) => KvError::Unavailable(Arc::new(e)),
         ErrorKind::Server(ServerErrorKind::ResponseError)
-            if detail.starts_with("value is not an integer or out of range") =>
+            // `contains`: inside a script, Redis 6 prefixes the message, Redis 7 suffixes it.
+            if detail.contains("value is not an integer or out of range") =>
         {
             KvError::NotInteger
         }
         ErrorKind::Server(ServerErrorKind::ResponseError)
-            if detail.starts_with("increment or decrement would overflow") =>
+            if detail.contains("increment or decrement would overflow") =>
         {
             KvError::Overflow
         }
@@ -325,9 +411,9 @@ impl fmt::Debug for RedisStore {
     /// Shows the settings, never the URL (it may hold a password).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.config.prefix)
-            .field("command_timeout", &self.config.command_timeout)
-            .field("cluster", &self.config.cluster)
+            .field("prefix", &self.config().prefix)
+            .field("command_timeout", &self.config().command_timeout)
+            .field("cluster", &self.config().cluster)
             .finish_non_exhaustive()
     }
 }
@@ -426,24 +512,38 @@ impl RedisStoreBuilder {
         if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(KvError::invalid_input("timeouts must be positive"));
         }
-        let conn = if self.cluster {
-            self.connect_cluster().await?
+        let (conn, rebuild) = if self.cluster {
+            (self.connect_cluster().await?, None)
         } else {
-            self.connect_single().await?
+            let (conn, rebuild) = self.connect_single().await?;
+            (conn, Some(rebuild))
         };
         Ok(RedisStore {
-            conn,
-            config: Arc::new(Config {
-                prefix: self.prefix,
-                command_timeout: self.command_timeout,
-                max_key_len: self.max_key_len,
-                max_value_len: self.max_value_len,
-                cluster: self.cluster,
+            shared: Arc::new(Shared {
+                conn: parking_lot::RwLock::new(conn),
+                config: Config {
+                    prefix: self.prefix,
+                    command_timeout: self.command_timeout,
+                    max_key_len: self.max_key_len,
+                    max_value_len: self.max_value_len,
+                    cluster: self.cluster,
+                },
+                rebuild,
+                timeouts: AtomicU32::new(0),
+                rebuilding: AtomicBool::new(false),
             }),
         })
     }
 
-    async fn connect_single(&self) -> Result<Conn> {
+    /// The bound on opening a connection: every attempt's timeout plus backoff slack.
+    fn connect_limit(&self, attempts: usize) -> Duration {
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        self.connect_timeout
+            .saturating_mul(attempts)
+            .saturating_add(Duration::from_secs(1))
+    }
+
+    async fn connect_single(&self) -> Result<(Conn, Rebuild)> {
         let client = ::redis::Client::open(self.nodes[0].as_str())
             .map_err(|e| KvError::invalid_input(format!("invalid Redis URL: {e}")))?;
         // No response timeout inside the manager: every call is already bounded by
@@ -455,10 +555,20 @@ impl RedisStoreBuilder {
             .set_number_of_retries(self.reconnect_retries)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let limit =
-            self.connect_timeout * (self.reconnect_retries as u32 + 1) + Duration::from_secs(1);
-        let manager = bounded(limit, ConnectionManager::new_with_config(client, config)).await?;
-        Ok(Conn::Single(manager))
+        let limit = self.connect_limit(self.reconnect_retries.saturating_add(1));
+        let manager = bounded(
+            limit,
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
+        )
+        .await?;
+        Ok((
+            Conn::Single(manager),
+            Rebuild {
+                client,
+                config,
+                limit,
+            },
+        ))
     }
 
     #[cfg(feature = "redis-cluster")]
@@ -473,8 +583,7 @@ impl RedisStoreBuilder {
                 .max_retry_wait(200)
                 .build()
                 .map_err(|e| KvError::invalid_input(format!("invalid Redis Cluster URL: {e}")))?;
-        let limit = self.connect_timeout * 2 + Duration::from_secs(1);
-        let conn = bounded(limit, client.get_async_connection()).await?;
+        let conn = bounded(self.connect_limit(2), client.get_async_connection()).await?;
         Ok(Conn::Cluster(conn))
     }
 

@@ -337,8 +337,8 @@ fn eviction_is_least_recently_used_first() {
                 .await
                 .expect("set");
         }
-        // Let the LRU clock (advanced by the expiry thread) move on.
-        std::thread::sleep(Duration::from_millis(50));
+        // Let the LRU clock (advanced by the expiry thread every 2 ms) move on.
+        std::thread::sleep(Duration::from_millis(200));
         for i in 0..100 {
             assert!(store.get(&format!("k{i}")).await.expect("get").is_some());
         }
@@ -523,4 +523,35 @@ fn the_store_is_usable_from_many_tasks_through_an_arc() {
         }
     });
     assert_eq!(store.len(), 8000);
+}
+
+#[test]
+fn huge_bounds_are_typed_errors_not_overflows() {
+    let r = MemoryStore::builder().max_value_len(usize::MAX).build();
+    assert!(matches!(r, Err(KvError::InvalidInput(_))), "{r:?}");
+    let r = MemoryStore::builder().max_key_len(usize::MAX).build();
+    assert!(matches!(r, Err(KvError::InvalidInput(_))), "{r:?}");
+    let store = MemoryStore::builder()
+        .max_key_len(8)
+        .build()
+        .expect("store");
+    block_on(async {
+        let long = "k".repeat(9);
+        assert!(matches!(
+            store.get(&long).await,
+            Err(KvError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            store.del(&long).await,
+            Err(KvError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            store.ttl(&long).await,
+            Err(KvError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            store.expire(&long, Duration::from_secs(1)).await,
+            Err(KvError::InvalidInput(_))
+        ));
+    });
 }

@@ -356,3 +356,94 @@ async fn any_store_connect_picks_the_backend_from_the_url() {
         .expect("set");
     assert_eq!(cli_url(&redis.url(), &["GET", "any-connect"]), "v");
 }
+
+/// A connection that stops answering without being closed (a frozen proxy, a blackholed
+/// address after a failover) is replaced: after a few timeouts the store opens a new
+/// connection and recovers, while Redis stays reachable on new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_replaced() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(redis) = server("a_silent_connection_is_replaced") else {
+        return;
+    };
+    let target = redis
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // A proxy: connections accepted in generation g go silent (kept open, nothing
+    // forwarded) once the generation moves past g.
+    let generation = Arc::new(AtomicUsize::new(0));
+    let gen_proxy = generation.clone();
+    tokio::spawn(async move {
+        let mut parked = Vec::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mine = gen_proxy.load(Ordering::SeqCst);
+            let gen_conn = gen_proxy.clone();
+            let target = target.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = async {
+                        while gen_conn.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    } => {}
+                }
+                let _ = tx.send((client, server));
+            });
+            parked.push(rx);
+        }
+    });
+    let store = RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+        .key_prefix("silent:")
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect through the proxy");
+    store.set("k", "v".into(), None).await.expect("set");
+    generation.fetch_add(1, Ordering::SeqCst); // the connection in use goes silent
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let mut failures = 0;
+    loop {
+        match store.get("k").await {
+            Ok(v) => {
+                assert_eq!(v.as_deref(), Some(&b"v"[..]));
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_retryable(), "{e:?}");
+                failures += 1;
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "never recovered ({failures} failed calls)"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(failures >= 1, "the silent connection was never used");
+}
+
+#[tokio::test]
+async fn huge_timeouts_and_retries_are_not_a_panic() {
+    let Some(redis) = server("huge_timeouts_and_retries_are_not_a_panic") else {
+        return;
+    };
+    let store = RedisStore::builder(redis.url())
+        .connect_timeout(Duration::MAX)
+        .reconnect_retries(usize::MAX)
+        .build()
+        .await;
+    assert!(store.is_ok(), "{store:?}");
+}

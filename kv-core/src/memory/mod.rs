@@ -43,7 +43,12 @@
 //! # Limits
 //! Keys up to [`max_key_len`](MemoryStoreBuilder::max_key_len) bytes (16 KiB by default)
 //! and values up to [`max_value_len`](MemoryStoreBuilder::max_value_len) (1 MiB by
-//! default); larger input is [`KvError::InvalidInput`] and stores nothing.
+//! default); larger input is [`KvError::InvalidInput`] on every method (as on
+//! `RedisStore`) and stores nothing.
+//!
+//! Without active expiry ([`without_active_expiry`](MemoryStoreBuilder::without_active_expiry))
+//! the LRU clock does not move either, so eviction picks among the sampled keys by TTL
+//! only.
 //! The `Bytes` you store are kept as they are (no copy): a slice of a larger buffer keeps
 //! that buffer alive, while the accounting counts the slice.
 
@@ -195,6 +200,7 @@ impl MemoryStore {
     }
 
     fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_key(key)?;
         let shard = self.shard(key).read();
         let Some(entry) = shard.map.get(key) else {
             return Ok(None);
@@ -343,14 +349,17 @@ impl Store for MemoryStore {
     }
 
     async fn del(&self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
         Ok(self.del_sync(key))
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.check_key(key)?;
         self.expire_sync(key, ttl)
     }
 
     async fn ttl(&self, key: &str) -> Result<Ttl> {
+        self.check_key(key)?;
         Ok(self.ttl_sync(key))
     }
 

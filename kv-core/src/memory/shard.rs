@@ -82,7 +82,9 @@ impl Entry {
 
 #[inline]
 pub(crate) fn cost(key_len: usize, value_len: usize) -> usize {
-    key_len + value_len + ENTRY_OVERHEAD
+    key_len
+        .saturating_add(value_len)
+        .saturating_add(ENTRY_OVERHEAD)
 }
 
 #[derive(Debug)]

@@ -12,11 +12,12 @@ use smallvec::SmallVec;
 pub struct PolicyState {
     /// The policy's name.
     pub name: Arc<str>,
-    /// Requests allowed per window (the GCRA burst for GCRA policies).
+    /// Requests allowed per window.
     pub limit: u64,
     /// The policy's window.
     pub window: Duration,
-    /// Requests left in the current window after this one.
+    /// Requests left in the current window after this one (for GCRA: the burst capacity
+    /// left, which may exceed `limit` when the burst is larger than the limit).
     pub remaining: u64,
     /// When the quota is whole again.
     pub reset_after: Duration,
@@ -179,7 +180,7 @@ pub(crate) fn policy_value<'a>(
         out.push(b'"');
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\";q=");
-        out.extend_from_slice(buf.format(limit).as_bytes());
+        out.extend_from_slice(buf.format(limit.min(SF_INTEGER_MAX)).as_bytes());
         out.extend_from_slice(b";w=");
         out.extend_from_slice(buf.format(secs_ceil(window).max(1)).as_bytes());
     }
@@ -197,15 +198,18 @@ fn state_value(policies: &[PolicyState]) -> HeaderValue {
         out.push(b'"');
         out.extend_from_slice(p.name.as_bytes());
         out.extend_from_slice(b"\";r=");
-        out.extend_from_slice(buf.format(p.remaining).as_bytes());
+        out.extend_from_slice(buf.format(p.remaining.min(SF_INTEGER_MAX)).as_bytes());
         out.extend_from_slice(b";t=");
         out.extend_from_slice(buf.format(secs_ceil(p.reset_after)).as_bytes());
     }
     value(out)
 }
 
+/// The largest Structured Field integer (RFC 9651): larger values are clamped to it.
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
 fn secs_ceil(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).min(SF_INTEGER_MAX)
 }
 
 fn value(bytes: Vec<u8>) -> HeaderValue {

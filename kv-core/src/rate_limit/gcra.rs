@@ -80,7 +80,7 @@ impl Gcra {
         };
         PolicyState {
             name: policy.name.clone(),
-            limit: u64::from(self.burst),
+            limit: u64::from(policy.limit),
             window: policy.window,
             remaining: u64::from(remaining),
             reset_after,

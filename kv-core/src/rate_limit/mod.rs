@@ -26,8 +26,10 @@
 //! - **Algorithms**: [`Algorithm::FixedWindow`] (one atomic `incr_by` with the rest of the
 //!   window as TTL), [`Algorithm::SlidingWindow`] (the current and the previous window's
 //!   counters, weighted; one `incr_by` and one `get` sent together) and [`Algorithm::Gcra`]
-//!   (in process through `governor`). Every request is counted, denied ones included, so a
-//!   client that keeps hammering stays limited.
+//!   (in process through `governor`). The window algorithms count every request, denied
+//!   ones included, so a client that keeps hammering stays limited; GCRA (as `governor`
+//!   does) only spends quota on admitted requests. With several policies, a request denied
+//!   by one is still counted by the others.
 //! - **Several policies per route**, checked together: every store call of every policy is
 //!   issued at once, so a decision costs one round trip on Redis however many policies
 //!   there are. `RateLimit-Policy` and `RateLimit` list every policy; a `429` names the
@@ -518,7 +520,7 @@ impl<S: Store> RateLimiterBuilder<S> {
     /// [`KvError::InvalidInput`] when there is no policy, two policies share a name, a
     /// name is empty, longer than 64 bytes or not made of `A-Z a-z 0-9 - _ . : /`, a limit
     /// or burst is zero, a window is shorter than 1 ms (or than one nanosecond per request
-    /// for GCRA) or longer than [`MAX_TTL`], or the prune interval is zero.
+    /// for GCRA) or longer than half of [`MAX_TTL`] (50 years), or the prune interval is zero.
     pub fn build(self) -> Result<RateLimiter<S>> {
         if self.policies.is_empty() {
             return Err(KvError::invalid_input(
@@ -550,9 +552,10 @@ impl<S: Store> RateLimiterBuilder<S> {
                     "policy {name:?}: limit and burst must be positive"
                 )));
             }
-            if p.window < Duration::from_millis(1) || p.window > MAX_TTL {
+            // A sliding-window counter lives two windows: both must fit in a TTL.
+            if p.window < Duration::from_millis(1) || p.window > MAX_TTL / 2 {
                 return Err(KvError::invalid_input(format!(
-                    "policy {name:?}: window must be 1 ms to 100 years"
+                    "policy {name:?}: window must be 1 ms to 50 years"
                 )));
             }
         }
@@ -573,14 +576,12 @@ impl<S: Store> RateLimiterBuilder<S> {
         }
         let any_gcra = policies.iter().any(|(_, g)| g.is_some());
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
-        let policy_header = decision::policy_value(policies.iter().map(|(p, _)| {
-            let limit = if p.algorithm == Algorithm::Gcra {
-                p.burst_size()
-            } else {
-                p.limit
-            };
-            (&*p.name, u64::from(limit), p.window)
-        }));
+        // GCRA advertises its rate (`limit` per `window`), not its burst.
+        let policy_header = decision::policy_value(
+            policies
+                .iter()
+                .map(|(p, _)| (&*p.name, u64::from(p.limit), p.window)),
+        );
         let inner = Arc::new(Inner {
             store: self.store,
             policies,

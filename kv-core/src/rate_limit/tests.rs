@@ -206,7 +206,7 @@ async fn gcra_admits_a_burst_then_one_request_per_period() {
                 "{wait:?}"
             );
             assert_eq!(header(&headers, "retry-after"), Some("1"));
-            assert_eq!(header(&headers, "ratelimit-policy"), Some("\"g\";q=2;w=1"));
+            assert_eq!(header(&headers, "ratelimit-policy"), Some("\"g\";q=5;w=1"));
         }
         other => panic!("{other:?}"),
     }
@@ -279,8 +279,8 @@ async fn two_policies_are_checked_together_and_the_denial_names_its_policy() {
 #[tokio::test]
 async fn problem_json_body_lists_the_violated_policies() {
     let limiter = RateLimiter::builder(MemoryStore::new())
-        .policy(Policy::fixed_window("a", 1, Duration::from_secs(60)))
-        .policy(Policy::fixed_window("b", 1, Duration::from_secs(60)))
+        .policy(Policy::fixed_window("a", 1, Duration::from_secs(3600)))
+        .policy(Policy::fixed_window("b", 1, Duration::from_secs(3600)))
         .header_options(HeaderOptions {
             body: RejectBody::ProblemJson,
             max_retry_after: Some(Duration::from_secs(5)),
@@ -321,7 +321,7 @@ async fn problem_json_body_lists_the_violated_policies() {
 #[tokio::test]
 async fn shadow_mode_counts_and_reports_but_never_rejects() {
     let limiter = RateLimiter::builder(MemoryStore::new())
-        .policy(Policy::fixed_window("w", 1, Duration::from_secs(60)))
+        .policy(Policy::fixed_window("w", 1, Duration::from_secs(3600)))
         .shadow(true)
         .build()
         .expect("limiter");
@@ -378,7 +378,7 @@ async fn a_failing_store_fails_open_by_default_or_closed_when_asked() {
 async fn bypass_cost_and_missing_keys() {
     let store = MemoryStore::new();
     let limiter = RateLimiter::builder(store.clone())
-        .policy(Policy::fixed_window("w", 10, Duration::from_secs(60)))
+        .policy(Policy::fixed_window("w", 10, Duration::from_secs(3600)))
         .bypass(|req| req.path() == "/healthz")
         .cost(|req| if req.path() == "/expensive" { 4 } else { 1 })
         .build()
@@ -405,7 +405,7 @@ async fn bypass_cost_and_missing_keys() {
     }
     let by_header = RateLimiter::builder(MemoryStore::new())
         .policy(
-            Policy::fixed_window("api", 1, Duration::from_secs(60)).key(KeySource::header(
+            Policy::fixed_window("api", 1, Duration::from_secs(3600)).key(KeySource::header(
                 http::HeaderName::from_static("x-api-key"),
             )),
         )
@@ -417,7 +417,7 @@ async fn bypass_cost_and_missing_keys() {
     }
     let fallback = RateLimiter::builder(MemoryStore::new())
         .policy(
-            Policy::fixed_window("api", 1, Duration::from_secs(60))
+            Policy::fixed_window("api", 1, Duration::from_secs(3600))
                 .key(KeySource::header(http::HeaderName::from_static(
                     "x-api-key",
                 )))
@@ -519,4 +519,26 @@ fn invalid_configuration_is_a_typed_error() {
     for (i, r) in bad.into_iter().enumerate() {
         assert!(matches!(r, Err(KvError::InvalidInput(_))), "case {i}");
     }
+}
+
+#[tokio::test]
+async fn gcra_advertises_its_rate_not_its_burst_and_windows_fit_in_a_ttl() {
+    let (limiter, _) = setup(Policy::gcra("slow", 1, Duration::from_secs(60)).burst(100));
+    match limiter.check(&request("198.51.100.13:1")).await {
+        Verdict::Allow { headers, .. } => {
+            assert_eq!(
+                header(&headers, "ratelimit-policy"),
+                Some("\"slow\";q=1;w=60")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let too_long = RateLimiter::builder(MemoryStore::new())
+        .policy(Policy::sliding_window(
+            "s",
+            1,
+            crate::MAX_TTL / 2 + Duration::from_secs(1),
+        ))
+        .build();
+    assert!(matches!(too_long, Err(KvError::InvalidInput(_))));
 }

@@ -61,6 +61,8 @@ use http::StatusCode;
 use smallvec::SmallVec;
 
 pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Verdict};
+/// CIDR networks, for [`KeySource::client_ip`]'s trusted proxies (re-exported from `ipnet`).
+pub use ipnet::IpNet;
 use key::RateKey;
 pub use key::{ForwardedHeader, KeySource, MissingKey};
 pub use policy::{Algorithm, Policy};

@@ -45,5 +45,10 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
+/// The engine's vocabulary, re-exported so that one `use kv_tower::rate_limit::..` does.
+pub use kv_core::rate_limit::{
+    Algorithm, Decision, FailureMode, ForwardedHeader, HeaderOptions, IpNet, KeySource, MissingKey,
+    Policy, PolicyState, RateLimiter, RateLimiterBuilder, RejectBody, Verdict,
+};
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

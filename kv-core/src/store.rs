@@ -315,6 +315,15 @@ impl AnyStore {
         }
     }
 
+    /// The memory store behind this handle, if that is the backend.
+    #[cfg(feature = "memory")]
+    pub(crate) fn as_memory(&self) -> Option<&crate::MemoryStore> {
+        match &self.0 {
+            Repr::Memory(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The name of the backend behind this handle, for logs and health pages
     /// (`"memory"`, `"redis"` or `"custom"`).
     pub fn backend_name(&self) -> &'static str {

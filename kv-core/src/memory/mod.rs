@@ -199,7 +199,7 @@ impl MemoryStore {
         ttl_ms.map_or(0, |ms| now.saturating_add(ms))
     }
 
-    fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
+    pub(crate) fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
         self.check_key(key)?;
         let shard = self.shard(key).read();
         let Some(entry) = shard.map.get(key) else {
@@ -288,7 +288,12 @@ impl MemoryStore {
         }
     }
 
-    fn incr_by_sync(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
+    pub(crate) fn incr_by_sync(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> Result<i64> {
         self.check_key(key)?;
         let ttl_ms = opt_ttl_millis(ttl_if_new)?;
         let tick = self.tick();

@@ -218,6 +218,29 @@ pub(crate) enum RateKey {
     Text(CompactString),
 }
 
+impl RateKey {
+    /// Appends the `Display` form to `out`, without the formatting machinery.
+    pub(crate) fn write_to(&self, out: &mut String) {
+        match self {
+            RateKey::V4(v4) => {
+                out.push_str("ip:");
+                let mut buf = itoa::Buffer::new();
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(buf.format(octet));
+                }
+            }
+            RateKey::Text(text) => out.push_str(text),
+            other => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+}
+
 impl fmt::Display for RateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -155,7 +155,14 @@ impl<S: Store> RateLimiter<S> {
     /// Checks `req` against every policy and counts it. The request is read before the
     /// future is returned; the future owns what it needs (`Send + 'static`).
     pub fn check(&self, req: &dyn RequestView) -> impl Future<Output = Verdict> + Send + 'static {
-        let prepared = self.prepare(req);
+        // Decided at once when nothing needs awaiting (GCRA, the embedded store).
+        let prepared = match self.prepare(req) {
+            Prepared::Count(pending) => match self.decide_in_process(&pending) {
+                Some(verdict) => Prepared::Done(Box::new(verdict)),
+                None => Prepared::Count(pending),
+            },
+            done => done,
+        };
         let inner = Arc::clone(&self.inner);
         async move {
             match prepared {
@@ -204,18 +211,33 @@ impl<S: Store> RateLimiter<S> {
     /// `None` when a store must be asked (then use [`decide`](RateLimiter::decide)).
     pub fn decide_in_process(&self, pending: &Pending) -> Option<Verdict> {
         let inner = &*self.inner;
-        if inner.any_store_policy {
+        #[cfg(feature = "memory")]
+        let memory = inner.memory_store();
+        #[cfg(not(feature = "memory"))]
+        let memory: Option<&()> = None;
+        if inner.any_store_policy && memory.is_none() {
             return None;
         }
-        let states = inner
+        // The clock only matters to the window algorithms (GCRA reads its own).
+        let now = if inner.any_store_policy {
+            inner.clock.now_millis()
+        } else {
+            0
+        };
+        let states: Result<SmallVec<[PolicyState; 1]>> = inner
             .policies
             .iter()
             .zip(&pending.keys)
-            .filter_map(|((policy, gcra), key)| {
-                gcra.as_ref().map(|g| g.check(policy, key, pending.cost))
+            .map(|((policy, gcra), key)| match (gcra, memory) {
+                (Some(gcra), _) => Ok(gcra.check(policy, key, pending.cost)),
+                #[cfg(feature = "memory")]
+                (None, Some(store)) => inner.count_in_memory(store, policy, key, pending.cost, now),
+                _ => Err(KvError::invalid_input(
+                    "a store-backed policy needs a store call",
+                )),
             })
             .collect();
-        Some(inner.finish(Ok(states)))
+        Some(inner.finish(states))
     }
 
     /// In-process GCRA states held right now (pruned in the background).
@@ -243,6 +265,16 @@ fn missing_key_text(status: StatusCode) -> &'static str {
 }
 
 impl<S: Store> Inner<S> {
+    /// The embedded store behind `S`, if that is what it is: then counting needs no await.
+    #[cfg(feature = "memory")]
+    fn memory_store(&self) -> Option<&crate::MemoryStore> {
+        let any: &dyn std::any::Any = &self.store;
+        any.downcast_ref::<crate::MemoryStore>().or_else(|| {
+            any.downcast_ref::<crate::AnyStore>()
+                .and_then(crate::AnyStore::as_memory)
+        })
+    }
+
     async fn decide(&self, pending: Pending) -> Verdict {
         let now = self.clock.now_millis();
         if let ([(policy, gcra)], [key]) = (&self.policies[..], &pending.keys[..]) {
@@ -318,77 +350,138 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        let plan = self.plan(policy, key, cost, now);
+        let (current, previous) = match &plan.previous_key {
+            None => (
+                self.store
+                    .incr_by(&plan.current_key, plan.cost, Some(plan.ttl))
+                    .await?,
+                None,
+            ),
+            // Both at once: one round trip on a multiplexed connection.
+            Some(previous_key) => {
+                futures_util::future::try_join(
+                    self.store
+                        .incr_by(&plan.current_key, plan.cost, Some(plan.ttl)),
+                    self.store.get(previous_key),
+                )
+                .await?
+            }
+        };
+        Ok(plan.state(policy, current, previous.as_deref()))
+    }
+
+    /// [`count`](Inner::count) on the embedded store, without awaiting.
+    #[cfg(feature = "memory")]
+    fn count_in_memory(
+        &self,
+        store: &crate::MemoryStore,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
+        let plan = self.plan(policy, key, cost, now);
+        let current = store.incr_by_sync(&plan.current_key, plan.cost, Some(plan.ttl))?;
+        let previous = match &plan.previous_key {
+            Some(previous_key) => store.get_sync(previous_key)?,
+            None => None,
+        };
+        Ok(plan.state(policy, current, previous.as_deref()))
+    }
+
+    /// The store keys and TTL of one count.
+    fn plan(&self, policy: &Policy, key: &RateKey, cost: u32, now: u64) -> Plan {
         let window = u64::try_from(policy.window.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let index = now / window;
         let end = (index + 1) * window;
         let to_end = Duration::from_millis(end - now);
+        let store_key = |index: u64| {
+            let mut out = String::with_capacity(self.prefix.len() + policy.name.len() + 40);
+            out.push_str(&self.prefix);
+            out.push_str(&policy.name);
+            out.push(':');
+            key.write_to(&mut out);
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(index));
+            out
+        };
+        let sliding = policy.algorithm == Algorithm::SlidingWindow;
+        Plan {
+            current_key: store_key(index),
+            // The current counter lives two windows when sliding: it is the previous one
+            // next time.
+            previous_key: sliding.then(|| store_key(index.wrapping_sub(1))),
+            ttl: if sliding {
+                to_end + policy.window
+            } else {
+                to_end
+            },
+            cost: i64::from(cost),
+            now,
+            window,
+            index,
+            to_end,
+        }
+    }
+}
+
+/// One count against a store: its keys and TTL, then the state computed from the replies.
+struct Plan {
+    current_key: String,
+    previous_key: Option<String>,
+    ttl: Duration,
+    cost: i64,
+    now: u64,
+    window: u64,
+    index: u64,
+    to_end: Duration,
+}
+
+impl Plan {
+    fn state(&self, policy: &Policy, current: i64, previous: Option<&[u8]>) -> PolicyState {
         let limit = u64::from(policy.limit);
-        let cost = i64::from(cost);
-        let current_key = format!("{}{}:{key}:{index}", self.prefix, policy.name);
-        match policy.algorithm {
-            Algorithm::FixedWindow | Algorithm::Gcra => {
-                let count = self.store.incr_by(&current_key, cost, Some(to_end)).await?;
-                let count = u64::try_from(count).unwrap_or(0);
-                Ok(PolicyState {
-                    name: policy.name.clone(),
-                    limit,
-                    window: policy.window,
-                    remaining: limit.saturating_sub(count),
-                    reset_after: to_end,
-                    retry_after: (count > limit).then_some(to_end),
-                })
-            }
-            Algorithm::SlidingWindow => {
-                let previous_key = format!(
-                    "{}{}:{key}:{}",
-                    self.prefix,
-                    policy.name,
-                    index.wrapping_sub(1)
-                );
-                // The current counter lives two windows: it is the previous one next time.
-                let (current, previous) = futures_util::future::try_join(
-                    self.store
-                        .incr_by(&current_key, cost, Some(to_end + policy.window)),
-                    self.store.get(&previous_key),
-                )
-                .await?;
-                let current = current.max(0) as f64;
-                let previous = previous
-                    .as_deref()
-                    .and_then(parse_redis_int)
-                    .unwrap_or(0)
-                    .max(0) as f64;
-                let window_f = window as f64;
-                let elapsed = (now - index * window) as f64;
-                let estimate = previous * (window_f - elapsed) / window_f + current;
-                let allowed = estimate <= limit as f64;
-                let retry_after = (!allowed).then(|| {
-                    sliding_wait(
-                        limit as f64,
-                        cost as f64,
-                        current,
-                        previous,
-                        elapsed,
-                        window_f,
-                    )
-                });
-                let reset_after = if current > 0.0 {
-                    to_end + policy.window
-                } else {
-                    to_end
-                };
-                Ok(PolicyState {
-                    name: policy.name.clone(),
-                    limit,
-                    window: policy.window,
-                    remaining: (limit as f64 - estimate).max(0.0).floor() as u64,
-                    reset_after,
-                    retry_after: retry_after
-                        .map(|ms| Duration::from_millis(ms.ceil().max(1.0) as u64)),
-                })
-            }
+        if self.previous_key.is_none() {
+            let count = u64::try_from(current).unwrap_or(0);
+            return PolicyState {
+                name: policy.name.clone(),
+                limit,
+                window: policy.window,
+                remaining: limit.saturating_sub(count),
+                reset_after: self.to_end,
+                retry_after: (count > limit).then_some(self.to_end),
+            };
+        }
+        let current = current.max(0) as f64;
+        let previous = previous.and_then(parse_redis_int).unwrap_or(0).max(0) as f64;
+        let window_f = self.window as f64;
+        let elapsed = (self.now - self.index * self.window) as f64;
+        let estimate = previous * (window_f - elapsed) / window_f + current;
+        let allowed = estimate <= limit as f64;
+        let retry_after = (!allowed).then(|| {
+            sliding_wait(
+                limit as f64,
+                self.cost as f64,
+                current,
+                previous,
+                elapsed,
+                window_f,
+            )
+        });
+        let reset_after = if current > 0.0 {
+            self.to_end + policy.window
+        } else {
+            self.to_end
+        };
+        PolicyState {
+            name: policy.name.clone(),
+            limit,
+            window: policy.window,
+            remaining: (limit as f64 - estimate).max(0.0).floor() as u64,
+            reset_after,
+            retry_after: retry_after.map(|ms| Duration::from_millis(ms.ceil().max(1.0) as u64)),
         }
     }
 }

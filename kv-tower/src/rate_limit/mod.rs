@@ -1,5 +1,5 @@
 //! Rate limiting for tower and axum: [`RateLimitLayer`] over a kv-core
-//! [`RateLimiter`](kv_core::rate_limit::RateLimiter).
+//! [`RateLimiter`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

@@ -22,11 +22,16 @@ pub struct PolicyState {
     /// When the quota is whole again.
     pub reset_after: Duration,
     /// `Some` when this policy denied the request: when the next request would be
-    /// admitted (assuming no other requests meanwhile).
+    /// admitted (assuming no other requests meanwhile); [`PolicyState::NEVER`] when this
+    /// request can never pass (its cost exceeds the quota), and then no `Retry-After` is
+    /// sent, so that a client does not retry in vain.
     pub retry_after: Option<Duration>,
 }
 
 impl PolicyState {
+    /// The `retry_after` of a request that no amount of waiting admits.
+    pub const NEVER: Duration = Duration::MAX;
+
     /// Whether this policy admitted the request.
     pub fn allowed(&self) -> bool {
         self.retry_after.is_none()
@@ -265,7 +270,7 @@ impl Decision {
 
     /// The `Retry-After` seconds: the wait rounded up, at least 1, clamped if asked.
     pub fn retry_after_secs(&self, options: &HeaderOptions) -> Option<u64> {
-        let wait = self.retry_after()?;
+        let wait = self.retry_after().filter(|w| *w != PolicyState::NEVER)?;
         let wait = options.max_retry_after.map_or(wait, |max| wait.min(max));
         Some(secs_ceil(wait).max(1))
     }

@@ -76,7 +76,7 @@ impl Gcra {
                 (0, full.max(wait), Some(wait.max(Duration::from_nanos(1))))
             }
             // The cost exceeds the burst: this request can never pass.
-            Err(_) => (0, full, Some(policy.window)),
+            Err(_) => (0, full, Some(PolicyState::NEVER)),
         };
         PolicyState {
             name: policy.name.clone(),

@@ -451,7 +451,11 @@ impl Plan {
                 window: policy.window,
                 remaining: limit.saturating_sub(count),
                 reset_after: self.to_end,
-                retry_after: (count > limit).then_some(self.to_end),
+                retry_after: (count > limit).then_some(if self.cost as u64 > limit {
+                    PolicyState::NEVER
+                } else {
+                    self.to_end
+                }),
             };
         }
         let current = current.max(0) as f64;
@@ -481,7 +485,13 @@ impl Plan {
             window: policy.window,
             remaining: (limit as f64 - estimate).max(0.0).floor() as u64,
             reset_after,
-            retry_after: retry_after.map(|ms| Duration::from_millis(ms.ceil().max(1.0) as u64)),
+            retry_after: retry_after.map(|ms| {
+                if self.cost as u64 > limit {
+                    PolicyState::NEVER
+                } else {
+                    Duration::from_millis(ms.ceil().max(1.0) as u64)
+                }
+            }),
         }
     }
 }

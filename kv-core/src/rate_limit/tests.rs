@@ -542,3 +542,43 @@ async fn gcra_advertises_its_rate_not_its_burst_and_windows_fit_in_a_ttl() {
         .build();
     assert!(matches!(too_long, Err(KvError::InvalidInput(_))));
 }
+
+#[tokio::test]
+async fn a_request_that_can_never_pass_gets_no_retry_after() {
+    for policy in [
+        Policy::fixed_window("f", 3, Duration::from_secs(60)),
+        Policy::sliding_window("s", 3, Duration::from_secs(60)),
+        Policy::gcra("g", 3, Duration::from_secs(60)),
+    ] {
+        let name = policy.name().to_owned();
+        let clock = ManualClock::new();
+        let limiter = RateLimiter::builder(MemoryStore::with_clock(clock.clone()))
+            .policy(policy)
+            .clock(clock)
+            .cost(|req| if req.path() == "/bulk" { 5 } else { 1 })
+            .build()
+            .expect("limiter");
+        let mut bulk = request("198.51.100.14:1");
+        *bulk.uri_mut() = "/bulk".parse().expect("uri");
+        match limiter.check(&bulk).await {
+            Verdict::Reject {
+                status, headers, ..
+            } => {
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name}");
+                assert_eq!(
+                    header(&headers, "retry-after"),
+                    None,
+                    "{name}: retrying cannot help"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // An ordinary request still passes (GCRA spent nothing; the windows counted 5 > 3,
+        // so for them the client is over quota until the window ends).
+        let ok = limiter
+            .check(&request("198.51.100.14:1"))
+            .await
+            .is_allowed();
+        assert_eq!(ok, name == "g", "{name}");
+    }
+}

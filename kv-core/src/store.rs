@@ -138,66 +138,74 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe twin of [`Store`], implemented for every `Store`.
 trait ErasedStore: fmt::Debug + Send + Sync + 'static {
-    fn erased_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
-    fn erased_set<'a>(
-        &'a self,
-        key: &'a str,
+    fn owned_get(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Option<Bytes>>>;
+    fn owned_set(
+        self: Arc<Self>,
+        key: String,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<()>>;
-    fn erased_set_nx<'a>(
-        &'a self,
-        key: &'a str,
+    ) -> BoxFuture<'static, Result<()>>;
+    fn owned_set_nx(
+        self: Arc<Self>,
+        key: String,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>>;
-    fn erased_del<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
-    fn erased_expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
-    fn erased_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>>;
-    fn erased_incr_by<'a>(
-        &'a self,
-        key: &'a str,
+    ) -> BoxFuture<'static, Result<bool>>;
+    fn owned_del(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<bool>>;
+    fn owned_expire(
+        self: Arc<Self>,
+        key: String,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool>>;
+    fn owned_ttl(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Ttl>>;
+    fn owned_incr_by(
+        self: Arc<Self>,
+        key: String,
         delta: i64,
         ttl_if_new: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>>;
+    ) -> BoxFuture<'static, Result<i64>>;
 }
 
 impl<S: Store> ErasedStore for S {
-    fn erased_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(Store::get(self, key))
+    fn owned_get(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Option<Bytes>>> {
+        Box::pin(async move { Store::get(&*self, &key).await })
     }
-    fn erased_set<'a>(
-        &'a self,
-        key: &'a str,
+    fn owned_set(
+        self: Arc<Self>,
+        key: String,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(Store::set(self, key, value, ttl))
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move { Store::set(&*self, &key, value, ttl).await })
     }
-    fn erased_set_nx<'a>(
-        &'a self,
-        key: &'a str,
+    fn owned_set_nx(
+        self: Arc<Self>,
+        key: String,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(Store::set_nx(self, key, value, ttl))
+    ) -> BoxFuture<'static, Result<bool>> {
+        Box::pin(async move { Store::set_nx(&*self, &key, value, ttl).await })
     }
-    fn erased_del<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(Store::del(self, key))
+    fn owned_del(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<bool>> {
+        Box::pin(async move { Store::del(&*self, &key).await })
     }
-    fn erased_expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(Store::expire(self, key, ttl))
+    fn owned_expire(
+        self: Arc<Self>,
+        key: String,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool>> {
+        Box::pin(async move { Store::expire(&*self, &key, ttl).await })
     }
-    fn erased_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>> {
-        Box::pin(Store::ttl(self, key))
+    fn owned_ttl(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Ttl>> {
+        Box::pin(async move { Store::ttl(&*self, &key).await })
     }
-    fn erased_incr_by<'a>(
-        &'a self,
-        key: &'a str,
+    fn owned_incr_by(
+        self: Arc<Self>,
+        key: String,
         delta: i64,
         ttl_if_new: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(Store::incr_by(self, key, delta, ttl_if_new))
+    ) -> BoxFuture<'static, Result<i64>> {
+        Box::pin(async move { Store::incr_by(&*self, &key, delta, ttl_if_new).await })
     }
 }
 
@@ -363,78 +371,88 @@ impl From<crate::RedisStore> for AnyStore {
     }
 }
 
-/// Gives `&dyn ErasedStore` the method names of `Store`, for `dispatch!`.
-struct Erased<'a>(&'a dyn ErasedStore);
+/// A future of `AnyStore`: ready at once for the memory store (no allocation, and small,
+/// so that the Redis backend's larger futures do not make every call pay to move them);
+/// for the other backends, one boxed future that owns its key (an allocation next to a
+/// network round trip).
+type AnyFuture<T> =
+    futures_util::future::Either<std::future::Ready<Result<T>>, BoxFuture<'static, Result<T>>>;
 
-impl<'a> Erased<'a> {
-    fn get(&self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        self.0.erased_get(key)
-    }
-    fn set(&self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>> {
-        self.0.erased_set(key, value, ttl)
-    }
-    fn set_nx(
-        &self,
-        key: &'a str,
-        value: Bytes,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.0.erased_set_nx(key, value, ttl)
-    }
-    fn del(&self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.0.erased_del(key)
-    }
-    fn expire(&self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        self.0.erased_expire(key, ttl)
-    }
-    fn ttl(&self, key: &'a str) -> BoxFuture<'a, Result<Ttl>> {
-        self.0.erased_ttl(key)
-    }
-    fn incr_by(
-        &self,
-        key: &'a str,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        self.0.erased_incr_by(key, delta, ttl_if_new)
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $call:expr) => {
+macro_rules! any_dispatch {
+    ($self:ident, $m:ident => $now:expr, |$s:ident, $key:ident| $redis:expr, $owned:ident($($arg:expr),*)) => {
         match &$self.0 {
             #[cfg(feature = "memory")]
-            Repr::Memory($s) => $call,
+            Repr::Memory($m) => futures_util::future::Either::Left(std::future::ready($now)),
             #[cfg(feature = "redis")]
-            Repr::Redis($s) => $call,
-            Repr::Dyn($s) => {
-                let $s = Erased(&**$s);
-                $call
+            Repr::Redis(r) => {
+                let ($s, $key) = (r.clone(), $key.to_owned());
+                futures_util::future::Either::Right(Box::pin(async move { $redis.await }))
             }
+            Repr::Dyn(d) => futures_util::future::Either::Right(Arc::clone(d).$owned($key.to_owned() $(, $arg)*)),
         }
     };
 }
 
 impl Store for AnyStore {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        dispatch!(self, s => s.get(key).await)
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>>> + Send {
+        let fut: AnyFuture<Option<Bytes>> =
+            any_dispatch!(self, m => m.get_now(key), |s, key| s.get(&key), owned_get());
+        fut
     }
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        dispatch!(self, s => s.set(key, value, ttl).await)
+    fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let fut: AnyFuture<()> = any_dispatch!(
+            self,
+            m => m.set_now(key, value, ttl),
+            |s, key| s.set(&key, value, ttl),
+            owned_set(value, ttl)
+        );
+        fut
     }
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-        dispatch!(self, s => s.set_nx(key, value, ttl).await)
+    fn set_nx(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let fut: AnyFuture<bool> = any_dispatch!(
+            self,
+            m => m.set_nx_now(key, value, ttl),
+            |s, key| s.set_nx(&key, value, ttl),
+            owned_set_nx(value, ttl)
+        );
+        fut
     }
-    async fn del(&self, key: &str) -> Result<bool> {
-        dispatch!(self, s => s.del(key).await)
+    fn del(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        let fut: AnyFuture<bool> =
+            any_dispatch!(self, m => m.del_now(key), |s, key| s.del(&key), owned_del());
+        fut
     }
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        dispatch!(self, s => s.expire(key, ttl).await)
+    fn expire(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool>> + Send {
+        let fut: AnyFuture<bool> = any_dispatch!(self, m => m.expire_now(key, ttl), |s, key| s.expire(&key, ttl), owned_expire(ttl));
+        fut
     }
-    async fn ttl(&self, key: &str) -> Result<Ttl> {
-        dispatch!(self, s => s.ttl(key).await)
+    fn ttl(&self, key: &str) -> impl Future<Output = Result<Ttl>> + Send {
+        let fut: AnyFuture<Ttl> =
+            any_dispatch!(self, m => m.ttl_now(key), |s, key| s.ttl(&key), owned_ttl());
+        fut
     }
-    async fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
-        dispatch!(self, s => s.incr_by(key, delta, ttl_if_new).await)
+    fn incr_by(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<i64>> + Send {
+        let fut: AnyFuture<i64> = any_dispatch!(
+            self,
+            m => m.incr_by_now(key, delta, ttl_if_new),
+            |s, key| s.incr_by(&key, delta, ttl_if_new),
+            owned_incr_by(delta, ttl_if_new)
+        );
+        fut
     }
 }

@@ -340,36 +340,71 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+/// The memory store's answers, computed at once (its futures are always ready).
+impl MemoryStore {
+    pub(crate) fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
         self.get_sync(key)
     }
-
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+    pub(crate) fn set_now(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.set_sync(key, value, ttl, false).map(drop)
     }
-
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+    pub(crate) fn set_nx_now(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         self.set_sync(key, value, ttl, true)
     }
-
-    async fn del(&self, key: &str) -> Result<bool> {
+    pub(crate) fn del_now(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         Ok(self.del_sync(key))
     }
-
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+    pub(crate) fn expire_now(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.check_key(key)?;
         self.expire_sync(key, ttl)
     }
-
-    async fn ttl(&self, key: &str) -> Result<Ttl> {
+    pub(crate) fn ttl_now(&self, key: &str) -> Result<Ttl> {
         self.check_key(key)?;
         Ok(self.ttl_sync(key))
     }
+    pub(crate) fn incr_by_now(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> Result<i64> {
+        self.incr_by_sync(key, delta, ttl_if_new)
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_now(key)
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.set_now(key, value, ttl)
+    }
+
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.set_nx_now(key, value, ttl)
+    }
+
+    async fn del(&self, key: &str) -> Result<bool> {
+        self.del_now(key)
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.expire_now(key, ttl)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Ttl> {
+        self.ttl_now(key)
+    }
 
     async fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
-        self.incr_by_sync(key, delta, ttl_if_new)
+        self.incr_by_now(key, delta, ttl_if_new)
     }
 }
 

@@ -31,6 +31,16 @@ pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
     Ok(millis as u64)
 }
 
+/// `InvalidInput` when a `what` ("key", "value") of `len` bytes exceeds a store's `max`.
+pub(crate) fn check_len(what: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(KvError::invalid_input(format!(
+            "{what} of {len} bytes is longer than the store's limit of {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// Like [`ttl_millis`] for an optional TTL.
 pub(crate) fn opt_ttl_millis(ttl: Option<Duration>) -> Result<Option<u64>> {
     ttl.map(ttl_millis).transpose()

@@ -59,7 +59,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bytes::Bytes;
 
-use crate::input::{opt_ttl_millis, ttl_millis};
+use crate::input::{check_len, opt_ttl_millis, ttl_millis};
 use crate::{KvError, Result, Store, Ttl};
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
@@ -189,13 +189,7 @@ impl RedisStore {
     }
 
     fn key(&self, key: &str) -> Result<String> {
-        if key.len() > self.config().max_key_len {
-            return Err(KvError::invalid_input(format!(
-                "key of {} bytes is longer than the store's limit of {} bytes",
-                key.len(),
-                self.config().max_key_len
-            )));
-        }
+        check_len("key", key.len(), self.config().max_key_len)?;
         let mut full = String::with_capacity(self.config().prefix.len() + key.len());
         full.push_str(&self.config().prefix);
         full.push_str(key);
@@ -203,14 +197,7 @@ impl RedisStore {
     }
 
     fn check_value(&self, value: &Bytes) -> Result<()> {
-        if value.len() > self.config().max_value_len {
-            return Err(KvError::invalid_input(format!(
-                "value of {} bytes is longer than the store's limit of {} bytes",
-                value.len(),
-                self.config().max_value_len
-            )));
-        }
-        Ok(())
+        check_len("value", value.len(), self.config().max_value_len)
     }
 
     fn config(&self) -> &Config {

@@ -64,7 +64,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::clock::{Clock, ClockHandle};
-use crate::input::{opt_ttl_millis, parse_redis_int, ttl_millis};
+use crate::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
 use crate::janitor::Janitor;
 use crate::{KvError, Result, Store, Ttl};
 use shard::{Entry, Shard, ShardLimits, Value, cost};
@@ -174,25 +174,11 @@ impl MemoryStore {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        if key.len() > self.inner.max_key_len {
-            return Err(KvError::invalid_input(format!(
-                "key of {} bytes is longer than the store's limit of {} bytes",
-                key.len(),
-                self.inner.max_key_len
-            )));
-        }
-        Ok(())
+        check_len("key", key.len(), self.inner.max_key_len)
     }
 
     fn check_value(&self, value: &Bytes) -> Result<()> {
-        if value.len() > self.inner.max_value_len {
-            return Err(KvError::invalid_input(format!(
-                "value of {} bytes is longer than the store's limit of {} bytes",
-                value.len(),
-                self.inner.max_value_len
-            )));
-        }
-        Ok(())
+        check_len("value", value.len(), self.inner.max_value_len)
     }
 
     fn deadline(&self, now: u64, ttl_ms: Option<u64>) -> u64 {

@@ -277,25 +277,36 @@ impl<S: Store> Inner<S> {
 
     async fn decide(&self, pending: Pending) -> Verdict {
         let now = self.clock.now_millis();
+        let cost = pending.cost;
         if let ([(policy, gcra)], [key]) = (&self.policies[..], &pending.keys[..]) {
-            let state = match gcra {
-                Some(gcra) => Ok(gcra.check(policy, key, pending.cost)),
-                None => self.count(policy, key, pending.cost, now).await,
-            };
+            // One policy: no join (and no vector of futures) needed.
+            let state = self
+                .count_policy(policy, gcra.as_ref(), key, cost, now)
+                .await;
             return self.finish(state.map(|s| smallvec::smallvec![s]));
         }
-        let counted =
-            self.policies
-                .iter()
-                .zip(&pending.keys)
-                .map(|((policy, gcra), key)| async move {
-                    match gcra {
-                        Some(gcra) => Ok(gcra.check(policy, key, pending.cost)),
-                        None => self.count(policy, key, pending.cost, now).await,
-                    }
-                });
+        let counted = self
+            .policies
+            .iter()
+            .zip(&pending.keys)
+            .map(|((policy, gcra), key)| self.count_policy(policy, gcra.as_ref(), key, cost, now));
         // Every store call at once: one round trip on a multiplexed connection.
         self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
+    }
+
+    /// One policy's state: GCRA in process, the window algorithms through the store.
+    async fn count_policy(
+        &self,
+        policy: &Policy,
+        gcra: Option<&Gcra>,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
+        match gcra {
+            Some(gcra) => Ok(gcra.check(policy, key, cost)),
+            None => self.count(policy, key, cost, now).await,
+        }
     }
 
     fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>) -> Verdict {

@@ -57,7 +57,7 @@ pub mod testing;
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, KvError, Result};
-pub use input::MAX_TTL;
+pub use input::{MAX_HASH_FIELDS, MAX_TTL};
 #[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]

@@ -29,6 +29,7 @@
 //! | `memory` (default) | [`MemoryStore`] |
 //! | `redis` | `RedisStore` on one Redis / Valkey server |
 //! | `redis-cluster` | `RedisStore` on Redis Cluster |
+//! | `session` | the session engine in `session` |
 //! | `test-util` | [`clock::ManualClock`] and the conformance suite in `testing` |
 //!
 //! ## Time
@@ -49,6 +50,9 @@ pub mod rate_limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod request;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

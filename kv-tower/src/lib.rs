@@ -6,8 +6,10 @@
 //! - [`rate_limit`]: [`RateLimitLayer`] — fixed-window, sliding-window and GCRA limits,
 //!   keyed by peer IP (trusted-proxy aware), header, user or any function; `429` with
 //!   `Retry-After` and the IETF `RateLimit` header fields.
-//! - Sessions (`SessionLayer` and the `Session` extractor) and response caching
-//!   (`CacheLayer`) arrive with their issues.
+//! - [`session`] (feature `session`): `SessionLayer` and the axum `Session` extractor —
+//!   lazy, store-backed sessions with idle and absolute timeouts, id cycling, signed or
+//!   private cookies, and "log out everywhere".
+//! - Response caching (`CacheLayer`) arrives with its issue.
 //!
 //! Every decision lives in `kv-core`; this crate only translates `http` requests and
 //! responses, so the actix-web adapters (`kv-actix`) answer the same way.
@@ -15,7 +17,8 @@
 //! ## Features
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>` |
+//! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>`; the `Session` extractor |
+//! | `session` | the `session` module |
 //!
 //! Without `axum`, the peer address is read from a `SocketAddr` or
 //! [`kv_core::PeerAddr`] request extension.
@@ -25,6 +28,9 @@
 
 pub mod rate_limit;
 mod request;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
 
 /// The README's examples, compiled and run as doc-tests so that they cannot rot.
 #[cfg(doctest)]

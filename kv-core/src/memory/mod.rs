@@ -332,6 +332,27 @@ impl MemoryStore {
     }
 }
 
+/// The accounted size of `hash` (now `old_len`) once `fields` are set in it.
+fn merged_len(hash: &Fields, fields: &[(String, Bytes)], old_len: usize) -> usize {
+    let mut len = old_len;
+    for (i, (name, value)) in fields.iter().enumerate() {
+        // A name set earlier in this same call counts as present.
+        let earlier = fields[..i].iter().rev().find(|(n, _)| n == name);
+        let present = match earlier {
+            Some((_, v)) => Some(v.len()),
+            None => hash
+                .iter()
+                .find(|(n, _)| n == name.as_str())
+                .map(|(_, v)| v.len()),
+        };
+        len = match present {
+            Some(old) => len - old + value.len(),
+            None => len + name.len() + value.len() + shard::FIELD_OVERHEAD,
+        };
+    }
+    len
+}
+
 /// Hash fields.
 impl MemoryStore {
     fn hget_all_sync(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
@@ -374,12 +395,49 @@ impl MemoryStore {
             .map
             .get_full(key)
             .filter(|(_, _, e)| !e.is_expired(now));
-        let (mut merged, old_deadline): (Fields, u64) = match live {
-            Some((_, _, entry)) => match &entry.value {
-                Value::Hash(old) => ((**old).clone(), entry.expires_at),
+        let (index, old_deadline, old_len) = match live {
+            Some((index, _, entry)) => match &entry.value {
+                Value::Hash(old) => (Some(index), entry.expires_at, fields_len(old)),
                 _ => return Err(KvError::WrongType),
             },
-            None => (Vec::with_capacity(fields.len()), 0),
+            None => (None, 0, 0),
+        };
+        let expires_at = match ttl_ms {
+            Some(ms) => now.saturating_add(ms),
+            None => old_deadline,
+        };
+        // The common case (a session save): update the live hash in place.
+        if let Some(index) = index {
+            let used = shard.used;
+            if let Some((_, entry)) = shard.map.get_index_mut(index)
+                && let Value::Hash(hash) = &mut entry.value
+            {
+                let new_len = merged_len(hash, &fields, old_len);
+                check_len("hash", new_len, self.inner.max_value_len)?;
+                if new_len <= old_len || used + (new_len - old_len) <= limits.max_bytes {
+                    for (name, value) in fields {
+                        match hash.iter_mut().find(|(n, _)| *n == name) {
+                            Some(slot) => slot.1 = value,
+                            None => hash.push((CompactString::from(name), value)),
+                        }
+                    }
+                    entry.touch(tick);
+                    shard.used = used + new_len - old_len;
+                    shard.set_deadline(index, expires_at);
+                    return Ok(());
+                }
+            }
+        }
+        // A new hash, or one that needs room made: build it and insert (evicting).
+        let mut merged: Fields = match index.and_then(|i| shard.map.get_index(i)) {
+            Some((
+                _,
+                Entry {
+                    value: Value::Hash(old),
+                    ..
+                },
+            )) => (**old).clone(),
+            _ => Vec::with_capacity(fields.len()),
         };
         for (name, value) in fields {
             match merged.iter_mut().find(|(n, _)| *n == name) {
@@ -390,16 +448,38 @@ impl MemoryStore {
         // A hash is one entry: as a whole it obeys the value limit (and so always fits
         // in a shard).
         check_len("hash", fields_len(&merged), self.inner.max_value_len)?;
-        let expires_at = match ttl_ms {
-            Some(ms) => now.saturating_add(ms),
-            None => old_deadline,
-        };
         let value = Value::Hash(Box::new(merged));
         match shard.map.get_index_of(key) {
             Some(index) => shard.replace(index, key, value, expires_at, &limits, now, tick),
             None => shard.insert_new(key, Entry::new(value, expires_at, tick), &limits, now, tick),
         }
         Ok(())
+    }
+
+    /// Reads a hash and its TTL under one lock, handing the fields to `f` without
+    /// copying them: the session engine's load.
+    #[cfg(feature = "session")]
+    pub(crate) fn with_hash<R>(
+        &self,
+        key: &str,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a str, &'a Bytes)>, Ttl) -> R,
+    ) -> Result<R> {
+        self.check_key(key)?;
+        let shard = self.shard(key).read();
+        let now = self.inner.clock.now_millis();
+        let Some(entry) = shard.map.get(key).filter(|e| !e.is_expired(now)) else {
+            return Ok(f(&mut std::iter::empty(), Ttl::Missing));
+        };
+        let Value::Hash(fields) = &entry.value else {
+            return Err(KvError::WrongType);
+        };
+        entry.touch(self.tick());
+        let ttl = match entry.expires_at {
+            0 => Ttl::Persistent,
+            at => Ttl::Expires(Duration::from_millis(at - now)),
+        };
+        let mut iter = fields.iter().map(|(name, value)| (name.as_str(), value));
+        Ok(f(&mut iter, ttl))
     }
 
     fn hdel_sync(&self, key: &str, fields: Vec<String>) -> Result<usize> {

@@ -1,9 +1,6 @@
 //! [`Session`]: one request's handle on its session, and what happens when it ends.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +16,7 @@ use smallvec::SmallVec;
 use super::SessionError;
 use super::id::SessionId;
 use super::manager::ManagerInner;
-use super::record::{self, RESERVED_PREFIX, Record};
+use super::record::{self, Field, RESERVED_PREFIX, Record};
 use crate::{KvError, Store};
 
 /// One request's session: a cheap `Clone` (`Arc`), `Send + Sync`.
@@ -55,27 +52,73 @@ struct State {
     loaded: Option<Loaded>,
     /// The store failed while loading: the request ends with a 500.
     failed: Option<KvError>,
-    /// Keys set by this request (their values are in `loaded.data`).
-    dirty: HashSet<String>,
-    /// Keys removed by this request.
-    removed: HashSet<String>,
+    /// Keys removed by this request (keys set are marked `dirty` in `loaded.data`).
+    removed: Vec<String>,
     cycle: bool,
     /// `login(user)` was called: new id, new absolute lifetime, this user.
     login: Option<String>,
 }
 
 struct Loaded {
-    /// The live session the client's cookie named, if any.
+    /// The live session the client's cookie named, if any, and its record's key.
     current: Option<(SessionId, Record)>,
-    /// The data as this request sees it (JSON text per key).
-    data: HashMap<String, Box<str>>,
+    current_key: String,
+    /// The data as this request sees it (JSON text per key; few keys, so a vector).
+    data: Vec<Field>,
     /// Sessions to delete at the end: flushed, or found past their absolute deadline.
     ended: Vec<(SessionId, Option<String>)>,
     /// The client sent a cookie of our name (valid or not).
     had_cookie: bool,
+    /// When the record was read (Unix ms), reused as "now" at the end of the request.
+    read_at: Option<u64>,
 }
 
-type Op<'a> = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'a>>;
+impl Loaded {
+    fn empty(had_cookie: bool) -> Self {
+        Loaded {
+            current: None,
+            current_key: String::new(),
+            data: Vec::new(),
+            ended: Vec::new(),
+            had_cookie,
+            read_at: None,
+        }
+    }
+}
+
+/// One store call of a save.
+enum Op {
+    Del(String),
+    Hdel(String, Vec<String>),
+    Hset(String, Vec<(String, Bytes)>, Duration),
+    Expire(String, Duration),
+    IndexAdd {
+        user: String,
+        id: SessionId,
+        created: u64,
+        now: u64,
+    },
+}
+
+impl Op {
+    async fn run(self, m: &ManagerInner) -> Result<(), KvError> {
+        match self {
+            Op::Del(key) => m.store.del(&key).await.map(drop),
+            Op::Hdel(key, fields) => m.store.hdel(&key, fields).await.map(drop),
+            Op::Hset(key, fields, ttl) => m.store.hset(&key, fields, Some(ttl)).await,
+            Op::Expire(key, ttl) => m.store.expire(&key, ttl).await.map(drop),
+            Op::IndexAdd {
+                user,
+                id,
+                created,
+                now,
+            } => {
+                m.index_add(&user, &id, m.absolute_deadline(created), now)
+                    .await
+            }
+        }
+    }
+}
 
 impl Session {
     pub(crate) fn new(manager: Arc<ManagerInner>, cookies: SmallVec<[HeaderValue; 1]>) -> Self {
@@ -102,6 +145,17 @@ impl Session {
     /// # Errors
     /// [`SessionError::Store`] when the store fails (logged; the request should fail).
     pub async fn load(&self) -> Result<(), SessionError> {
+        match self.load_now()? {
+            None => Ok(()),
+            // Boxed: keeps `load`'s future (inside every handler's) small; the embedded
+            // store never gets here.
+            Some((id, key, had_cookie)) => Box::pin(self.load_remote(id, key, had_cookie)).await,
+        }
+    }
+
+    /// Loads without waiting when it can (loaded already, no valid cookie, or the
+    /// embedded store); else the id and key to read from the store.
+    fn load_now(&self) -> Result<Option<(SessionId, String, bool)>, SessionError> {
         self.inner.touched.store(true, Ordering::Relaxed);
         {
             let state = self.inner.state.lock();
@@ -109,47 +163,79 @@ impl Session {
                 return Err(SessionError::Store(err.clone()));
             }
             if state.loaded.is_some() {
-                return Ok(());
+                return Ok(None);
             }
         }
         let m = &*self.inner.manager;
         let (id, had_cookie) = m.cookie.find_id(&self.inner.cookies);
-        let mut loaded = Loaded {
-            current: None,
-            data: HashMap::new(),
-            ended: Vec::new(),
-            had_cookie,
+        let Some(id) = id else {
+            self.set_loaded(Loaded::empty(had_cookie));
+            return Ok(None);
         };
-        if let Some(id) = id {
-            let key = m.record_key(&id);
-            let read =
-                futures_util::future::try_join(m.store.hget_all(&key), m.store.ttl(&key)).await;
-            let (fields, ttl) = match read {
-                Ok(read) => read,
-                Err(err) => {
-                    tracing::error!(error = %err, "kv session: loading the session failed");
-                    self.inner.state.lock().failed = Some(err.clone());
-                    return Err(SessionError::Store(err));
-                }
-            };
-            // An id the store does not know is never adopted: `current` stays `None`
-            // and a write issues a new id.
-            if let Some(mut record) = Record::decode(fields, ttl) {
-                let now = m.clock.now_millis();
-                if m.ttl_at(record.created_ms, now).is_some() {
-                    loaded.data = std::mem::take(&mut record.data);
-                    loaded.current = Some((id, record));
-                } else {
-                    // Past its absolute deadline (its TTL had not run out yet).
-                    loaded.ended.push((id, record.user));
-                }
+        let key = m.record_key(&id);
+        #[cfg(feature = "memory")]
+        if let Some(memory) = m.store.as_memory() {
+            // The embedded store answers both reads under one lock, without copies.
+            let read = memory.with_hash(&key, |fields, ttl| Record::decode(fields, ttl));
+            return self.loaded_from(id, key, had_cookie, read).map(|()| None);
+        }
+        Ok(Some((id, key, had_cookie)))
+    }
+
+    async fn load_remote(
+        &self,
+        id: SessionId,
+        key: String,
+        had_cookie: bool,
+    ) -> Result<(), SessionError> {
+        let store = &self.inner.manager.store;
+        // `HGETALL` and `PTTL` sent together: one round trip.
+        let read = futures_util::future::try_join(store.hget_all(&key), store.ttl(&key)).await;
+        let record = read
+            .map(|(fields, ttl)| Record::decode(fields.iter().map(|(n, v)| (n.as_str(), v)), ttl));
+        self.loaded_from(id, key, had_cookie, record)
+    }
+
+    fn loaded_from(
+        &self,
+        id: SessionId,
+        key: String,
+        had_cookie: bool,
+        read: Result<Option<Record>, KvError>,
+    ) -> Result<(), SessionError> {
+        let record = match read {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::error!(error = %err, "kv session: loading the session failed");
+                self.inner.state.lock().failed = Some(err.clone());
+                return Err(SessionError::Store(err));
+            }
+        };
+        let m = &*self.inner.manager;
+        let mut loaded = Loaded::empty(had_cookie);
+        // An id the store does not know is never adopted: `current` stays `None` and a
+        // write issues a new id.
+        if let Some(mut record) = record {
+            let now = m.clock.now_millis();
+            loaded.read_at = Some(now);
+            if m.ttl_at(record.created_ms, now).is_some() {
+                loaded.data = std::mem::take(&mut record.data);
+                loaded.current = Some((id, record));
+                loaded.current_key = key;
+            } else {
+                // Past its absolute deadline (its TTL had not run out yet).
+                loaded.ended.push((id, record.user));
             }
         }
+        self.set_loaded(loaded);
+        Ok(())
+    }
+
+    fn set_loaded(&self, loaded: Loaded) {
         let mut state = self.inner.state.lock();
         if state.loaded.is_none() {
             state.loaded = Some(loaded);
         }
-        Ok(())
     }
 
     /// Runs `f` on the loaded state.
@@ -178,11 +264,11 @@ impl Session {
     /// awaiting. [`SessionError::NotLoaded`] otherwise.
     pub fn get_loaded<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.with_loaded(|state| {
-            let data = state.loaded.as_ref().map(|l| &l.data);
-            let Some(text) = data.and_then(|d| d.get(key)) else {
+            let data = state.loaded.as_ref().map(|l| l.data.as_slice());
+            let Some(field) = data.and_then(|d| d.iter().find(|f| f.key == key)) else {
                 return Ok(None);
             };
-            serde_json::from_str(text)
+            serde_json::from_slice(&field.value)
                 .map(Some)
                 .map_err(|source| SessionError::Deserialize {
                     key: key.to_owned(),
@@ -207,16 +293,25 @@ impl Session {
         if key.starts_with(RESERVED_PREFIX) {
             return Err(SessionError::ReservedKey(key.to_owned()));
         }
-        let text = serde_json::to_string(&value).map_err(|source| SessionError::Serialize {
+        let value = to_json(&value).map_err(|source| SessionError::Serialize {
             key: key.to_owned(),
             source,
         })?;
         self.with_loaded(|state| {
             if let Some(loaded) = state.loaded.as_mut() {
-                loaded.data.insert(key.to_owned(), text.into());
+                match loaded.data.iter_mut().find(|f| f.key == key) {
+                    Some(field) => {
+                        field.value = value;
+                        field.dirty = true;
+                    }
+                    None => loaded.data.push(Field {
+                        key: key.to_owned(),
+                        value,
+                        dirty: true,
+                    }),
+                }
             }
-            state.removed.remove(key);
-            state.dirty.insert(key.to_owned());
+            state.removed.retain(|k| k != key);
             Ok(())
         })
     }
@@ -233,13 +328,19 @@ impl Session {
     /// [`remove`](Session::remove) for a session already loaded, without awaiting.
     pub fn remove_loaded(&self, key: &str) -> Result<bool, SessionError> {
         self.with_loaded(|state| {
-            let present = state
-                .loaded
-                .as_mut()
-                .is_some_and(|l| l.data.remove(key).is_some());
-            state.dirty.remove(key);
-            if present {
-                state.removed.insert(key.to_owned());
+            let data = state.loaded.as_mut().map(|l| &mut l.data);
+            let at = data
+                .as_ref()
+                .and_then(|d| d.iter().position(|f| f.key == key));
+            let present = match (data, at) {
+                (Some(data), Some(at)) => {
+                    data.swap_remove(at);
+                    true
+                }
+                _ => false,
+            };
+            if present && !state.removed.iter().any(|k| k == key) {
+                state.removed.push(key.to_owned());
             }
             Ok(present)
         })
@@ -255,7 +356,7 @@ impl Session {
             Ok(state
                 .loaded
                 .as_ref()
-                .map(|l| l.data.keys().cloned().collect())
+                .map(|l| l.data.iter().map(|f| f.key.clone()).collect())
                 .unwrap_or_default())
         })
     }
@@ -273,10 +374,12 @@ impl Session {
     pub fn clear_loaded(&self) -> Result<(), SessionError> {
         self.with_loaded(|state| {
             if let Some(loaded) = state.loaded.as_mut() {
-                let keys: Vec<String> = loaded.data.drain().map(|(k, _)| k).collect();
-                state.removed.extend(keys);
+                for field in loaded.data.drain(..) {
+                    if !state.removed.contains(&field.key) {
+                        state.removed.push(field.key);
+                    }
+                }
             }
-            state.dirty.clear();
             Ok(())
         })
     }
@@ -341,7 +444,6 @@ impl Session {
                 }
                 loaded.data.clear();
             }
-            state.dirty.clear();
             state.removed.clear();
             state.cycle = false;
             state.login = None;
@@ -377,7 +479,8 @@ impl Session {
 
     /// Ends the request's use of the session: writes what changed (at most one round
     /// trip; two after a `login`), refreshes the record's TTL when due, and returns the
-    /// `Set-Cookie` value to send, if any. For adapters: call it once, after the handler.
+    /// `Set-Cookie` value to send, if any. For adapters: call it (or [`end`](Session::end))
+    /// once, after the handler.
     ///
     /// A `status` of 5xx discards the request's changes (a handler that failed half-way
     /// saves nothing) and sets no cookie.
@@ -386,30 +489,42 @@ impl Session {
     /// [`SessionError::Store`] when loading failed earlier or a write fails now (logged,
     /// without the session id); the adapter answers 500.
     pub async fn finish(&self, status: StatusCode) -> Result<Option<HeaderValue>, SessionError> {
+        match self.end(status) {
+            Finish::Done(result) => result,
+            Finish::Save(save) => save.run().await,
+        }
+    }
+
+    /// [`finish`](Session::finish) in two steps, for adapters that want to avoid a future
+    /// when there is nothing to wait for: decides what to write and, when nothing is to
+    /// be written or the store is the embedded one, does it at once
+    /// ([`Finish::Done`]); otherwise returns the [`Save`] to await.
+    pub fn end(&self, status: StatusCode) -> Finish {
         if !self.is_touched() {
-            return Ok(None);
+            return Finish::Done(Ok(None));
         }
         let state = std::mem::take(&mut *self.inner.state.lock());
         if let Some(err) = state.failed {
-            return Err(SessionError::Store(err));
+            return Finish::Done(Err(SessionError::Store(err)));
         }
         if status.is_server_error() {
             tracing::debug!(%status, "kv session: the handler failed; its changes are discarded");
-            return Ok(None);
+            return Finish::Done(Ok(None));
         }
         let Some(loaded) = state.loaded else {
-            return Ok(None);
+            return Finish::Done(Ok(None));
         };
         let m = &*self.inner.manager;
-        let now = m.clock.now_millis();
-        let mut ops: Vec<Op<'_>> = Vec::new();
+        // A request is short: the time of its read stands for "now" (one clock read less).
+        let now = loaded.read_at.unwrap_or_else(|| m.clock.now_millis());
+        let mut ops: SmallVec<[Op; 2]> = SmallVec::new();
         let mut cookie = None;
         let mut wrote_new = false;
 
         for (id, user) in loaded.ended {
-            ops.push(del(m, m.record_key(&id)));
+            ops.push(Op::Del(m.record_key(&id)));
             if let Some(user) = user {
-                ops.push(hdel(m, m.user_key(&user), vec![id.as_str().to_owned()]));
+                ops.push(Op::Hdel(m.user_key(&user), vec![id.as_str().to_owned()]));
             }
         }
 
@@ -418,49 +533,52 @@ impl Session {
                 let fresh = state.login.is_some();
                 let created = if fresh { now } else { record.created_ms };
                 let user = state.login.or_else(|| record.user.clone());
-                ops.push(del(m, m.record_key(&id)));
+                ops.push(Op::Del(m.record_key(&id)));
                 if let Some(old_user) = &record.user {
-                    ops.push(hdel(m, m.user_key(old_user), vec![id.as_str().to_owned()]));
+                    ops.push(Op::Hdel(m.user_key(old_user), vec![id.as_str().to_owned()]));
                 }
                 if let Some(ttl) = m.ttl_at(created, now) {
                     let new_id = SessionId::random();
                     let fields = record::encode(created, user.as_deref(), &loaded.data);
-                    ops.push(hset(m, m.record_key(&new_id), fields, ttl));
+                    ops.push(Op::Hset(m.record_key(&new_id), fields, ttl));
                     if let Some(user) = user {
-                        ops.push(index_add(m, user, new_id.clone(), created, now));
+                        ops.push(Op::IndexAdd {
+                            user,
+                            id: new_id.clone(),
+                            created,
+                            now,
+                        });
                     }
                     let left = m.absolute_deadline(created).saturating_sub(now);
                     cookie = m.cookie.issue(&new_id, Duration::from_millis(left));
                     wrote_new = true;
                 }
             }
-            Some((id, record)) => {
-                let key = m.record_key(&id);
+            Some((_, record)) => {
+                let key = loaded.current_key;
                 match m.ttl_at(record.created_ms, now) {
                     // The absolute deadline passed during the request.
-                    None => ops.push(del(m, key)),
+                    None => ops.push(Op::Del(key)),
                     Some(ttl) => {
-                        let sets: Vec<(String, Bytes)> = state
-                            .dirty
-                            .iter()
-                            .filter_map(|k| {
-                                let v = loaded.data.get(k)?;
-                                Some((k.clone(), Bytes::from(v.as_bytes().to_vec())))
-                            })
+                        let sets: Vec<(String, Bytes)> = loaded
+                            .data
+                            .into_iter()
+                            .filter(|f| f.dirty)
+                            .map(|f| (f.key, f.value))
                             .collect();
-                        let dels: Vec<String> = state.removed.into_iter().collect();
+                        let dels = state.removed;
                         let due = record
                             .ttl_left
                             .is_none_or(|left| ttl.saturating_sub(left) >= m.refresh_after);
                         let changed = !sets.is_empty() || !dels.is_empty();
                         if !sets.is_empty() {
                             // The write refreshes the TTL in the same step.
-                            ops.push(hset(m, key.clone(), sets, ttl));
+                            ops.push(Op::Hset(key.clone(), sets, ttl));
                         } else if changed || due {
-                            ops.push(expire(m, key.clone(), ttl));
+                            ops.push(Op::Expire(key.clone(), ttl));
                         }
                         if !dels.is_empty() {
-                            ops.push(hdel(m, key, dels));
+                            ops.push(Op::Hdel(key, dels));
                         }
                         wrote_new = true; // the cookie stays valid
                     }
@@ -471,9 +589,14 @@ impl Session {
                 let user = state.login;
                 let fields = record::encode(now, user.as_deref(), &loaded.data);
                 if let Some(ttl) = m.ttl_at(now, now) {
-                    ops.push(hset(m, m.record_key(&new_id), fields, ttl));
+                    ops.push(Op::Hset(m.record_key(&new_id), fields, ttl));
                     if let Some(user) = user {
-                        ops.push(index_add(m, user, new_id.clone(), now, now));
+                        ops.push(Op::IndexAdd {
+                            user,
+                            id: new_id.clone(),
+                            created: now,
+                            now,
+                        });
                     }
                     cookie = m.cookie.issue(&new_id, m.absolute);
                     wrote_new = true;
@@ -485,35 +608,108 @@ impl Session {
             // Logged out, or the cookie named no live session: tell the client to drop it.
             cookie = m.cookie.removal();
         }
-        if let Err(err) = try_join_all(ops).await {
-            tracing::error!(error = %err, "kv session: saving the session failed");
-            return Err(SessionError::Store(err));
+        if ops.is_empty() {
+            return Finish::Done(Ok(cookie));
         }
-        Ok(cookie)
+        #[cfg(feature = "memory")]
+        if m.store.as_memory().is_some() {
+            // The embedded store's calls complete on their first poll: no future needed.
+            let run = run_ops(ops, cookie, m);
+            if let Some(result) = futures_util::FutureExt::now_or_never(run) {
+                return Finish::Done(result);
+            }
+            // Not reached: memory store calls are always ready.
+            return Finish::Done(Err(SessionError::Store(KvError::backend(
+                std::io::Error::other("a memory store call was not ready"),
+            ))));
+        }
+        Finish::Save(Save {
+            manager: Arc::clone(&self.inner.manager),
+            ops,
+            cookie,
+        })
     }
 }
 
-fn del(m: &ManagerInner, key: String) -> Op<'_> {
-    Box::pin(async move { m.store.del(&key).await.map(drop) })
-}
-
-fn hdel(m: &ManagerInner, key: String, fields: Vec<String>) -> Op<'_> {
-    Box::pin(async move { m.store.hdel(&key, fields).await.map(drop) })
-}
-
-fn hset(m: &ManagerInner, key: String, fields: Vec<(String, Bytes)>, ttl: Duration) -> Op<'_> {
-    Box::pin(async move { m.store.hset(&key, fields, Some(ttl)).await })
-}
-
-fn expire(m: &ManagerInner, key: String, ttl: Duration) -> Op<'_> {
-    Box::pin(async move { m.store.expire(&key, ttl).await.map(drop) })
-}
-
-fn index_add(m: &ManagerInner, user: String, id: SessionId, created: u64, now: u64) -> Op<'_> {
-    Box::pin(async move {
-        m.index_add(&user, &id, m.absolute_deadline(created), now)
-            .await
+/// A value as compact JSON in a buffer of its exact size (one allocation).
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes, serde_json::Error> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, value)?;
+            let bytes = Bytes::copy_from_slice(&buf);
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new(); // do not keep a huge buffer per thread
+            }
+            Ok(bytes)
+        }
+        // Re-entered from inside a `Serialize` impl: a buffer of its own.
+        Err(_) => serde_json::to_vec(value).map(Bytes::from),
     })
+}
+
+/// What [`Session::end`] leaves to do.
+#[derive(Debug)]
+pub enum Finish {
+    /// Nothing left: the `Set-Cookie` to send (if any), or the failure (answer 500).
+    Done(Result<Option<HeaderValue>, SessionError>),
+    /// Store calls to make: await [`Save::run`].
+    Save(Save),
+}
+
+/// The store calls that save a session, made by [`Save::run`].
+pub struct Save {
+    manager: Arc<ManagerInner>,
+    ops: SmallVec<[Op; 2]>,
+    cookie: Option<HeaderValue>,
+}
+
+impl fmt::Debug for Save {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Save")
+            .field("calls", &self.ops.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Save {
+    /// Makes the calls, all in flight together (independent keys: one round trip on
+    /// Redis); the `Set-Cookie` to send, if any.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when a call fails (logged without the session id).
+    pub async fn run(self) -> Result<Option<HeaderValue>, SessionError> {
+        run_ops(self.ops, self.cookie, &self.manager).await
+    }
+}
+
+async fn run_ops(
+    mut ops: SmallVec<[Op; 2]>,
+    cookie: Option<HeaderValue>,
+    m: &ManagerInner,
+) -> Result<Option<HeaderValue>, SessionError> {
+    {
+        let result = match ops.len() {
+            0 => Ok(()),
+            1 => match ops.pop() {
+                Some(op) => op.run(m).await,
+                None => Ok(()),
+            },
+            _ => try_join_all(ops.into_iter().map(|op| op.run(m)))
+                .await
+                .map(drop),
+        };
+        match result {
+            Ok(()) => Ok(cookie),
+            Err(err) => {
+                tracing::error!(error = %err, "kv session: saving the session failed");
+                Err(SessionError::Store(err))
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Session {

@@ -12,37 +12,42 @@ const ID_BYTES: usize = 16;
 /// Length of an id's text form (base64 of 16 bytes, no padding).
 pub(crate) const ID_LEN: usize = 22;
 
-/// A session id. Its `Debug` and `Display` never show it: ids are secrets.
+/// A session id, held inline (no allocation). Its `Debug` never shows it: ids are
+/// secrets.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SessionId(String);
+pub(crate) struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
     /// A fresh id from the thread-local CSPRNG (ChaCha, seeded and reseeded from the OS).
     pub(crate) fn random() -> Self {
         let mut bytes = [0u8; ID_BYTES];
         rand::rng().fill_bytes(&mut bytes);
-        SessionId(URL_SAFE_NO_PAD.encode(bytes))
+        let mut text = [0u8; ID_LEN];
+        // 16 bytes always encode to exactly 22 characters.
+        let _written = URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        SessionId(text)
     }
 
     /// Parses an id sent by a client: exactly the text form of 16 bytes, else `None`
     /// (so that no attacker-chosen bytes beyond a well-formed id reach the store).
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        if text.len() != ID_LEN {
+        // 16 bytes are 21 characters and 2 bits; the last character's other 4 bits are
+        // zero in the canonical form, so it is one of `A`, `Q`, `g`, `w`.
+        if text.len() != ID_LEN || !matches!(text.as_bytes()[ID_LEN - 1], b'A' | b'Q' | b'g' | b'w')
+        {
             return None;
         }
         let mut bytes = [0u8; ID_BYTES + 2];
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            // Re-encoding must give the same text: refuses non-canonical trailing bits.
-            Ok(ID_BYTES) if URL_SAFE_NO_PAD.encode(&bytes[..ID_BYTES]) == text => {
-                Some(SessionId(text.to_owned()))
-            }
+            Ok(ID_BYTES) => text.as_bytes().try_into().ok().map(SessionId),
             _ => None,
         }
     }
 
     /// The text form (for the cookie and the store key only; never log it).
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII: built from base64 output or from a checked `&str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 

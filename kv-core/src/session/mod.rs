@@ -67,7 +67,7 @@ mod record;
 mod tests;
 
 pub use ::cookie::{Key, SameSite};
-pub use handle::Session;
+pub use handle::{Finish, Save, Session};
 pub use manager::{SessionManager, SessionManagerBuilder};
 
 use crate::KvError;

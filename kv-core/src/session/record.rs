@@ -12,7 +12,6 @@
 //!
 //! `redis-cli HGETALL session:<id>` reads a session as it is.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +29,7 @@ pub(crate) struct Record {
     pub(crate) created_ms: u64,
     pub(crate) user: Option<String>,
     /// Each user key's value as JSON text.
-    pub(crate) data: HashMap<String, Box<str>>,
+    pub(crate) data: Vec<Field>,
     /// The record's remaining TTL when it was read (`None`: it has none).
     pub(crate) ttl_left: Option<Duration>,
 }
@@ -38,29 +37,34 @@ pub(crate) struct Record {
 impl Record {
     /// Decodes the fields of a hash; `None` when it is not a live session record (empty,
     /// or without the creation field: the leftover of a write racing with a logout).
-    pub(crate) fn decode(fields: Vec<(String, Bytes)>, ttl: Ttl) -> Option<Record> {
-        let mut created_ms = None;
-        let mut user = None;
-        let mut data = HashMap::with_capacity(fields.len());
-        for (name, value) in fields {
-            let Ok(text) = std::str::from_utf8(&value) else {
-                tracing::warn!("kv session: a record field is not UTF-8; ignored");
-                continue;
-            };
-            match name.as_str() {
-                CREATED => created_ms = text.parse::<u64>().ok(),
-                USER => user = Some(text.to_owned()),
-                _ if name.starts_with(RESERVED_PREFIX) => {}
-                _ => {
-                    data.insert(name, text.into());
-                }
-            }
-        }
+    pub(crate) fn decode<'a>(
+        fields: impl IntoIterator<Item = (&'a str, &'a Bytes)>,
+        ttl: Ttl,
+    ) -> Option<Record> {
         let ttl_left = match ttl {
             Ttl::Missing => return None,
             Ttl::Persistent => None,
             Ttl::Expires(left) => Some(left),
         };
+        let mut created_ms = None;
+        let mut user = None;
+        let mut data = Vec::new();
+        for (name, value) in fields {
+            match name {
+                CREATED => {
+                    created_ms = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok());
+                }
+                USER => user = String::from_utf8(value.to_vec()).ok(),
+                _ if name.starts_with(RESERVED_PREFIX) => {}
+                _ => data.push(Field {
+                    key: name.to_owned(),
+                    value: value.clone(),
+                    dirty: false,
+                }),
+            }
+        }
         Some(Record {
             created_ms: created_ms?,
             user,
@@ -70,20 +74,23 @@ impl Record {
     }
 }
 
+/// One key of a session as this request sees it.
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub(crate) key: String,
+    /// The value as JSON text (checked when deserialized).
+    pub(crate) value: Bytes,
+    /// Set by this request: written at the end.
+    pub(crate) dirty: bool,
+}
+
 /// The fields that create a whole record.
-pub(crate) fn encode(
-    created_ms: u64,
-    user: Option<&str>,
-    data: &HashMap<String, Box<str>>,
-) -> Vec<(String, Bytes)> {
+pub(crate) fn encode(created_ms: u64, user: Option<&str>, data: &[Field]) -> Vec<(String, Bytes)> {
     let mut fields = Vec::with_capacity(data.len() + 2);
     fields.push((CREATED.to_owned(), Bytes::from(created_ms.to_string())));
     if let Some(user) = user {
         fields.push((USER.to_owned(), Bytes::from(user.to_owned())));
     }
-    fields.extend(
-        data.iter()
-            .map(|(k, v)| (k.clone(), Bytes::from(v.as_bytes().to_vec()))),
-    );
+    fields.extend(data.iter().map(|f| (f.key.clone(), f.value.clone())));
     fields
 }

@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderValue, Response, StatusCode, header};
-use kv_core::session::{Session, SessionError};
+use kv_core::session::{Finish, Session, SessionError};
 use pin_project_lite::pin_project;
 
 type Finishing = Pin<Box<dyn Future<Output = Result<Option<HeaderValue>, SessionError>> + Send>>;
@@ -20,7 +20,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, ResB> {
         Calling { #[pin] fut: F, session: Option<Session> },
-        // Only for a session the handler used: the save is boxed, the common path is not.
+        // Only for a save that waits on the store: boxed; every other path is not.
         Finishing { finishing: Finishing, response: Option<Response<ResB>> },
     }
 }
@@ -52,34 +52,45 @@ where
                     let Some(session) = session.take().filter(Session::is_touched) else {
                         return Poll::Ready(Ok(response));
                     };
-                    let status = response.status();
-                    let finishing: Finishing =
-                        Box::pin(async move { session.finish(status).await });
-                    this.state.set(State::Finishing {
-                        finishing,
-                        response: Some(response),
-                    });
+                    match session.end(response.status()) {
+                        Finish::Done(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Finish::Save(save) => {
+                            let finishing: Finishing = Box::pin(save.run());
+                            this.state.set(State::Finishing {
+                                finishing,
+                                response: Some(response),
+                            });
+                        }
+                    }
                 }
                 StateProj::Finishing {
                     finishing,
                     response,
                 } => {
                     let outcome = ready!(finishing.as_mut().poll(cx));
-                    let Some(mut response) = response.take() else {
+                    let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
-                    return Poll::Ready(Ok(match outcome {
-                        Ok(None) => response,
-                        Ok(Some(cookie)) => {
-                            response.headers_mut().append(header::SET_COOKIE, cookie);
-                            response
-                        }
-                        // Logged by the engine, without the session id.
-                        Err(_) => failure(),
-                    }));
+                    return Poll::Ready(Ok(apply(outcome, response)));
                 }
             }
         }
+    }
+}
+
+/// The response once the session is finished: with its `Set-Cookie`, or a 500.
+fn apply<B: From<bytes::Bytes>>(
+    outcome: Result<Option<HeaderValue>, SessionError>,
+    mut response: Response<B>,
+) -> Response<B> {
+    match outcome {
+        Ok(None) => response,
+        Ok(Some(cookie)) => {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        // Logged by the engine, without the session id.
+        Err(_) => failure(),
     }
 }
 

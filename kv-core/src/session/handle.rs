@@ -49,7 +49,8 @@ struct SessionInner {
 
 #[derive(Default)]
 struct State {
-    loaded: Option<Loaded>,
+    /// Boxed: keeps an untouched session's allocation small.
+    loaded: Option<Box<Loaded>>,
     /// The store failed while loading: the request ends with a 500.
     failed: Option<KvError>,
     /// Keys removed by this request (keys set are marked `dirty` in `loaded.data`).
@@ -234,7 +235,7 @@ impl Session {
     fn set_loaded(&self, loaded: Loaded) {
         let mut state = self.inner.state.lock();
         if state.loaded.is_none() {
-            state.loaded = Some(loaded);
+            state.loaded = Some(Box::new(loaded));
         }
     }
 
@@ -511,7 +512,7 @@ impl Session {
             tracing::debug!(%status, "kv session: the handler failed; its changes are discarded");
             return Finish::Done(Ok(None));
         }
-        let Some(loaded) = state.loaded else {
+        let Some(loaded) = state.loaded.map(|l| *l) else {
             return Finish::Done(Ok(None));
         };
         let m = &*self.inner.manager;

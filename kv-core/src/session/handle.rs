@@ -154,6 +154,18 @@ impl Session {
         }
     }
 
+    /// [`load`](Session::load) when it needs no wait: `Some` with the outcome when the
+    /// session was loaded already, carries no valid cookie, or lives in the embedded
+    /// store; `None` when the store must be asked (then await `load`). For adapters that
+    /// load before the handler runs without allocating a future in the common case.
+    pub fn load_if_ready(&self) -> Option<Result<(), SessionError>> {
+        match self.load_now() {
+            Ok(None) => Some(Ok(())),
+            Ok(Some(_)) => None,
+            Err(err) => Some(Err(err)),
+        }
+    }
+
     /// Loads without waiting when it can (loaded already, no valid cookie, or the
     /// embedded store); else the id and key to read from the store.
     fn load_now(&self) -> Result<Option<(SessionId, String, bool)>, SessionError> {
@@ -353,6 +365,11 @@ impl Session {
     /// [`SessionError::Store`] when loading failed.
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         self.load().await?;
+        self.keys_loaded()
+    }
+
+    /// [`keys`](Session::keys) for a session already loaded, without awaiting.
+    pub fn keys_loaded(&self) -> Result<Vec<String>, SessionError> {
         self.with_loaded(|state| {
             Ok(state
                 .loaded
@@ -393,6 +410,11 @@ impl Session {
     /// [`SessionError::Store`] when loading failed.
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         self.load().await?;
+        self.cycle_id_loaded()
+    }
+
+    /// [`cycle_id`](Session::cycle_id) for a session already loaded, without awaiting.
+    pub fn cycle_id_loaded(&self) -> Result<(), SessionError> {
         self.with_loaded(|state| {
             state.cycle = true;
             Ok(())
@@ -409,6 +431,11 @@ impl Session {
     /// [`SessionError::Store`] when loading failed.
     pub async fn login(&self, user: &str) -> Result<(), SessionError> {
         self.load().await?;
+        self.login_loaded(user)
+    }
+
+    /// [`login`](Session::login) for a session already loaded, without awaiting.
+    pub fn login_loaded(&self, user: &str) -> Result<(), SessionError> {
         self.with_loaded(|state| {
             state.login = Some(user.to_owned());
             state.cycle = true;
@@ -422,6 +449,11 @@ impl Session {
     /// [`SessionError::Store`] when loading failed.
     pub async fn user(&self) -> Result<Option<String>, SessionError> {
         self.load().await?;
+        self.user_loaded()
+    }
+
+    /// [`user`](Session::user) for a session already loaded, without awaiting.
+    pub fn user_loaded(&self) -> Result<Option<String>, SessionError> {
         self.with_loaded(|state| {
             let current = state.loaded.as_ref().and_then(|l| l.current.as_ref());
             Ok(state
@@ -438,6 +470,11 @@ impl Session {
     /// [`SessionError::Store`] when loading failed.
     pub async fn flush(&self) -> Result<(), SessionError> {
         self.load().await?;
+        self.flush_loaded()
+    }
+
+    /// [`flush`](Session::flush) for a session already loaded, without awaiting.
+    pub fn flush_loaded(&self) -> Result<(), SessionError> {
         self.with_loaded(|state| {
             if let Some(loaded) = state.loaded.as_mut() {
                 if let Some((id, record)) = loaded.current.take() {

@@ -131,6 +131,19 @@ impl SessionManager {
         Session::new(Arc::clone(&self.inner), cookie_headers(headers))
     }
 
+    /// [`start`](SessionManager::start) for adapters whose header types are not `http`
+    /// 1.x (actix-web): the raw values of the request's `Cookie` headers.
+    pub fn start_with_cookies<'a>(
+        &self,
+        cookie_values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Session {
+        let cookies = cookie_values
+            .into_iter()
+            .filter_map(|v| http::HeaderValue::from_bytes(v).ok())
+            .collect();
+        Session::new(Arc::clone(&self.inner), cookies)
+    }
+
     /// Ends every session of `user` (recorded by [`Session::login`]), for example after
     /// a password change or an account lock. Returns how many live sessions were ended.
     /// Costs two round trips plus one per session, all sessions' deletions in parallel.

@@ -32,10 +32,5 @@ mod request;
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
 
-/// The README's examples, compiled and run as doc-tests so that they cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-mod readme {}
-
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::{RateLimit, RateLimitLayer};

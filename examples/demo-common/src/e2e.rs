@@ -114,7 +114,13 @@ pub async fn check_demo(binary: &str) {
             .starts_with("text/html")
     );
     let page = page.text().await.expect("text");
-    for link in ["/slow", "/me", "/api/limited", "/healthz", "action=\"/login\""] {
+    for link in [
+        "/slow",
+        "/me",
+        "/api/limited",
+        "/healthz",
+        "action=\"/login\"",
+    ] {
         assert!(page.contains(link), "the page links {link}");
     }
     let health = client.get(demo.url("/healthz")).send().await.expect("send");
@@ -173,11 +179,19 @@ pub async fn check_demo(binary: &str) {
     // The rate limit: 5 per 10 s per client, the 6th is refused with the headers.
     let fresh = Client::new();
     for i in 1..=5 {
-        let r = fresh.get(demo.url("/api/limited")).send().await.expect("send");
+        let r = fresh
+            .get(demo.url("/api/limited"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), StatusCode::OK, "call {i}");
         assert!(r.headers().get("ratelimit").is_some());
     }
-    let sixth = fresh.get(demo.url("/api/limited")).send().await.expect("send");
+    let sixth = fresh
+        .get(demo.url("/api/limited"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(sixth.headers().get("retry-after").is_some());
     assert!(sixth.headers().get("ratelimit-policy").is_some());
@@ -210,18 +224,28 @@ pub async fn check_replicas(binary: &str, redis_url: &str) {
     // 5 requests spread over both replicas, the 6th refused on either.
     let fresh = Client::new();
     for (i, demo) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
-        let r = fresh.get(demo.url("/api/limited")).send().await.expect("send");
+        let r = fresh
+            .get(demo.url("/api/limited"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), StatusCode::OK, "call {}", i + 1);
     }
     for demo in [&a, &b] {
-        let r = fresh.get(demo.url("/api/limited")).send().await.expect("send");
+        let r = fresh
+            .get(demo.url("/api/limited"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 }
 
 /// Awaits every future, in order (a tiny `join_all`, to keep this crate's dependencies
 /// small).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F: Send + 'static,
     F::Output: Send + 'static,

@@ -103,9 +103,13 @@ pub async fn session_key(store: &AnyStore) -> Result<Key, String> {
         .map_err(|_| "the shared session key is not base64".to_owned())?;
     let key = Key::try_from(bytes.as_slice()).map_err(|_| "the shared session key is short")?;
     if created {
-        tracing::info!("SESSION_KEY not set: generated a session key and shared it through the store");
+        tracing::info!(
+            "SESSION_KEY not set: generated a session key and shared it through the store"
+        );
     } else {
-        tracing::info!("SESSION_KEY not set: using the session key another replica shared through the store");
+        tracing::info!(
+            "SESSION_KEY not set: using the session key another replica shared through the store"
+        );
     }
     Ok(key)
 }
@@ -206,11 +210,12 @@ when logged in); the 6th gets <code>429</code> with the <code>RateLimit</code> h
 /// The `user` field of an `application/x-www-form-urlencoded` login form.
 pub fn form_user(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == "user").then(|| percent_decode(value)).flatten()
-    })
-    .filter(|u| !u.is_empty() && u.len() <= 64)
+    text.split('&')
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name == "user").then(|| percent_decode(value)).flatten()
+        })
+        .filter(|u| !u.is_empty() && u.len() <= 64)
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -246,10 +251,16 @@ mod tests {
     #[test]
     fn login_forms_are_decoded_and_bounded() {
         assert_eq!(form_user(b"user=alice").as_deref(), Some("alice"));
-        assert_eq!(form_user(b"x=1&user=al%20ice+b").as_deref(), Some("al ice b"));
+        assert_eq!(
+            form_user(b"x=1&user=al%20ice+b").as_deref(),
+            Some("al ice b")
+        );
         assert_eq!(form_user(b"user="), None);
         assert_eq!(form_user(b"user=%zz"), None);
         assert_eq!(form_user(&[b'u', b's', b'e', b'r', b'=', 0xff]), None);
-        assert_eq!(form_user(format!("user={}", "a".repeat(65)).as_bytes()), None);
+        assert_eq!(
+            form_user(format!("user={}", "a".repeat(65)).as_bytes()),
+            None
+        );
     }
 }

@@ -243,11 +243,9 @@ pub async fn check_replicas(binary: &str, redis_url: &str) {
 
 /// Awaits every future, in order (a tiny `join_all`, to keep this crate's dependencies
 /// small).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();

@@ -6,8 +6,10 @@
 //! - [`rate_limit`]: [`RateLimitLayer`] — fixed-window, sliding-window and GCRA limits,
 //!   keyed by peer IP (trusted-proxy aware), header, user or any function; `429` with
 //!   `Retry-After` and the IETF `RateLimit` header fields.
-//! - Sessions (`SessionLayer` and the `Session` extractor) and response caching
-//!   (`CacheLayer`) arrive with their issues.
+//! - [`cache`]: [`CacheLayer`] — RFC 9111 response caching (freshness, `Vary`, `Age`,
+//!   `304`s, revalidation, stale-while-revalidate / stale-if-error, request coalescing,
+//!   invalidation), bodies streamed while they are copied.
+//! - Sessions (`SessionLayer` and the `Session` extractor) arrive with their issue.
 //!
 //! Every decision lives in `kv-core`; this crate only translates `http` requests and
 //! responses, so the actix-web adapters (`kv-actix`) answer the same way.
@@ -23,6 +25,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cache;
 pub mod rate_limit;
 mod request;
 
@@ -32,4 +35,5 @@ mod request;
 mod readme {}
 
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
+pub use cache::{CacheLayer, CacheService};
 pub use rate_limit::{RateLimit, RateLimitLayer};

@@ -58,6 +58,7 @@ impl Entry {
     }
 
     /// Remaining freshness at `now`, ms.
+    #[cfg_attr(not(feature = "near-cache"), allow(dead_code))]
     pub(crate) fn remaining(&self, now: u64) -> u64 {
         self.fresh.saturating_sub(self.age(now))
     }

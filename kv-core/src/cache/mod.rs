@@ -803,21 +803,26 @@ impl<St: Store> Cache<St> {
         now: u64,
     ) -> Joined<St> {
         let timeout = self.inner.config.lock_timeout;
-        let rx = {
+        let joined = {
             let mut flights = self.inner.flights.lock();
             match flights.get(primary) {
-                Some(rx) => rx.clone(),
+                Some(rx) => Ok(rx.clone()),
                 None => {
                     let (tx, rx) = watch::channel(Flight::Running);
                     flights.insert(primary.to_owned(), rx);
-                    drop(flights);
-                    let guard = FlightGuard {
-                        cache: self.clone(),
-                        key: primary.to_owned(),
-                        tx,
-                    };
-                    return self.cross_replica(guard, primary, headers, is_head).await;
+                    Err(tx)
                 }
+            }
+        };
+        let rx = match joined {
+            Ok(rx) => rx,
+            Err(tx) => {
+                let guard = FlightGuard {
+                    cache: self.clone(),
+                    key: primary.to_owned(),
+                    tx,
+                };
+                return self.cross_replica(guard, primary, headers, is_head).await;
             }
         };
         let mut rx = rx;

@@ -1370,6 +1370,12 @@ impl<St: Store> Recorder<St> {
         self.entry.is_some()
     }
 
+    /// Whether the whole body announced by `Content-Length` has been recorded: the entry
+    /// can be finished now (servers may stop polling a body once that many bytes went out).
+    pub fn is_complete(&self) -> bool {
+        self.entry.is_some() && self.expected_len == Some(self.body.len() as u64)
+    }
+
     /// Stops recording: nothing will be stored (a body error, a client gone).
     pub fn abandon(&mut self) {
         self.entry = None;

@@ -16,6 +16,7 @@ pub(crate) trait Sink: Send {
     fn push(&mut self, chunk: &[u8]);
     fn abandon(&mut self);
     fn is_recording(&self) -> bool;
+    fn is_complete(&self) -> bool;
     fn finish(self: Box<Self>) -> Finishing;
 }
 
@@ -28,6 +29,9 @@ impl<St: Store> Sink for Recorder<St> {
     }
     fn is_recording(&self) -> bool {
         Recorder::is_recording(self)
+    }
+    fn is_complete(&self) -> bool {
+        Recorder::is_complete(self)
     }
     fn finish(self: Box<Self>) -> Finishing {
         Box::pin(Recorder::finish(*self))
@@ -52,6 +56,8 @@ pin_project! {
             inner: B,
             sink: Option<Box<dyn Sink>>,
             finishing: Option<Finishing>,
+            held: Option<Frame<Bytes>>,
+            ended: bool,
         },
     }
 }
@@ -71,6 +77,8 @@ impl<B> CacheBody<B> {
                 inner,
                 sink,
                 finishing: None,
+                held: None,
+                ended: false,
             },
         }
     }
@@ -108,10 +116,20 @@ where
                 mut inner,
                 sink,
                 finishing,
+                held,
+                ended,
             } => loop {
                 if let Some(f) = finishing.as_mut() {
                     ready!(f.as_mut().poll(cx));
                     *finishing = None;
+                    if let Some(frame) = held.take() {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    if *ended {
+                        return Poll::Ready(None);
+                    }
+                }
+                if *ended {
                     return Poll::Ready(None);
                 }
                 match ready!(inner.as_mut().poll_frame(cx)) {
@@ -120,6 +138,23 @@ where
                             s.push(data);
                             if !s.is_recording() {
                                 *sink = None;
+                            } else if s.is_complete()
+                                && let Some(s) = sink.take()
+                            {
+                                // Every announced byte is here, and a server may not poll
+                                // the body again: store now, without holding the last chunk
+                                // when a runtime can finish the write.
+                                let mut finish = s.finish();
+                                if finish.as_mut().poll(cx).is_pending() {
+                                    match tokio::runtime::Handle::try_current() {
+                                        Ok(rt) => drop(rt.spawn(finish)),
+                                        Err(_) => {
+                                            *finishing = Some(finish);
+                                            *held = Some(frame);
+                                            continue;
+                                        }
+                                    }
+                                }
                             }
                         }
                         return Poll::Ready(Some(Ok(frame)));
@@ -130,12 +165,14 @@ where
                         }
                         return Poll::Ready(Some(Err(err)));
                     }
-                    None => match sink.take() {
+                    None => {
+                        *ended = true;
                         // The body is complete: store it before ending the stream (the
                         // client already has every byte).
-                        Some(s) => *finishing = Some(s.finish()),
-                        None => return Poll::Ready(None),
-                    },
+                        if let Some(s) = sink.take() {
+                            *finishing = Some(s.finish());
+                        }
+                    }
                 }
             },
         }
@@ -149,7 +186,14 @@ where
                 inner,
                 sink,
                 finishing,
-            } => sink.is_none() && finishing.is_none() && inner.is_end_stream(),
+                held,
+                ended,
+            } => {
+                sink.is_none()
+                    && finishing.is_none()
+                    && held.is_none()
+                    && (*ended || inner.is_end_stream())
+            }
         }
     }
 

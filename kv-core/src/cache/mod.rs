@@ -1112,7 +1112,9 @@ impl<St: Store> Forward<St> {
         let request_headers = self.request_headers.take().unwrap_or_default();
 
         if let Some(stale) = self.stale.clone() {
-            if status == StatusCode::NOT_MODIFIED && policy::validates(&stale, headers) {
+            // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
+            // section 4.3.3), even when it carries a changed ETag.
+            if status == StatusCode::NOT_MODIFIED {
                 return self
                     .freshen(&primary, &stale, headers, &request_headers, now)
                     .await;

@@ -304,15 +304,6 @@ pub(crate) fn merge_304(stored: &HeaderMap, update: &HeaderMap, status_header: O
     out
 }
 
-/// Whether a `304` answer may freshen this entry: when both carry a strong `ETag`, they
-/// must be equal (RFC 9111 section 4.3.4).
-pub(crate) fn validates(entry: &Entry, update: &HeaderMap) -> bool {
-    match (entry.headers.get(ETAG), update.get(ETAG)) {
-        (Some(a), Some(b)) => opaque_tag(a.as_bytes()) == opaque_tag(b.as_bytes()),
-        _ => true,
-    }
-}
-
 /// The opaque part of an entity tag (`W/` dropped), for weak comparison.
 fn opaque_tag(tag: &[u8]) -> &[u8] {
     let tag = trim(tag);

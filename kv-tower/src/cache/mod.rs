@@ -24,6 +24,9 @@
 //! for expected in ["MISS", "HIT"] {
 //!     let response = app.clone().oneshot(Request::new(Body::empty())).await.unwrap();
 //!     assert_eq!(response.headers()["x-cache"], expected);
+//!     // the entry is stored when the body has been read to its end
+//!     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+//!     assert_eq!(body, "hello");
 //! }
 //! assert_eq!(calls.load(Ordering::SeqCst), 1); // the second request never reached it
 //! # }
@@ -36,7 +39,8 @@
 //! a `hyper` client included (the `cache-proxy` example is a caching reverse proxy).
 //!
 //! **Bodies.** A cacheable response streams to the client as it arrives while it is copied
-//! (no added time to first byte); the entry is written when the body ends. A body larger
+//! (no added time to first byte); the entry is written when the body ends (or when the
+//! `Content-Length` bytes have all been read, since servers stop polling there). A body larger
 //! than [`max_body_bytes`](kv_core::cache::CacheBuilder::max_body_bytes), a body error, or a
 //! client that goes away mid-body (the body is dropped) stores nothing. Hits are answered
 //! with the stored bytes, without calling the inner service.

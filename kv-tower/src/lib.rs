@@ -34,6 +34,6 @@ mod request;
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
-pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use cache::{CacheLayer, CacheService};
+pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::{RateLimit, RateLimitLayer};

@@ -60,7 +60,8 @@ fn app<St: Store>(cache: Cache<St>, calls: &Calls) -> Router {
                 _ => "max-age=60",
             };
             let mut res = axum::response::Response::new(Body::from(format!("hello {who}")));
-            res.headers_mut().insert("cache-control", cc.parse().expect("cc"));
+            res.headers_mut()
+                .insert("cache-control", cc.parse().expect("cc"));
             if header(&h, "x-mode") == "cookie" {
                 res.headers_mut()
                     .insert("set-cookie", format!("sid={who}").parse().expect("cookie"));
@@ -323,7 +324,12 @@ async fn stale_while_revalidate_refreshes_in_the_background() {
 /// A route that streams `total` bytes in 64 KiB chunks; after the first chunk it waits for
 /// `go` (so the test can prove the first bytes arrive before the rest exists); `fail`
 /// ends it with an error after the first chunk.
-fn streaming_app(cache: Cache<MemoryStore>, total: usize, calls: &Calls, fail: bool) -> (Router, Arc<tokio::sync::Notify>) {
+fn streaming_app(
+    cache: Cache<MemoryStore>,
+    total: usize,
+    calls: &Calls,
+    fail: bool,
+) -> (Router, Arc<tokio::sync::Notify>) {
     let go = Arc::new(tokio::sync::Notify::new());
     let g = go.clone();
     let c = calls.clone();
@@ -366,7 +372,9 @@ fn streaming_app(cache: Cache<MemoryStore>, total: usize, calls: &Calls, fail: b
         }
     };
     (
-        Router::new().route("/big", get(handler)).layer(CacheLayer::new(cache)),
+        Router::new()
+            .route("/big", get(handler))
+            .layer(CacheLayer::new(cache)),
         go,
     )
 }
@@ -389,7 +397,12 @@ async fn a_10_mb_body_streams_through_and_is_cached_when_the_bound_allows() {
         let (app, go) = streaming_app(cache.clone(), TEN_MB, &calls, false);
         let response = app
             .clone()
-            .oneshot(Request::get("/big").header("host", "example.com").body(Body::empty()).expect("req"))
+            .oneshot(
+                Request::get("/big")
+                    .header("host", "example.com")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
             .await
             .expect("infallible");
         assert_eq!(header(response.headers(), "x-cache"), "MISS");
@@ -428,7 +441,12 @@ async fn a_client_that_goes_away_or_a_body_error_leaves_no_entry() {
         let (app, go) = streaming_app(cache, 200 << 10, &calls, fail);
         let response = app
             .clone()
-            .oneshot(Request::get("/big").header("host", "example.com").body(Body::empty()).expect("req"))
+            .oneshot(
+                Request::get("/big")
+                    .header("host", "example.com")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
             .await
             .expect("infallible");
         let mut body = response.into_body();
@@ -449,7 +467,12 @@ async fn a_client_that_goes_away_or_a_body_error_leaves_no_entry() {
         go.notify_one();
         let again = app
             .clone()
-            .oneshot(Request::get("/big").header("host", "example.com").body(Body::empty()).expect("req"))
+            .oneshot(
+                Request::get("/big")
+                    .header("host", "example.com")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
             .await
             .expect("infallible");
         assert_eq!(header(again.headers(), "x-cache"), "MISS");
@@ -474,7 +497,10 @@ async fn the_layer_wraps_a_single_route() {
             })
             .layer(CacheLayer::new(cache)),
         )
-        .route("/plain", get(|| async { ([("cache-control", "max-age=60")], "plain") }));
+        .route(
+            "/plain",
+            get(|| async { ([("cache-control", "max-age=60")], "plain") }),
+        );
     get_(&app, "/cached", &[]).await;
     assert_eq!(get_(&app, "/cached", &[]).await.x_cache(), "HIT");
     assert_eq!(get_(&app, "/plain", &[]).await.x_cache(), "");
@@ -495,7 +521,9 @@ async fn the_layer_makes_a_hyper_client_a_caching_proxy() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, origin).await });
 
@@ -507,7 +535,13 @@ async fn the_layer_makes_a_hyper_client_a_caching_proxy() {
         let req = Request::get(format!("http://{addr}/"))
             .body(Full::new(Bytes::new()))
             .expect("req");
-        let res = proxy.ready().await.expect("ready").call(req).await.expect("response");
+        let res = proxy
+            .ready()
+            .await
+            .expect("ready")
+            .call(req)
+            .await
+            .expect("response");
         assert_eq!(header(res.headers(), "x-cache"), expected);
         let body = res.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body, "from origin");

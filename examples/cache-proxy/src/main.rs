@@ -132,10 +132,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-heuristic" => args.heuristic = false,
             "-h" | "--help" => {
-                return Err("usage: cache-proxy --upstream http://127.0.0.1:8000 --port 8020 \
+                return Err(
+                    "usage: cache-proxy --upstream http://127.0.0.1:8000 --port 8020 \
                             [--store memory://|redis://host:port] [--default-ttl SECONDS] \
                             [--no-heuristic] [--max-body BYTES]"
-                    .to_owned());
+                        .to_owned(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }

@@ -183,7 +183,8 @@ impl Reader {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         let b = self.take(8)?;
@@ -295,7 +296,13 @@ mod tests {
         };
         assert_eq!(back.status, StatusCode::NOT_FOUND);
         assert_eq!(
-            (back.response_time, back.initial_age, back.fresh, back.swr, back.sie),
+            (
+                back.response_time,
+                back.initial_age,
+                back.fresh,
+                back.swr,
+                back.sie
+            ),
             (1, 2, 3, 4, 5)
         );
         assert_eq!(back.vary, entry.vary);

@@ -151,6 +151,9 @@ mod tests {
                 assert_ne!(keys[i], keys[j]);
             }
         }
-        assert_ne!(variant("p", 7, &names, &fr).0, variant("p", 8, &names, &fr).0);
+        assert_ne!(
+            variant("p", 7, &names, &fr).0,
+            variant("p", 8, &names, &fr).0
+        );
     }
 }

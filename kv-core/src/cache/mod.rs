@@ -193,7 +193,7 @@ pub enum Outcome<St> {
     Pass,
     /// Send it on, copying the body into the recorder as it streams; call
     /// [`Recorder::finish`] after the last chunk (dropping the recorder stores nothing).
-    Record(Recorder<St>),
+    Record(Box<Recorder<St>>),
     /// Drop it and answer this instead (a `304` freshened the stored entry, or
     /// `stale-if-error` serves the stale one).
     Replace(Served),
@@ -429,7 +429,9 @@ impl<St: Store> CacheBuilder<St> {
     pub fn build(self) -> Result<Cache<St>> {
         let c = &self.config;
         if c.lock_timeout.is_zero() {
-            return Err(KvError::invalid_input("cache lock_timeout must be positive"));
+            return Err(KvError::invalid_input(
+                "cache lock_timeout must be positive",
+            ));
         }
         if c.max_ttl.is_zero() || c.max_ttl > crate::MAX_TTL {
             return Err(KvError::invalid_input(
@@ -652,7 +654,8 @@ impl<St: Store> Cache<St> {
             let forced = request_cc.is_some_and(|d| {
                 d.no_cache
                     || d.pragma_no_cache
-                    || d.max_age.is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
+                    || d.max_age
+                        .is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
             });
             if !forced && entry.is_fresh(now) {
                 bump(&self.inner.counters.hits);
@@ -661,10 +664,7 @@ impl<St: Store> Cache<St> {
                     refresh: None,
                 };
             }
-            if !forced
-                && entry.may_serve_stale()
-                && entry.staleness(now) < entry.swr
-            {
+            if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
                 bump(&self.inner.counters.stale);
                 let response = self.serve(&entry, req.headers, is_head, now);
                 // One background refresh per key at a time.
@@ -826,8 +826,8 @@ impl<St: Store> Cache<St> {
             }
         };
         let mut rx = rx;
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|f| matches!(f, Flight::Done(_))))
-            .await;
+        let waited =
+            tokio::time::timeout(timeout, rx.wait_for(|f| matches!(f, Flight::Done(_)))).await;
         let entry = match waited {
             Ok(Ok(flight)) => match &*flight {
                 Flight::Done(Some(e)) => Some(Arc::clone(e)),
@@ -837,7 +837,11 @@ impl<St: Store> Cache<St> {
         };
         if let Some(entry) = entry {
             let values = key::vary_values(
-                &entry.vary.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                &entry
+                    .vary
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>(),
                 headers,
             );
             let now = self.now().max(now);
@@ -888,7 +892,10 @@ impl<St: Store> Cache<St> {
                 guard.finish(Some(Arc::clone(&entry)));
                 return Joined::Served(self.serve(&entry, headers, is_head, now));
             }
-            let held = matches!(self.inner.store.ttl(&lock).await, Ok(crate::Ttl::Expires(_)));
+            let held = matches!(
+                self.inner.store.ttl(&lock).await,
+                Ok(crate::Ttl::Expires(_))
+            );
             if !held || tokio::time::Instant::now() >= deadline {
                 return Joined::Lead(guard, None);
             }
@@ -1162,7 +1169,7 @@ impl<St: Store> Forward<St> {
         }
         self.label(headers, "MISS");
         let capacity = expected_len.map_or(0, |n| n as usize);
-        Outcome::Record(Recorder {
+        Outcome::Record(Box::new(Recorder {
             cache: cache.clone(),
             primary,
             marker: self.marker.take(),
@@ -1183,7 +1190,7 @@ impl<St: Store> Forward<St> {
             expected_len,
             flight: self.flight.take(),
             lock: self.lock.take(),
-        })
+        }))
     }
 
     /// Freshens a stale entry with a `304` and answers from it.
@@ -1224,21 +1231,26 @@ impl<St: Store> Forward<St> {
             Ok(f) => Some(f),
             // Authorization only forbids storing the request's own response; this entry
             // was stored before.
-            Err(policy::NotStored::Authorization) => {
-                policy::evaluate(config, false, self.request_time, now, stale.status, &entry.headers)
-                    .ok()
-            }
+            Err(policy::NotStored::Authorization) => policy::evaluate(
+                config,
+                false,
+                self.request_time,
+                now,
+                stale.status,
+                &entry.headers,
+            )
+            .ok(),
             Err(_) => None,
         };
         bump(&cache.inner.counters.revalidated);
         if let Some(f) = evaluated {
             apply(&mut entry, f);
             let entry = Arc::new(entry);
-            if let Some(ttl) = f.store_ttl(config, entry.has_validator()) {
-                if let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await {
-                    bump(&cache.inner.counters.store_errors);
-                    tracing::warn!(error = %err, "kv cache: store write failed");
-                }
+            if let Some(ttl) = f.store_ttl(config, entry.has_validator())
+                && let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await
+            {
+                bump(&cache.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: store write failed");
             }
             if let Some(flight) = self.flight.take() {
                 flight.finish(Some(Arc::clone(&entry)));
@@ -1419,13 +1431,6 @@ impl<St: Store> Recorder<St> {
         if let Some(lock) = self.lock.take() {
             let _ = cache.inner.store.del(&lock).await;
         }
-    }
-}
-
-impl<St> Drop for Recorder<St> {
-    fn drop(&mut self) {
-        // The flight guard's own drop tells waiters to go on without us. A cross-replica
-        // lock left behind expires after lock_timeout.
     }
 }
 

@@ -196,11 +196,11 @@ pub(crate) fn evaluate(
         Some(s.saturating_mul(1000))
     } else if let Some(m) = cc.max_age {
         Some(m.saturating_mul(1000))
-    } else if let Some(expires) = headers.get(EXPIRES) {
-        // An invalid Expires (e.g. "0") means "already expired".
-        Some(http_date_ms(expires).map_or(0, |e| e.saturating_sub(date)))
     } else {
-        None
+        // An invalid Expires (e.g. "0") means "already expired".
+        headers
+            .get(EXPIRES)
+            .map(|expires| http_date_ms(expires).map_or(0, |e| e.saturating_sub(date)))
     };
     let default_ok = cacheable_by_default(status) || cc.public;
     let fresh = match explicit {
@@ -260,7 +260,10 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// The headers of a response as they are stored: without hop-by-hop headers, those
 /// listed in `Connection`, `Age` (recomputed on every hit) and our status header.
-pub(crate) fn storable_headers(headers: &HeaderMap, status_header: Option<&HeaderName>) -> HeaderMap {
+pub(crate) fn storable_headers(
+    headers: &HeaderMap,
+    status_header: Option<&HeaderName>,
+) -> HeaderMap {
     let mut listed: Vec<Vec<u8>> = Vec::new();
     for line in headers.get_all(CONNECTION) {
         for item in line.as_bytes().split(|&b| b == b',') {
@@ -287,7 +290,11 @@ pub(crate) fn storable_headers(headers: &HeaderMap, status_header: Option<&Heade
 
 /// Freshens a stored entry with a `304`'s headers (RFC 9111 section 4.3.4): every header
 /// of the `304` replaces the stored one of that name, except `Content-Length`.
-pub(crate) fn merge_304(stored: &HeaderMap, update: &HeaderMap, status_header: Option<&HeaderName>) -> HeaderMap {
+pub(crate) fn merge_304(
+    stored: &HeaderMap,
+    update: &HeaderMap,
+    status_header: Option<&HeaderName>,
+) -> HeaderMap {
     let update = storable_headers(update, status_header);
     let mut out = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();

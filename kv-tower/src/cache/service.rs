@@ -117,14 +117,16 @@ where
                 }
             };
             let (mut head, body) = response.into_parts();
-            Ok(match forward.response(head.status, &mut head.headers).await {
-                Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-                Outcome::Record(recorder) => {
-                    let sink: Box<dyn Sink> = Box::new(recorder);
-                    Response::from_parts(head, CacheBody::inner(body, Some(sink)))
-                }
-                Outcome::Replace(replacement) => served(replacement),
-            })
+            Ok(
+                match forward.response(head.status, &mut head.headers).await {
+                    Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+                    Outcome::Record(recorder) => {
+                        let sink: Box<dyn Sink> = recorder;
+                        Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+                    }
+                    Outcome::Replace(replacement) => served(replacement),
+                },
+            )
         }))
     }
 }
@@ -139,8 +141,11 @@ fn served<B>(s: Served) -> Response<CacheBody<B>> {
 
 /// Runs a `stale-while-revalidate` refresh in the background, when there is a tokio
 /// runtime (there is under axum and hyper); otherwise the entry simply goes stale.
-fn spawn_refresh<S, St, ReqB, ResB>(mut inner: S, refresh: Forward<St>, parts: &http::request::Parts)
-where
+fn spawn_refresh<S, St, ReqB, ResB>(
+    mut inner: S,
+    refresh: Forward<St>,
+    parts: &http::request::Parts,
+) where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
@@ -167,7 +172,9 @@ where
         };
         let (mut head, body) = response.into_parts();
         let mut body = std::pin::pin!(body);
-        if let Outcome::Record(mut recorder) = refresh.response(head.status, &mut head.headers).await {
+        if let Outcome::Record(mut recorder) =
+            refresh.response(head.status, &mut head.headers).await
+        {
             while let Some(frame) = body.frame().await {
                 match frame {
                     Ok(frame) => {

@@ -97,6 +97,7 @@
 mod directives;
 mod entry;
 mod key;
+mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
 mod policy;
@@ -267,6 +268,10 @@ struct Inner<St> {
     flights: Mutex<HashMap<String, watch::Receiver<Flight>>>,
     #[cfg(feature = "near-cache")]
     near: Option<near::Near>,
+    /// The store, when it is a `MemoryStore`: read without a future.
+    #[cfg(feature = "memory")]
+    memory: Option<crate::MemoryStore>,
+    memo: memo::Memo,
 }
 
 #[derive(Debug, Clone)]
@@ -443,11 +448,15 @@ impl<St: Store> CacheBuilder<St> {
         }
         let mut config = self.config;
         #[cfg(feature = "memory")]
-        if (&self.store as &dyn std::any::Any)
-            .downcast_ref::<crate::MemoryStore>()
-            .is_some()
-            || crate::AnyStore::new_ref_is_memory(&self.store)
-        {
+        let memory = {
+            let any = &self.store as &dyn std::any::Any;
+            any.downcast_ref::<crate::MemoryStore>().cloned().or_else(|| {
+                any.downcast_ref::<crate::AnyStore>()
+                    .and_then(|a| a.as_memory().cloned())
+            })
+        };
+        #[cfg(feature = "memory")]
+        if memory.is_some() {
             config.lock_across_replicas = false;
         }
         #[cfg(feature = "near-cache")]
@@ -471,6 +480,9 @@ impl<St: Store> CacheBuilder<St> {
                 flights: Mutex::new(HashMap::new()),
                 #[cfg(feature = "near-cache")]
                 near,
+                #[cfg(feature = "memory")]
+                memory,
+                memo: memo::Memo::new(),
             }),
         })
     }
@@ -581,7 +593,7 @@ impl<St: Store> Cache<St> {
         let _ = now;
         match self.inner.store.get(key).await {
             Ok(Some(bytes)) => {
-                let found = entry::decode(bytes);
+                let found = self.decode(key, bytes);
                 if found.is_none() {
                     tracing::debug!("kv cache: undecodable entry ignored");
                 }
@@ -598,6 +610,65 @@ impl<St: Store> Cache<St> {
                 None
             }
         }
+    }
+
+    /// Decodes what a key holds (through the memo on an in-process store).
+    fn decode(&self, key: &str, bytes: Bytes) -> Option<Stored> {
+        #[cfg(feature = "memory")]
+        if self.inner.memory.is_some() {
+            return self.inner.memo.decode(key, bytes);
+        }
+        let _ = key;
+        entry::decode(bytes)
+    }
+
+    /// Reads a key without waiting: from the near cache, or from an in-process store.
+    /// `None` when the store would have to be awaited.
+    fn read_now(&self, key: &str, now: u64) -> Option<Option<Stored>> {
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near
+            && let Some(found) = near.get(key)
+        {
+            match &found {
+                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
+                _ => return Some(Some(found)),
+            }
+        }
+        let _ = now;
+        #[cfg(feature = "memory")]
+        if let Some(memory) = &self.inner.memory {
+            return Some(match memory.get_now(key) {
+                Ok(Some(bytes)) => self.inner.memo.decode(key, bytes),
+                Ok(None) => None,
+                Err(err) => {
+                    bump(&self.inner.counters.store_errors);
+                    tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                    None
+                }
+            });
+        }
+        None
+    }
+
+    /// [`find`](Self::find) without waiting, when the reads can be answered at once.
+    fn find_now(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Option<(Option<Arc<Entry>>, Option<Arc<Marker>>)> {
+        Some(match self.read_now(primary, now)? {
+            Some(Stored::Entry(e)) => (Some(e), None),
+            Some(Stored::Marker(m)) => {
+                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let found = match self.read_now(&vkey, now)? {
+                    Some(Stored::Entry(e)) if e.vary == values => Some(e),
+                    _ => None,
+                };
+                (found, Some(m))
+            }
+            None => (None, None),
+        })
     }
 
     /// Finds the entry for a request: the primary key's, or its variant's.
@@ -623,72 +694,138 @@ impl<St: Store> Cache<St> {
 
     /// Decides what to do with a request.
     pub async fn lookup(&self, req: RequestHead<'_>) -> Lookup<St> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return lookup,
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find(&ctx.primary, req.headers, ctx.now).await;
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => lookup,
+            Decided::Miss(ctx, marker) => self.miss(ctx, marker, req).await,
+        }
+    }
+
+    /// [`lookup`](Cache::lookup) without waiting, when the answer is at hand: the store
+    /// answers in process (a `MemoryStore`) or the near cache holds the entry, and no fill
+    /// of the same key is in flight. `None` means "call `lookup`"; nothing was counted.
+    ///
+    /// Adapters call this first so that a hit costs no future at all.
+    pub fn try_lookup(&self, req: RequestHead<'_>) -> Option<Lookup<St>> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return Some(lookup),
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find_now(&ctx.primary, req.headers, ctx.now)?;
+        // A miss that would have to wait for (or take) a lock is left to `lookup`.
+        if found.0.is_none() && ctx.coalesce() && !self.can_lead_now(&ctx.primary) {
+            return None;
+        }
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => Some(lookup),
+            Decided::Miss(ctx, marker) => {
+                if !ctx.coalesce() {
+                    return Some(self.plain_miss(ctx, marker, req));
+                }
+                let flight = self.lead(&ctx.primary)?;
+                bump(&self.inner.counters.misses);
+                let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+                f.marker = marker;
+                f.flight = Some(flight);
+                Some(Lookup::Forward(f))
+            }
+        }
+    }
+
+    fn can_lead_now(&self, primary: &str) -> bool {
+        !self.inner.config.lock_across_replicas && !self.inner.flights.lock().contains_key(primary)
+    }
+
+    /// The checks that need no store: bypasses, and the primary key.
+    fn begin(&self, req: RequestHead<'_>) -> Begin<St> {
         let config = &self.inner.config;
         let now = self.now();
         let method = req.method;
-        let host = req.host();
         if !is_safe(method) {
             bump(&self.inner.counters.bypasses);
-            return Lookup::Forward(self.forward(Kind::Bypass, now, Some(req), None));
+            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, Some(req), None)));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
         if !cacheable_method || req.headers.contains_key(RANGE) {
             bump(&self.inner.counters.bypasses);
-            return Lookup::Forward(self.forward(Kind::Bypass, now, None, None));
+            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
         }
         let request_cc = if config.honor_request_cc {
             let d = directives::Directives::parse(req.headers);
             if d.no_store {
                 bump(&self.inner.counters.bypasses);
-                return Lookup::Forward(self.forward(Kind::Bypass, now, None, None));
+                return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
             }
             Some(d)
         } else {
             None
         };
-        let primary = self.primary(host, req.uri.path(), req.uri.query());
-        let is_head = *method == Method::HEAD;
+        Begin::Find(Ctx {
+            primary: self.primary(req.host(), req.uri.path(), req.uri.query()),
+            is_head: *method == Method::HEAD,
+            request_cc,
+            now,
+            coalesce: config.coalesce,
+        })
+    }
 
-        let (found, marker) = self.find(&primary, req.headers, now).await;
-        if let Some(entry) = found {
-            let forced = request_cc.is_some_and(|d| {
-                d.no_cache
-                    || d.pragma_no_cache
-                    || d.max_age
-                        .is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
+    /// What a found (or missing) entry means for the request.
+    fn decide(
+        &self,
+        ctx: Ctx,
+        (found, marker): (Option<Arc<Entry>>, Option<Arc<Marker>>),
+        req: RequestHead<'_>,
+    ) -> Decided<St> {
+        let now = ctx.now;
+        let Some(entry) = found else {
+            return Decided::Miss(ctx, marker);
+        };
+        let forced = ctx.request_cc.is_some_and(|d| {
+            d.no_cache
+                || d.pragma_no_cache
+                || d.max_age
+                    .is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
+        });
+        if !forced && entry.is_fresh(now) {
+            bump(&self.inner.counters.hits);
+            return Decided::Done(Lookup::Hit {
+                response: self.serve(&entry, req.headers, ctx.is_head, now),
+                refresh: None,
             });
-            if !forced && entry.is_fresh(now) {
-                bump(&self.inner.counters.hits);
-                return Lookup::Hit {
-                    response: self.serve(&entry, req.headers, is_head, now),
-                    refresh: None,
-                };
-            }
-            if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
-                bump(&self.inner.counters.stale);
-                let response = self.serve(&entry, req.headers, is_head, now);
-                // One background refresh per key at a time.
-                let refresh = self.lead(&primary).map(|flight| {
-                    let mut f = self.forward(Kind::Miss, now, Some(req), Some(primary.clone()));
-                    f.stale = Some(Arc::clone(&entry));
-                    f.marker = marker.clone();
-                    f.flight = Some(flight);
-                    f.background = true;
-                    f
-                });
-                return Lookup::Hit { response, refresh };
-            }
-            bump(&self.inner.counters.misses);
-            let mut f = self.forward(Kind::Miss, now, Some(req), Some(primary));
-            f.stale = Some(entry);
-            f.marker = marker;
-            f.is_head = is_head;
-            return Lookup::Forward(f);
         }
+        if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
+            bump(&self.inner.counters.stale);
+            let response = self.serve(&entry, req.headers, ctx.is_head, now);
+            // One background refresh per key at a time.
+            let refresh = self.lead(&ctx.primary).map(|flight| {
+                let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary.clone()));
+                f.stale = Some(Arc::clone(&entry));
+                f.marker = marker.clone();
+                f.flight = Some(flight);
+                f.background = true;
+                f
+            });
+            return Decided::Done(Lookup::Hit { response, refresh });
+        }
+        bump(&self.inner.counters.misses);
+        let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary));
+        f.stale = Some(entry);
+        f.marker = marker;
+        f.is_head = ctx.is_head;
+        Decided::Done(Lookup::Forward(f))
+    }
 
-        // A miss: coalesce with a fill in flight, or lead one.
-        if config.coalesce && !is_head {
-            match self.join_or_lead(&primary, req.headers, is_head, now).await {
+    /// A miss: coalesce with a fill in flight, or lead one.
+    async fn miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+        if ctx.coalesce() {
+            match self
+                .join_or_lead(&ctx.primary, req.headers, ctx.is_head, ctx.now)
+                .await
+            {
                 Joined::Served(response) => {
                     bump(&self.inner.counters.hits);
                     return Lookup::Hit {
@@ -698,7 +835,7 @@ impl<St: Store> Cache<St> {
                 }
                 Joined::Lead(flight, lock) => {
                     bump(&self.inner.counters.misses);
-                    let mut f = self.forward(Kind::Miss, now, Some(req), Some(primary));
+                    let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
                     f.marker = marker;
                     f.flight = Some(flight);
                     f.lock = lock;
@@ -707,10 +844,14 @@ impl<St: Store> Cache<St> {
                 Joined::Alone => {}
             }
         }
+        self.plain_miss(ctx, marker, req)
+    }
+
+    fn plain_miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
         bump(&self.inner.counters.misses);
-        let mut f = self.forward(Kind::Miss, now, Some(req), Some(primary));
+        let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;
-        f.is_head = is_head;
+        f.is_head = ctx.is_head;
         Lookup::Forward(f)
     }
 
@@ -981,6 +1122,34 @@ fn nonce() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+/// The outcome of the store-free checks.
+enum Begin<St> {
+    Done(Lookup<St>),
+    Find(Ctx),
+}
+
+/// The outcome of a found (or missing) entry.
+enum Decided<St> {
+    Done(Lookup<St>),
+    Miss(Ctx, Option<Arc<Marker>>),
+}
+
+/// A request on its way through `lookup`.
+struct Ctx {
+    primary: String,
+    is_head: bool,
+    request_cc: Option<directives::Directives>,
+    now: u64,
+    coalesce: bool,
+}
+
+impl Ctx {
+    /// Whether a miss joins or leads a fill (a `HEAD` stores nothing to share).
+    fn coalesce(&self) -> bool {
+        self.coalesce && !self.is_head
+    }
 }
 
 enum Joined<St> {
@@ -1431,15 +1600,5 @@ impl<St: Store> Recorder<St> {
         if let Some(lock) = self.lock.take() {
             let _ = cache.inner.store.del(&lock).await;
         }
-    }
-}
-
-#[cfg(feature = "memory")]
-impl crate::AnyStore {
-    /// Whether `store` is an `AnyStore` holding a `MemoryStore`.
-    pub(crate) fn new_ref_is_memory<S: Store>(store: &S) -> bool {
-        (store as &dyn std::any::Any)
-            .downcast_ref::<crate::AnyStore>()
-            .is_some_and(|a| a.as_memory().is_some())
     }
 }

@@ -88,47 +88,75 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        // Answered in process (a MemoryStore, the near cache): no future, no clone.
+        let quick = self.cache.try_lookup(RequestHead::from(&req));
+        if let Some(Lookup::Hit { response, refresh }) = quick {
+            if let Some(refresh) = refresh {
+                let (parts, _) = req.into_parts();
+                spawn_refresh(self.inner.clone(), refresh, &parts);
+            }
+            return ResponseFuture::ready(served(response));
+        }
         // Keep the service that was polled ready for this request.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
-        ResponseFuture::new(Box::pin(async move {
-            let (mut parts, body) = req.into_parts();
-            let lookup = cache
-                .lookup(RequestHead::new(&parts.method, &parts.uri, &parts.headers))
-                .await;
-            let forward = match lookup {
-                Lookup::Hit { response, refresh } => {
-                    if let Some(refresh) = refresh {
-                        spawn_refresh(inner, refresh, &parts);
+        match quick {
+            Some(Lookup::Forward(forward)) => {
+                ResponseFuture::new(Box::pin(forward_to(inner, forward, req)))
+            }
+            _ => ResponseFuture::new(Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let lookup = cache
+                    .lookup(RequestHead::new(&parts.method, &parts.uri, &parts.headers))
+                    .await;
+                match lookup {
+                    Lookup::Hit { response, refresh } => {
+                        if let Some(refresh) = refresh {
+                            spawn_refresh(inner, refresh, &parts);
+                        }
+                        Ok(served(response))
                     }
-                    return Ok(served(response));
-                }
-                Lookup::Forward(forward) => forward,
-            };
-            forward.prepare(&mut parts.headers);
-            let response = match inner.call(Request::from_parts(parts, body)).await {
-                Ok(response) => response,
-                Err(err) => {
-                    return match forward.error() {
-                        Some(stale) => Ok(served(stale)),
-                        None => Err(err),
-                    };
-                }
-            };
-            let (mut head, body) = response.into_parts();
-            Ok(
-                match forward.response(head.status, &mut head.headers).await {
-                    Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-                    Outcome::Record(recorder) => {
-                        let sink: Box<dyn Sink> = recorder;
-                        Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+                    Lookup::Forward(forward) => {
+                        forward_to(inner, forward, Request::from_parts(parts, body)).await
                     }
-                    Outcome::Replace(replacement) => served(replacement),
-                },
-            )
-        }))
+                }
+            })),
+        }
     }
+}
+
+/// Calls the inner service for a forwarded request and hands its answer to the cache.
+async fn forward_to<S, St, ReqB, ResB>(
+    mut inner: S,
+    forward: Forward<St>,
+    req: Request<ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut parts, body) = req.into_parts();
+    forward.prepare(&mut parts.headers);
+    let response = match inner.call(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(err) => {
+            return match forward.error() {
+                Some(stale) => Ok(served(stale)),
+                None => Err(err),
+            };
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    Ok(match forward.response(head.status, &mut head.headers).await {
+        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+        Outcome::Record(recorder) => {
+            let sink: Box<dyn Sink> = recorder;
+            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+        }
+        Outcome::Replace(replacement) => served(replacement),
+    })
 }
 
 /// A response from the cache.

@@ -31,6 +31,8 @@
 //! | `redis-cluster` | `RedisStore` on Redis Cluster |
 //! | `session` | the session engine in `session` |
 //! | `test-util` | [`clock::ManualClock`] and the conformance suite in `testing` |
+//! | `cache` | the response-cache engine, `cache` (RFC 9111 policy, coalescing, revalidation) |
+//! | `near-cache` | an in-process `moka` near cache in front of the cache's store |
 //!
 //! ## Time
 //! Every store and engine reads time from a [`Clock`] (`new()` uses the system clock,
@@ -39,6 +41,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod clock;
 mod error;
 mod input;

@@ -1,0 +1,248 @@
+//! A caching reverse proxy: kv-tower's [`CacheLayer`](kv_tower::CacheLayer) around a hyper
+//! client that forwards every method and path to one upstream, adding nothing of its own
+//! but the cache.
+//!
+//! Run with
+//! `cargo run -p cache-proxy -- --upstream http://127.0.0.1:8000 --port 8020`
+//! (options: `--store memory://|redis://..`, `--default-ttl SECONDS`, `--no-heuristic`,
+//! `--max-body BYTES`). It is what `.ci/cache-conformance` scores with the HTTP caching
+//! conformance suite.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HeaderName};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kv_core::AnyStore;
+use kv_core::cache::Cache;
+use kv_tower::cache::{CacheBody, CacheService};
+use tower_service::Service;
+
+/// The upstream: every request goes to `base` + its path and query.
+#[derive(Clone, Debug)]
+struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: Uri,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Service<Request<Full<Bytes>>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = BoxFuture<Result<Response<Incoming>, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Full<Bytes>>) -> Self::Future {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query = path.parse().ok();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        strip_hop_by_hop(req.headers_mut());
+        let client = self.client.clone();
+        Box::pin(async move { client.request(req).await })
+    }
+}
+
+/// Removes the hop-by-hop headers (and those `Connection` names) of one connection.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+struct Args {
+    upstream: Uri,
+    port: u16,
+    store: String,
+    default_ttl: Option<Duration>,
+    heuristic: bool,
+    max_body: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        upstream: Uri::from_static("http://127.0.0.1:8000"),
+        port: 8020,
+        store: "memory://".to_owned(),
+        default_ttl: None,
+        heuristic: true,
+        max_body: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--upstream" => {
+                args.upstream = value("--upstream")?
+                    .parse()
+                    .map_err(|e| format!("--upstream: {e}"))?;
+            }
+            "--port" => {
+                args.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?;
+            }
+            "--store" => args.store = value("--store")?,
+            "--default-ttl" => {
+                let secs: u64 = value("--default-ttl")?
+                    .parse()
+                    .map_err(|e| format!("--default-ttl: {e}"))?;
+                args.default_ttl = Some(Duration::from_secs(secs));
+            }
+            "--max-body" => {
+                args.max_body = Some(
+                    value("--max-body")?
+                        .parse()
+                        .map_err(|e| format!("--max-body: {e}"))?,
+                );
+            }
+            "--no-heuristic" => args.heuristic = false,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: cache-proxy --upstream http://127.0.0.1:8000 --port 8020 \
+                            [--store memory://|redis://host:port] [--default-ttl SECONDS] \
+                            [--no-heuristic] [--max-body BYTES]"
+                        .to_owned(),
+                );
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if args.upstream.scheme_str() != Some("http") || args.upstream.authority().is_none() {
+        return Err("--upstream must be an http://host:port URL".to_owned());
+    }
+    Ok(args)
+}
+
+type ProxyBody = Either<CacheBody<Incoming>, Full<Bytes>>;
+
+fn bad_gateway() -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        b"bad gateway\n",
+    ))));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let store = match AnyStore::connect(&args.store).await {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("cannot open store {}: {err}", args.store);
+            std::process::exit(1);
+        }
+    };
+    let mut builder = Cache::builder(store)
+        .default_ttl(args.default_ttl)
+        .heuristic_freshness(args.heuristic.then(|| Duration::from_secs(24 * 60 * 60)));
+    if let Some(max) = args.max_body {
+        builder = builder.max_body_bytes(max);
+    }
+    let cache = match builder.build() {
+        Ok(cache) => cache,
+        Err(err) => {
+            eprintln!("invalid cache configuration: {err}");
+            std::process::exit(2);
+        }
+    };
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let upstream = Upstream {
+        client,
+        base: args.upstream.clone(),
+    };
+    let service = CacheService::new(upstream, cache);
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("cannot listen on {addr}: {err}");
+            std::process::exit(1);
+        }
+    };
+    println!("cache-proxy on http://{addr} -> {}", args.upstream);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    continue;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let mut service = service.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = match body.collect().await {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(_) => return Ok::<_, Infallible>(bad_gateway()),
+                    };
+                    let request = Request::from_parts(parts, Full::new(body));
+                    match service.call(request).await {
+                        Ok(response) => {
+                            let (mut head, body) = response.into_parts();
+                            strip_hop_by_hop(&mut head.headers);
+                            Ok(Response::from_parts(head, Either::Left(body)))
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "upstream request failed");
+                            Ok(bad_gateway())
+                        }
+                    }
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler);
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+}

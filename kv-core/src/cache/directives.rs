@@ -1,0 +1,188 @@
+//! `Cache-Control` parsing (RFC 9111 section 5.2), shared by requests and responses.
+
+use http::HeaderMap;
+use http::header::{CACHE_CONTROL, PRAGMA};
+
+/// The directives the cache acts on. Unknown directives (extensions) are ignored.
+///
+/// Parsing is conservative where the input is malformed: a `max-age` / `s-maxage` whose
+/// value is not a (possibly quoted) run of digits counts as `0` (stale at once), as does
+/// a negative one; when a directive appears twice, the first occurrence wins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Directives {
+    pub(crate) no_store: bool,
+    pub(crate) no_cache: bool,
+    pub(crate) private: bool,
+    pub(crate) public: bool,
+    pub(crate) must_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
+    pub(crate) must_understand: bool,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) s_maxage: Option<u64>,
+    pub(crate) stale_while_revalidate: Option<u64>,
+    pub(crate) stale_if_error: Option<u64>,
+    /// Request only: `Pragma: no-cache` without any `Cache-Control`.
+    pub(crate) pragma_no_cache: bool,
+}
+
+/// Delta-seconds are capped here (2^31, as RFC 9111 section 1.2.2 suggests).
+const MAX_DELTA: u64 = 2_147_483_648;
+
+impl Directives {
+    /// Parses every `Cache-Control` line of `headers`.
+    pub(crate) fn parse(headers: &HeaderMap) -> Directives {
+        let mut d = Directives::default();
+        let mut any = false;
+        for line in headers.get_all(CACHE_CONTROL) {
+            any = true;
+            d.parse_line(line.as_bytes());
+        }
+        if !any {
+            d.pragma_no_cache = headers.get_all(PRAGMA).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| trim(t).eq_ignore_ascii_case(b"no-cache"))
+            });
+        }
+        d
+    }
+
+    fn parse_line(&mut self, line: &[u8]) {
+        for item in split_top_level(line) {
+            let item = trim(item);
+            if item.is_empty() {
+                continue;
+            }
+            let (name, value) = match item.iter().position(|&b| b == b'=') {
+                Some(i) => (&item[..i], Some(&item[i + 1..])),
+                None => (item, None),
+            };
+            // A space before `=` makes the name something else (an unknown directive).
+            let name = name.to_ascii_lowercase();
+            match name.as_slice() {
+                b"no-store" => self.no_store = true,
+                // `no-cache="field"` and `private="field"` are treated as their unqualified
+                // forms: stricter than required, never less safe.
+                b"no-cache" => self.no_cache = true,
+                b"private" => self.private = true,
+                b"public" => self.public = true,
+                b"must-revalidate" => self.must_revalidate = true,
+                b"proxy-revalidate" => self.proxy_revalidate = true,
+                b"must-understand" => self.must_understand = true,
+                b"max-age" => set_first(&mut self.max_age, value),
+                b"s-maxage" => set_first(&mut self.s_maxage, value),
+                b"stale-while-revalidate" => set_first(&mut self.stale_while_revalidate, value),
+                b"stale-if-error" => set_first(&mut self.stale_if_error, value),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn set_first(slot: &mut Option<u64>, value: Option<&[u8]>) {
+    if slot.is_none() {
+        *slot = Some(value.map_or(0, delta_seconds));
+    }
+}
+
+/// delta-seconds, optionally in double quotes; anything else is `0`.
+fn delta_seconds(value: &[u8]) -> u64 {
+    let value = match value {
+        [b'"', inner @ .., b'"'] => inner,
+        v => v,
+    };
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return 0;
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        if n >= MAX_DELTA {
+            return MAX_DELTA;
+        }
+    }
+    n
+}
+
+pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Splits on commas that are not inside a quoted string.
+pub(crate) fn split_top_level(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut pieces = Vec::new();
+    for (i, &b) in line.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                pieces.push(&line[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&line[start..]);
+    pieces.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn cc(lines: &[&'static str]) -> Directives {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(CACHE_CONTROL, HeaderValue::from_static(l));
+        }
+        Directives::parse(&h)
+    }
+
+    #[test]
+    fn parses_the_directives_case_insensitively() {
+        let d = cc(&["Public, MaX-AgE=60, s-maxage=30", "no-CACHE"]);
+        assert!(d.public && d.no_cache && !d.no_store);
+        assert_eq!((d.max_age, d.s_maxage), (Some(60), Some(30)));
+        assert!(cc(&["nO-StOrE"]).no_store);
+    }
+
+    #[test]
+    fn malformed_ages_are_stale_and_the_first_wins() {
+        assert_eq!(cc(&["max-age=-3600"]).max_age, Some(0));
+        assert_eq!(cc(&["max-age='3600'"]).max_age, Some(0));
+        assert_eq!(cc(&["max-age=3600a"]).max_age, Some(0));
+        assert_eq!(cc(&["max-age=\"3600\""]).max_age, Some(3600));
+        assert_eq!(cc(&["max-age=003600"]).max_age, Some(3600));
+        assert_eq!(cc(&["max-age=99999999999"]).max_age, Some(MAX_DELTA));
+        assert_eq!(cc(&["max-age=1800, max-age=1"]).max_age, Some(1800));
+        assert_eq!(cc(&["max-age =3600"]).max_age, None);
+        // a directive inside a quoted string is not a directive
+        assert_eq!(
+            cc(&["extension=\"max-age=3600\", max-age=1"]).max_age,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn pragma_counts_only_without_cache_control() {
+        let mut h = HeaderMap::new();
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        assert!(Directives::parse(&h).pragma_no_cache);
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+        assert!(!Directives::parse(&h).pragma_no_cache);
+    }
+}

@@ -1,0 +1,325 @@
+//! The stored forms: a response entry and a `Vary` marker, in a compact binary encoding.
+//!
+//! Response entry (`R`, version 1), integers big-endian:
+//! `b'R' 1 | response_time u64 ms | initial_age u64 ms | fresh u64 ms | swr u64 ms |
+//! sie u64 ms | flags u8 | status u16 | vary: n u16, (name u16-len, present u8, value
+//! u32-len)* | headers: n u16, (name u16-len, value u32-len)* | body (the rest)`.
+//!
+//! `Vary` marker (`V`, version 1), stored under a URL's primary key when its responses
+//! vary: `b'V' 1 | nonce u64 | names: n u16, (name u16-len)*`. Variants live under keys
+//! that include the nonce, so replacing or deleting the marker retires every variant.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// Never serve stale without revalidation (`must-revalidate`, `proxy-revalidate`,
+/// `s-maxage`, `no-cache`).
+pub(crate) const FLAG_NO_STALE: u8 = 1;
+/// Always revalidate before use (`no-cache`).
+pub(crate) const FLAG_NO_CACHE: u8 = 2;
+
+/// A stored response.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// When the response was received, ms since the Unix epoch.
+    pub(crate) response_time: u64,
+    /// RFC 9111 `corrected_initial_age`, ms.
+    pub(crate) initial_age: u64,
+    /// The freshness lifetime, ms.
+    pub(crate) fresh: u64,
+    /// `stale-while-revalidate`, ms.
+    pub(crate) swr: u64,
+    /// `stale-if-error`, ms.
+    pub(crate) sie: u64,
+    pub(crate) flags: u8,
+    pub(crate) status: StatusCode,
+    /// The request header values this variant was stored for (`None`: absent).
+    pub(crate) vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Entry {
+    /// RFC 9111 `current_age` at `now` (ms).
+    pub(crate) fn age(&self, now: u64) -> u64 {
+        self.initial_age
+            .saturating_add(now.saturating_sub(self.response_time))
+    }
+
+    pub(crate) fn is_fresh(&self, now: u64) -> bool {
+        self.flags & FLAG_NO_CACHE == 0 && self.fresh > self.age(now)
+    }
+
+    /// How long past its freshness the entry is at `now` (0 while fresh).
+    pub(crate) fn staleness(&self, now: u64) -> u64 {
+        self.age(now).saturating_sub(self.fresh)
+    }
+
+    /// Remaining freshness at `now`, ms.
+    #[cfg_attr(not(feature = "near-cache"), allow(dead_code))]
+    pub(crate) fn remaining(&self, now: u64) -> u64 {
+        self.fresh.saturating_sub(self.age(now))
+    }
+
+    pub(crate) fn may_serve_stale(&self) -> bool {
+        self.flags & FLAG_NO_STALE == 0
+    }
+
+    pub(crate) fn has_validator(&self) -> bool {
+        self.headers.contains_key(http::header::ETAG)
+            || self.headers.contains_key(http::header::LAST_MODIFIED)
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut size = 2 + 8 * 5 + 1 + 2 + 2 + 2 + self.body.len();
+        for (n, v) in &self.vary {
+            size += 2 + n.as_str().len() + 1 + 4 + v.as_ref().map_or(0, |v| v.len());
+        }
+        for (n, v) in &self.headers {
+            size += 2 + n.as_str().len() + 4 + v.len();
+        }
+        let mut out = BytesMut::with_capacity(size);
+        out.put_u8(b'R');
+        out.put_u8(1);
+        for n in [
+            self.response_time,
+            self.initial_age,
+            self.fresh,
+            self.swr,
+            self.sie,
+        ] {
+            out.put_u64(n);
+        }
+        out.put_u8(self.flags);
+        out.put_u16(self.status.as_u16());
+        out.put_u16(len16(self.vary.len()));
+        for (n, v) in &self.vary {
+            put_name(&mut out, n);
+            match v {
+                Some(v) => {
+                    out.put_u8(1);
+                    out.put_u32(len32(v.len()));
+                    out.put_slice(v.as_bytes());
+                }
+                None => out.put_u8(0),
+            }
+        }
+        out.put_u16(len16(self.headers.len()));
+        for (n, v) in &self.headers {
+            put_name(&mut out, n);
+            out.put_u32(len32(v.len()));
+            out.put_slice(v.as_bytes());
+        }
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+}
+
+/// The `Vary` marker of a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub(crate) nonce: u64,
+    /// Lowercase, sorted, without duplicates.
+    pub(crate) names: Vec<HeaderName>,
+}
+
+impl Marker {
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(12 + self.names.len() * 24);
+        out.put_u8(b'V');
+        out.put_u8(1);
+        out.put_u64(self.nonce);
+        out.put_u16(len16(self.names.len()));
+        for n in &self.names {
+            put_name(&mut out, n);
+        }
+        out.freeze()
+    }
+}
+
+/// What a primary key holds.
+#[derive(Debug, Clone)]
+pub(crate) enum Stored {
+    Entry(Arc<Entry>),
+    Marker(Arc<Marker>),
+}
+
+fn len16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn put_name(out: &mut BytesMut, n: &HeaderName) {
+    out.put_u16(len16(n.as_str().len()));
+    out.put_slice(n.as_str().as_bytes());
+}
+
+/// A reader over stored bytes; every read is bounds-checked (stored bytes may come from
+/// another version or be corrupted: they decode to `None`, never panic).
+struct Reader {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Option<Bytes> {
+        let end = self.pos.checked_add(n)?;
+        if end > self.buf.len() {
+            return None;
+        }
+        let out = self.buf.slice(self.pos..end);
+        self.pos = end;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b);
+        Some(u64::from_be_bytes(a))
+    }
+    fn name(&mut self) -> Option<HeaderName> {
+        let n = usize::from(self.u16()?);
+        HeaderName::from_bytes(&self.take(n)?).ok()
+    }
+    fn value(&mut self) -> Option<HeaderValue> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        HeaderValue::from_maybe_shared(self.take(n)?).ok()
+    }
+}
+
+/// Decodes what a key holds; `None` for anything malformed or of an unknown version.
+pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
+    let mut r = Reader { buf, pos: 0 };
+    let kind = r.u8()?;
+    if r.u8()? != 1 {
+        return None;
+    }
+    match kind {
+        b'R' => {
+            let response_time = r.u64()?;
+            let initial_age = r.u64()?;
+            let fresh = r.u64()?;
+            let swr = r.u64()?;
+            let sie = r.u64()?;
+            let flags = r.u8()?;
+            let status = StatusCode::from_u16(r.u16()?).ok()?;
+            let nvary = usize::from(r.u16()?);
+            let mut vary = Vec::with_capacity(nvary);
+            for _ in 0..nvary {
+                let name = r.name()?;
+                let value = match r.u8()? {
+                    0 => None,
+                    _ => Some(r.value()?),
+                };
+                vary.push((name, value));
+            }
+            let nheaders = usize::from(r.u16()?);
+            let mut headers = HeaderMap::with_capacity(nheaders);
+            for _ in 0..nheaders {
+                let name = r.name()?;
+                let value = r.value()?;
+                headers.append(name, value);
+            }
+            let body = r.buf.slice(r.pos..);
+            Some(Stored::Entry(Arc::new(Entry {
+                response_time,
+                initial_age,
+                fresh,
+                swr,
+                sie,
+                flags,
+                status,
+                vary,
+                headers,
+                body,
+            })))
+        }
+        b'V' => {
+            let nonce = r.u64()?;
+            let n = usize::from(r.u16()?);
+            let mut names = Vec::with_capacity(n);
+            for _ in 0..n {
+                names.push(r.name()?);
+            }
+            Some(Stored::Marker(Arc::new(Marker { nonce, names })))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_and_markers_round_trip_and_garbage_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        let entry = Entry {
+            response_time: 1,
+            initial_age: 2,
+            fresh: 3,
+            swr: 4,
+            sie: 5,
+            flags: FLAG_NO_STALE,
+            status: StatusCode::NOT_FOUND,
+            vary: vec![
+                (
+                    HeaderName::from_static("accept-language"),
+                    Some(HeaderValue::from_static("fr")),
+                ),
+                (HeaderName::from_static("accept-encoding"), None),
+            ],
+            headers,
+            body: Bytes::from_static(b"hello"),
+        };
+        let bytes = entry.encode();
+        let Some(Stored::Entry(back)) = decode(bytes.clone()) else {
+            panic!("not an entry")
+        };
+        assert_eq!(back.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (
+                back.response_time,
+                back.initial_age,
+                back.fresh,
+                back.swr,
+                back.sie
+            ),
+            (1, 2, 3, 4, 5)
+        );
+        assert_eq!(back.vary, entry.vary);
+        assert_eq!(back.headers, entry.headers);
+        assert_eq!(back.body, entry.body);
+        for cut in 0..bytes.len() - entry.body.len() {
+            assert!(decode(bytes.slice(..cut)).is_none(), "cut at {cut}");
+        }
+        let marker = Marker {
+            nonce: 42,
+            names: vec![HeaderName::from_static("accept")],
+        };
+        let Some(Stored::Marker(m)) = decode(marker.encode()) else {
+            panic!("not a marker")
+        };
+        assert_eq!(*m, marker);
+        assert!(decode(Bytes::from_static(b"R\x02")).is_none());
+        assert!(decode(Bytes::from_static(b"zz")).is_none());
+    }
+}

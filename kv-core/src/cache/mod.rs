@@ -1,0 +1,1604 @@
+//! Response caching: an RFC 9111 shared-cache policy over any [`Store`], decided once
+//! here for every adapter (`kv-tower`'s `CacheLayer`, and kv-actix's `Cache`).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use bytes::Bytes;
+//! use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+//! use kv_core::MemoryStore;
+//! use kv_core::cache::{Cache, Lookup, Outcome, RequestHead};
+//!
+//! let cache = Cache::builder(MemoryStore::new()).build().expect("valid configuration");
+//! let (method, uri, headers) = (Method::GET, Uri::from_static("http://example.com/a"), HeaderMap::new());
+//!
+//! // 1. A miss: forward the request, then hand the response head to the cache.
+//! let Lookup::Forward(forward) = cache.lookup(RequestHead::new(&method, &uri, &headers)).await else {
+//!     panic!("the cache is empty")
+//! };
+//! let mut response_headers = HeaderMap::new();
+//! response_headers.insert("cache-control", HeaderValue::from_static("max-age=60"));
+//! let Outcome::Record(mut recorder) = forward.response(StatusCode::OK, &mut response_headers).await else {
+//!     panic!("a max-age=60 response is storable")
+//! };
+//! assert_eq!(response_headers["x-cache"], "MISS");
+//! // 2. Copy the body as it streams to the client, then store it.
+//! recorder.push(b"hello");
+//! recorder.finish().await;
+//!
+//! // 3. The next request is a hit: the inner service is not called.
+//! let Lookup::Hit { response, .. } = cache.lookup(RequestHead::new(&method, &uri, &headers)).await else {
+//!     panic!("stored")
+//! };
+//! assert_eq!(response.body, Bytes::from_static(b"hello"));
+//! assert_eq!(response.headers["x-cache"], "HIT");
+//! assert_eq!(response.headers["age"], "0");
+//! assert_eq!(cache.stats().hits, 1);
+//! # }
+//! ```
+//!
+//! # The rules
+//! - **What is cached**: responses to `GET` (a `HEAD` is answered from the `GET` entry,
+//!   without its body); statuses cacheable by default (200, 203, 204, 300, 301, 308, 404,
+//!   405, 410, 414, 501) and any other final status except 206 and 304 when the response
+//!   carries explicit freshness.
+//! - **Freshness**: `s-maxage` > `max-age` > `Expires` − `Date`; without them, heuristic
+//!   freshness (10% of the time since `Last-Modified`, capped) when
+//!   [enabled](CacheBuilder::heuristic_freshness), else the
+//!   [default TTL](CacheBuilder::default_ttl) (none by default: a response without explicit
+//!   freshness is not cached). The age follows RFC 9111 section 4.2.3 (`Age`, `Date`,
+//!   request and response times), and every hit carries `Age`.
+//! - **Never stored**: `no-store` (unless `must-understand` with a status we implement),
+//!   `private`, `Vary: *`, any `Set-Cookie`/`Set-Cookie2`, and responses to requests with
+//!   `Authorization` unless the response says `public`, `s-maxage` or `must-revalidate`
+//!   (RFC 9111 section 3.5), or [`cache_authorized`](CacheBuilder::cache_authorized) is
+//!   on. Hop-by-hop headers and those listed in `Connection` are not stored.
+//! - **`no-cache`** responses are stored (when they carry a validator) but never served
+//!   without a successful revalidation; without a validator they are not stored.
+//! - **Request `Cache-Control`** (`no-cache`, `no-store`, `max-age`, `Pragma: no-cache`) is
+//!   ignored by default: this is a cache in front of *your* service, and letting any client
+//!   force a trip to the origin would let it defeat the cache (and coalescing) at will.
+//!   [`honor_request_cache_control`](CacheBuilder::honor_request_cache_control) turns it on.
+//! - **Keys**: the method class (`GET`/`HEAD`), host, path and query (optionally
+//!   [sorted](CacheBuilder::sort_query)), plus the values of every request header the
+//!   response names in `Vary` (stored in the entry and compared on every hit).
+//! - **Conditional requests**: `If-None-Match` (weak comparison) and `If-Modified-Since` are
+//!   answered `304` from a fresh entry. A stale entry with a validator is revalidated with a
+//!   conditional request; a `304` freshens it (headers updated, body kept) without a new body.
+//! - **Stale**: `stale-while-revalidate` serves the stale entry and refreshes it in the
+//!   background; `stale-if-error` serves it when the origin answers 5xx or fails.
+//!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid both.
+//! - **Coalescing**: concurrent misses for one key forward one request; the others wait (up
+//!   to [`lock_timeout`](CacheBuilder::lock_timeout)) and get its entry. On a shared store a
+//!   `set_nx` lock does the same across replicas (waiters poll the store).
+//! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants; a
+//!   successful (2xx/3xx) unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, any method not
+//!   known to be safe) invalidates its URL and the same-host `Location`/`Content-Location`.
+//! - **Bodies** are recorded while they stream to the client, up to
+//!   [`max_body_bytes`](CacheBuilder::max_body_bytes); a larger, errored or abandoned body
+//!   is not stored, and a body whose length differs from `Content-Length` neither.
+//!
+//! # The store
+//! An entry's TTL in the store is its remaining freshness plus the longest stale window
+//! that may still use it (`stale-while-revalidate`, `stale-if-error`, and
+//! [`revalidation_window`](CacheBuilder::revalidation_window) for entries with a
+//! validator), capped by [`max_ttl`](CacheBuilder::max_ttl). A URL whose responses vary
+//! gets a small marker (the `Vary` names and a nonce) under its primary key; variants are
+//! stored under keys that include the nonce, so a purge (deleting the marker) retires them
+//! all without enumerating keys.
+//!
+//! # Near cache (feature `near-cache`)
+//! [`near_cache`](CacheBuilder::near_cache) keeps decoded hot entries in a bounded `moka`
+//! cache in process, so a hit on a Redis-backed cache usually costs no round trip. A near
+//! entry lives at most the near-cache TTL and never past its own freshness. A purge clears
+//! the near cache of the replica that purges; **other replicas keep serving their near
+//! copy until it expires** (at most the near-cache TTL), then see the purge.
+
+mod directives;
+mod entry;
+mod key;
+mod memo;
+#[cfg(feature = "near-cache")]
+mod near;
+mod policy;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{AGE, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION, RANGE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::clock::{Clock, ClockHandle};
+use crate::{KvError, Result, Store};
+use entry::{Entry, Marker, Stored};
+use policy::Freshness;
+
+/// What the cache reads of a request: its method, URI and headers (`http` 1.x types).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI (origin-form or absolute-form).
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestHead<'a> {
+    /// A request head from its parts.
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        RequestHead {
+            method,
+            uri,
+            headers,
+        }
+    }
+
+    /// The host: the `Host` header, else the URI's authority, else empty.
+    fn host(&self) -> &'a str {
+        self.headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.uri.authority().map(http::uri::Authority::as_str))
+            .unwrap_or("")
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for RequestHead<'a> {
+    fn from(req: &'a http::Request<B>) -> Self {
+        RequestHead::new(req.method(), req.uri(), req.headers())
+    }
+}
+
+/// A response the cache answers with (a hit, a `304`, a revalidated or stale entry).
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The status (the stored one, or `304 Not Modified`).
+    pub status: StatusCode,
+    /// The headers, with `Age` and the status header.
+    pub headers: HeaderMap,
+    /// The body: empty for `HEAD` and `304`.
+    pub body: Bytes,
+}
+
+/// Where a request goes: answered by the cache, or forwarded to the inner service.
+#[derive(Debug)]
+#[must_use]
+pub enum Lookup<St> {
+    /// Answer with `response`; the inner service is not called for it. When `refresh` is
+    /// set (`stale-while-revalidate`), forward it in the background: send the same
+    /// request (as `GET`, no body) to the inner service and hand the answer to it.
+    Hit {
+        /// The response to send.
+        response: Served,
+        /// A background revalidation to run, if the adapter can.
+        refresh: Option<Forward<St>>,
+    },
+    /// Call the inner service (after [`Forward::prepare`]), then [`Forward::response`].
+    Forward(Forward<St>),
+}
+
+/// What happens to the inner service's response.
+#[derive(Debug)]
+#[must_use]
+pub enum Outcome<St> {
+    /// Send it on unchanged (the status header has been added).
+    Pass,
+    /// Send it on, copying the body into the recorder as it streams; call
+    /// [`Recorder::finish`] after the last chunk (dropping the recorder stores nothing).
+    Record(Box<Recorder<St>>),
+    /// Drop it and answer this instead (a `304` freshened the stored entry, or
+    /// `stale-if-error` serves the stale one).
+    Replace(Served),
+}
+
+/// Hit, miss, bypass and stale counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Requests answered from the cache (fresh entries and `304`s from them).
+    pub hits: u64,
+    /// Cacheable requests forwarded because no usable entry was stored.
+    pub misses: u64,
+    /// Requests the cache does not handle (unsafe methods, `Range`, ...).
+    pub bypasses: u64,
+    /// Stale entries served (`stale-while-revalidate`, `stale-if-error`).
+    pub stale: u64,
+    /// Stale entries freshened by a `304` from the inner service.
+    pub revalidated: u64,
+    /// Entries written to the store.
+    pub stored: u64,
+    /// Store calls that failed (the cache then behaves as a miss).
+    pub store_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypasses: AtomicU64,
+    stale: AtomicU64,
+    revalidated: AtomicU64,
+    stored: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The cache configuration (built by [`CacheBuilder`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) prefix: String,
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) heuristic_freshness: bool,
+    pub(crate) heuristic_max: Duration,
+    pub(crate) max_body: usize,
+    pub(crate) sort_query: bool,
+    pub(crate) honor_request_cc: bool,
+    pub(crate) cache_authorized: bool,
+    pub(crate) status_header: Option<HeaderName>,
+    pub(crate) coalesce: bool,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_across_replicas: bool,
+    pub(crate) revalidation_window: Duration,
+    pub(crate) max_ttl: Duration,
+}
+
+/// The response-cache engine over a store. A cheap `Clone` handle.
+pub struct Cache<St> {
+    inner: Arc<Inner<St>>,
+}
+
+struct Inner<St> {
+    store: St,
+    clock: ClockHandle,
+    config: Config,
+    counters: Counters,
+    /// In-process fills: primary key → the leader's channel.
+    flights: Mutex<HashMap<String, watch::Receiver<Flight>>>,
+    #[cfg(feature = "near-cache")]
+    near: Option<near::Near>,
+    /// The store, when it is a `MemoryStore`: read without a future.
+    #[cfg(feature = "memory")]
+    memory: Option<crate::MemoryStore>,
+    memo: memo::Memo,
+}
+
+#[derive(Debug, Clone)]
+enum Flight {
+    Running,
+    /// The fill ended: the entry it stored, if any.
+    Done(Option<Arc<Entry>>),
+}
+
+impl<St> Clone for Cache<St> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<St: fmt::Debug> fmt::Debug for Cache<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.store)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Cache`]; see each method for its default.
+#[must_use]
+pub struct CacheBuilder<St> {
+    store: St,
+    clock: ClockHandle,
+    config: Config,
+    #[cfg(feature = "near-cache")]
+    near: Option<(u64, Duration)>,
+}
+
+impl<St: fmt::Debug> fmt::Debug for CacheBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> CacheBuilder<St> {
+    /// Store keys start with this (default `kv:cache:`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.prefix = prefix.into();
+        self
+    }
+
+    /// Freshness for cacheable-by-default responses without explicit freshness
+    /// (default `None`: such responses are not cached).
+    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Heuristic freshness (RFC 9111 section 4.2.2): 10% of the time since
+    /// `Last-Modified`, at most `max`, for cacheable-by-default responses without explicit
+    /// freshness (default off). It takes precedence over the default TTL.
+    pub fn heuristic_freshness(mut self, max: Option<Duration>) -> Self {
+        self.config.heuristic_freshness = max.is_some();
+        if let Some(max) = max {
+            self.config.heuristic_max = max;
+        }
+        self
+    }
+
+    /// The largest body recorded (default 960 KiB, which fits `MemoryStore`'s default
+    /// 1 MiB value limit with room for the headers). Larger bodies stream through uncached.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.config.max_body = max;
+        self
+    }
+
+    /// Sort the query's `&`-separated pairs in the key, so that `?b=2&a=1` and `?a=1&b=2`
+    /// share an entry (default off: the query is kept as sent).
+    pub fn sort_query(mut self, sort: bool) -> Self {
+        self.config.sort_query = sort;
+        self
+    }
+
+    /// Honour the request's `Cache-Control` / `Pragma` (default off; see the module docs).
+    pub fn honor_request_cache_control(mut self, honor: bool) -> Self {
+        self.config.honor_request_cc = honor;
+        self
+    }
+
+    /// Store responses to requests with `Authorization` even without `public`,
+    /// `s-maxage` or `must-revalidate` (default off). Only for services whose responses do
+    /// not depend on who asks.
+    pub fn cache_authorized(mut self, allow: bool) -> Self {
+        self.config.cache_authorized = allow;
+        self
+    }
+
+    /// The response header naming the outcome, `HIT`, `MISS` or `BYPASS` (default
+    /// `x-cache`; `None` adds none).
+    pub fn status_header(mut self, name: Option<HeaderName>) -> Self {
+        self.config.status_header = name;
+        self
+    }
+
+    /// Coalesce concurrent misses for one key into one forwarded request (default on).
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.config.coalesce = on;
+        self
+    }
+
+    /// How long a coalesced request waits for the fill before forwarding on its own
+    /// (default 5 s); also the TTL of the cross-replica lock.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config.lock_timeout = timeout;
+        self
+    }
+
+    /// Take a `set_nx` lock in the store so that replicas sharing it coalesce too (default
+    /// on; never done on a `MemoryStore`, which no other process shares).
+    pub fn lock_across_replicas(mut self, on: bool) -> Self {
+        self.config.lock_across_replicas = on;
+        self
+    }
+
+    /// How long a stale entry with a validator is kept for revalidation (default 60 s).
+    pub fn revalidation_window(mut self, window: Duration) -> Self {
+        self.config.revalidation_window = window;
+        self
+    }
+
+    /// The longest time an entry stays in the store (default 7 days), whatever its
+    /// freshness.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.config.max_ttl = ttl;
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = ClockHandle::new(clock);
+        self
+    }
+
+    /// A bounded in-process near cache of up to `capacity` entries, each kept at most `ttl`
+    /// and never past its freshness (default none). See the module docs for what other
+    /// replicas see after a purge.
+    #[cfg(feature = "near-cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+    pub fn near_cache(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.near = Some((capacity, ttl));
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`] for a zero lock timeout or max TTL, a max TTL above
+    /// [`MAX_TTL`](crate::MAX_TTL), or a zero-capacity or zero-TTL near cache.
+    pub fn build(self) -> Result<Cache<St>> {
+        let c = &self.config;
+        if c.lock_timeout.is_zero() {
+            return Err(KvError::invalid_input(
+                "cache lock_timeout must be positive",
+            ));
+        }
+        if c.max_ttl.is_zero() || c.max_ttl > crate::MAX_TTL {
+            return Err(KvError::invalid_input(
+                "cache max_ttl must be positive and at most kv_core::MAX_TTL",
+            ));
+        }
+        if c.default_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(KvError::invalid_input("cache default_ttl must be positive"));
+        }
+        let mut config = self.config;
+        #[cfg(feature = "memory")]
+        let memory = {
+            let any = &self.store as &dyn std::any::Any;
+            any.downcast_ref::<crate::MemoryStore>().cloned().or_else(|| {
+                any.downcast_ref::<crate::AnyStore>()
+                    .and_then(|a| a.as_memory().cloned())
+            })
+        };
+        #[cfg(feature = "memory")]
+        if memory.is_some() {
+            config.lock_across_replicas = false;
+        }
+        #[cfg(feature = "near-cache")]
+        let near = match self.near {
+            Some((capacity, ttl)) => {
+                if capacity == 0 || ttl.is_zero() {
+                    return Err(KvError::invalid_input(
+                        "near cache capacity and ttl must be positive",
+                    ));
+                }
+                Some(near::Near::new(capacity, ttl))
+            }
+            None => None,
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                config,
+                counters: Counters::default(),
+                flights: Mutex::new(HashMap::new()),
+                #[cfg(feature = "near-cache")]
+                near,
+                #[cfg(feature = "memory")]
+                memory,
+                memo: memo::Memo::new(),
+            }),
+        })
+    }
+}
+
+/// Request methods that are safe (RFC 9110 section 9.2.1): they never invalidate.
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+impl<St: Store> Cache<St> {
+    /// A builder over `store` with the defaults.
+    pub fn builder(store: St) -> CacheBuilder<St> {
+        CacheBuilder {
+            store,
+            clock: ClockHandle::default(),
+            config: Config {
+                prefix: "kv:cache:".to_owned(),
+                default_ttl: None,
+                heuristic_freshness: false,
+                heuristic_max: Duration::from_secs(24 * 60 * 60),
+                max_body: 960 << 10,
+                sort_query: false,
+                honor_request_cc: false,
+                cache_authorized: false,
+                status_header: Some(HeaderName::from_static("x-cache")),
+                coalesce: true,
+                lock_timeout: Duration::from_secs(5),
+                lock_across_replicas: true,
+                revalidation_window: Duration::from_secs(60),
+                max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            },
+            #[cfg(feature = "near-cache")]
+            near: None,
+        }
+    }
+
+    /// The store under the cache.
+    pub fn store(&self) -> &St {
+        &self.inner.store
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            hits: l(&c.hits),
+            misses: l(&c.misses),
+            bypasses: l(&c.bypasses),
+            stale: l(&c.stale),
+            revalidated: l(&c.revalidated),
+            stored: l(&c.stored),
+            store_errors: l(&c.store_errors),
+        }
+    }
+
+    /// The status header's name, if one is added.
+    pub fn status_header(&self) -> Option<&HeaderName> {
+        self.inner.config.status_header.as_ref()
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_millis()
+    }
+
+    fn primary(&self, host: &str, path: &str, query: Option<&str>) -> String {
+        let c = &self.inner.config;
+        key::primary_key(&c.prefix, host, path, query, c.sort_query)
+    }
+
+    /// Drops every stored response of a URL (all its `Vary` variants), on the store and in
+    /// this process's near cache. `uri` needs its authority (`http://host/path?query`) for
+    /// a cache keyed by host; a path-only URI purges the entries stored without a host.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn purge(&self, uri: &Uri) -> Result<bool> {
+        let host = uri.authority().map_or("", http::uri::Authority::as_str);
+        let key = self.primary(host, uri.path(), uri.query());
+        self.purge_key(&key).await
+    }
+
+    async fn purge_key(&self, key: &str) -> Result<bool> {
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near {
+            near.remove(key);
+        }
+        self.inner.store.del(key).await
+    }
+
+    /// Reads what a key holds (near cache first), counting store errors as misses.
+    async fn read(&self, key: &str, now: u64) -> Option<Stored> {
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near
+            && let Some(found) = near.get(key)
+        {
+            match &found {
+                // A copy that went stale by our clock: ask the store (another replica
+                // may have freshened it).
+                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
+                _ => return Some(found),
+            }
+        }
+        let _ = now;
+        match self.inner.store.get(key).await {
+            Ok(Some(bytes)) => {
+                let found = self.decode(key, bytes);
+                if found.is_none() {
+                    tracing::debug!("kv cache: undecodable entry ignored");
+                }
+                #[cfg(feature = "near-cache")]
+                if let (Some(near), Some(found)) = (&self.inner.near, &found) {
+                    near.insert(key, found, now);
+                }
+                found
+            }
+            Ok(None) => None,
+            Err(err) => {
+                bump(&self.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Decodes what a key holds (through the memo on an in-process store).
+    fn decode(&self, key: &str, bytes: Bytes) -> Option<Stored> {
+        #[cfg(feature = "memory")]
+        if self.inner.memory.is_some() {
+            return self.inner.memo.decode(key, bytes);
+        }
+        let _ = key;
+        entry::decode(bytes)
+    }
+
+    /// Reads a key without waiting: from the near cache, or from an in-process store.
+    /// `None` when the store would have to be awaited.
+    fn read_now(&self, key: &str, now: u64) -> Option<Option<Stored>> {
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near
+            && let Some(found) = near.get(key)
+        {
+            match &found {
+                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
+                _ => return Some(Some(found)),
+            }
+        }
+        let _ = now;
+        #[cfg(feature = "memory")]
+        if let Some(memory) = &self.inner.memory {
+            return Some(match memory.get_now(key) {
+                Ok(Some(bytes)) => self.inner.memo.decode(key, bytes),
+                Ok(None) => None,
+                Err(err) => {
+                    bump(&self.inner.counters.store_errors);
+                    tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                    None
+                }
+            });
+        }
+        None
+    }
+
+    /// [`find`](Self::find) without waiting, when the reads can be answered at once.
+    fn find_now(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Option<(Option<Arc<Entry>>, Option<Arc<Marker>>)> {
+        Some(match self.read_now(primary, now)? {
+            Some(Stored::Entry(e)) => (Some(e), None),
+            Some(Stored::Marker(m)) => {
+                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let found = match self.read_now(&vkey, now)? {
+                    Some(Stored::Entry(e)) if e.vary == values => Some(e),
+                    _ => None,
+                };
+                (found, Some(m))
+            }
+            None => (None, None),
+        })
+    }
+
+    /// Finds the entry for a request: the primary key's, or its variant's.
+    async fn find(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> (Option<Arc<Entry>>, Option<Arc<Marker>>) {
+        match self.read(primary, now).await {
+            Some(Stored::Entry(e)) => (Some(e), None),
+            Some(Stored::Marker(m)) => {
+                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let found = match self.read(&vkey, now).await {
+                    Some(Stored::Entry(e)) if e.vary == values => Some(e),
+                    _ => None,
+                };
+                (found, Some(m))
+            }
+            None => (None, None),
+        }
+    }
+
+    /// Decides what to do with a request.
+    pub async fn lookup(&self, req: RequestHead<'_>) -> Lookup<St> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return lookup,
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find(&ctx.primary, req.headers, ctx.now).await;
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => lookup,
+            Decided::Miss(ctx, marker) => self.miss(ctx, marker, req).await,
+        }
+    }
+
+    /// [`lookup`](Cache::lookup) without waiting, when the answer is at hand: the store
+    /// answers in process (a `MemoryStore`) or the near cache holds the entry, and no fill
+    /// of the same key is in flight. `None` means "call `lookup`"; nothing was counted.
+    ///
+    /// Adapters call this first so that a hit costs no future at all.
+    pub fn try_lookup(&self, req: RequestHead<'_>) -> Option<Lookup<St>> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return Some(lookup),
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find_now(&ctx.primary, req.headers, ctx.now)?;
+        // A miss that would have to wait for (or take) a lock is left to `lookup`.
+        if found.0.is_none() && ctx.coalesce() && !self.can_lead_now(&ctx.primary) {
+            return None;
+        }
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => Some(lookup),
+            Decided::Miss(ctx, marker) => {
+                if !ctx.coalesce() {
+                    return Some(self.plain_miss(ctx, marker, req));
+                }
+                let flight = self.lead(&ctx.primary)?;
+                bump(&self.inner.counters.misses);
+                let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+                f.marker = marker;
+                f.flight = Some(flight);
+                Some(Lookup::Forward(f))
+            }
+        }
+    }
+
+    fn can_lead_now(&self, primary: &str) -> bool {
+        !self.inner.config.lock_across_replicas && !self.inner.flights.lock().contains_key(primary)
+    }
+
+    /// The checks that need no store: bypasses, and the primary key.
+    fn begin(&self, req: RequestHead<'_>) -> Begin<St> {
+        let config = &self.inner.config;
+        let now = self.now();
+        let method = req.method;
+        if !is_safe(method) {
+            bump(&self.inner.counters.bypasses);
+            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, Some(req), None)));
+        }
+        let cacheable_method = *method == Method::GET || *method == Method::HEAD;
+        if !cacheable_method || req.headers.contains_key(RANGE) {
+            bump(&self.inner.counters.bypasses);
+            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+        }
+        let request_cc = if config.honor_request_cc {
+            let d = directives::Directives::parse(req.headers);
+            if d.no_store {
+                bump(&self.inner.counters.bypasses);
+                return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+            }
+            Some(d)
+        } else {
+            None
+        };
+        Begin::Find(Ctx {
+            primary: self.primary(req.host(), req.uri.path(), req.uri.query()),
+            is_head: *method == Method::HEAD,
+            request_cc,
+            now,
+            coalesce: config.coalesce,
+        })
+    }
+
+    /// What a found (or missing) entry means for the request.
+    fn decide(
+        &self,
+        ctx: Ctx,
+        (found, marker): (Option<Arc<Entry>>, Option<Arc<Marker>>),
+        req: RequestHead<'_>,
+    ) -> Decided<St> {
+        let now = ctx.now;
+        let Some(entry) = found else {
+            return Decided::Miss(ctx, marker);
+        };
+        let forced = ctx.request_cc.is_some_and(|d| {
+            d.no_cache
+                || d.pragma_no_cache
+                || d.max_age
+                    .is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
+        });
+        if !forced && entry.is_fresh(now) {
+            bump(&self.inner.counters.hits);
+            return Decided::Done(Lookup::Hit {
+                response: self.serve(&entry, req.headers, ctx.is_head, now),
+                refresh: None,
+            });
+        }
+        if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
+            bump(&self.inner.counters.stale);
+            let response = self.serve(&entry, req.headers, ctx.is_head, now);
+            // One background refresh per key at a time.
+            let refresh = self.lead(&ctx.primary).map(|flight| {
+                let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary.clone()));
+                f.stale = Some(Arc::clone(&entry));
+                f.marker = marker.clone();
+                f.flight = Some(flight);
+                f.background = true;
+                f
+            });
+            return Decided::Done(Lookup::Hit { response, refresh });
+        }
+        bump(&self.inner.counters.misses);
+        let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary));
+        f.stale = Some(entry);
+        f.marker = marker;
+        f.is_head = ctx.is_head;
+        Decided::Done(Lookup::Forward(f))
+    }
+
+    /// A miss: coalesce with a fill in flight, or lead one.
+    async fn miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+        if ctx.coalesce() {
+            match self
+                .join_or_lead(&ctx.primary, req.headers, ctx.is_head, ctx.now)
+                .await
+            {
+                Joined::Served(response) => {
+                    bump(&self.inner.counters.hits);
+                    return Lookup::Hit {
+                        response,
+                        refresh: None,
+                    };
+                }
+                Joined::Lead(flight, lock) => {
+                    bump(&self.inner.counters.misses);
+                    let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+                    f.marker = marker;
+                    f.flight = Some(flight);
+                    f.lock = lock;
+                    return Lookup::Forward(f);
+                }
+                Joined::Alone => {}
+            }
+        }
+        self.plain_miss(ctx, marker, req)
+    }
+
+    fn plain_miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+        bump(&self.inner.counters.misses);
+        let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+        f.marker = marker;
+        f.is_head = ctx.is_head;
+        Lookup::Forward(f)
+    }
+
+    fn forward(
+        &self,
+        kind: Kind,
+        now: u64,
+        req: Option<RequestHead<'_>>,
+        primary: Option<String>,
+    ) -> Forward<St> {
+        let invalidate = match (kind, req) {
+            (Kind::Bypass, Some(r)) => Some(Invalidate {
+                host: r.host().to_owned(),
+                path: r.uri.path().to_owned(),
+                query: r.uri.query().map(str::to_owned),
+            }),
+            _ => None,
+        };
+        let request_headers = match (kind, req) {
+            (Kind::Miss, Some(r)) => Some(r.headers.clone()),
+            _ => None,
+        };
+        Forward {
+            cache: self.clone(),
+            kind,
+            request_time: now,
+            primary,
+            request_headers,
+            invalidate,
+            stale: None,
+            marker: None,
+            flight: None,
+            lock: None,
+            is_head: false,
+            background: false,
+        }
+    }
+
+    /// Builds the response for a stored entry: the entry, or a `304` when the request's
+    /// conditionals match; `Age` and the status header added.
+    fn serve(&self, entry: &Entry, request: &HeaderMap, is_head: bool, now: u64) -> Served {
+        let age = entry.age(now) / 1000;
+        let (status, mut headers, body) = if policy::not_modified(entry, request) {
+            let mut h = HeaderMap::with_capacity(8);
+            for name in &policy::HEADERS_OF_304 {
+                for v in entry.headers.get_all(name) {
+                    h.append(name.clone(), v.clone());
+                }
+            }
+            (StatusCode::NOT_MODIFIED, h, Bytes::new())
+        } else if is_head {
+            (entry.status, entry.headers.clone(), Bytes::new())
+        } else {
+            (entry.status, entry.headers.clone(), entry.body.clone())
+        };
+        let mut buf = itoa::Buffer::new();
+        if let Ok(v) = HeaderValue::from_str(buf.format(age)) {
+            headers.insert(AGE, v);
+        }
+        if let Some(name) = &self.inner.config.status_header {
+            headers.insert(name.clone(), HeaderValue::from_static("HIT"));
+        }
+        Served {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Claims the fill of `primary` in this process, if nobody holds it.
+    fn lead(&self, primary: &str) -> Option<FlightGuard<St>> {
+        let mut flights = self.inner.flights.lock();
+        if flights.contains_key(primary) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(Flight::Running);
+        flights.insert(primary.to_owned(), rx);
+        Some(FlightGuard {
+            cache: self.clone(),
+            key: primary.to_owned(),
+            tx,
+        })
+    }
+
+    async fn join_or_lead(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        is_head: bool,
+        now: u64,
+    ) -> Joined<St> {
+        let timeout = self.inner.config.lock_timeout;
+        let joined = {
+            let mut flights = self.inner.flights.lock();
+            match flights.get(primary) {
+                Some(rx) => Ok(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(Flight::Running);
+                    flights.insert(primary.to_owned(), rx);
+                    Err(tx)
+                }
+            }
+        };
+        let rx = match joined {
+            Ok(rx) => rx,
+            Err(tx) => {
+                let guard = FlightGuard {
+                    cache: self.clone(),
+                    key: primary.to_owned(),
+                    tx,
+                };
+                return self.cross_replica(guard, primary, headers, is_head).await;
+            }
+        };
+        let mut rx = rx;
+        let waited =
+            tokio::time::timeout(timeout, rx.wait_for(|f| matches!(f, Flight::Done(_)))).await;
+        let entry = match waited {
+            Ok(Ok(flight)) => match &*flight {
+                Flight::Done(Some(e)) => Some(Arc::clone(e)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(entry) = entry {
+            let values = key::vary_values(
+                &entry
+                    .vary
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>(),
+                headers,
+            );
+            let now = self.now().max(now);
+            if values == entry.vary && entry.is_fresh(now) {
+                return Joined::Served(self.serve(&entry, headers, is_head, now));
+            }
+        }
+        Joined::Alone
+    }
+
+    /// The leader of an in-process fill also takes the store lock when the store is
+    /// shared; if another replica holds it, waits for its entry by polling the store.
+    async fn cross_replica(
+        &self,
+        guard: FlightGuard<St>,
+        primary: &str,
+        headers: &HeaderMap,
+        is_head: bool,
+    ) -> Joined<St> {
+        let config = &self.inner.config;
+        if !config.lock_across_replicas {
+            return Joined::Lead(guard, None);
+        }
+        let lock = key::lock_key(primary);
+        let ttl = config.lock_timeout;
+        match self
+            .inner
+            .store
+            .set_nx(&lock, Bytes::from_static(b"1"), Some(ttl))
+            .await
+        {
+            Ok(true) => return Joined::Lead(guard, Some(lock)),
+            Ok(false) => {}
+            Err(err) => {
+                bump(&self.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: fill lock failed; filling without it");
+                return Joined::Lead(guard, None);
+            }
+        }
+        let start = self.now();
+        let deadline = tokio::time::Instant::now() + ttl;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = self.now().max(start);
+            if let (Some(entry), _) = self.find(primary, headers, now).await
+                && entry.is_fresh(now)
+            {
+                guard.finish(Some(Arc::clone(&entry)));
+                return Joined::Served(self.serve(&entry, headers, is_head, now));
+            }
+            let held = matches!(
+                self.inner.store.ttl(&lock).await,
+                Ok(crate::Ttl::Expires(_))
+            );
+            if !held || tokio::time::Instant::now() >= deadline {
+                return Joined::Lead(guard, None);
+            }
+        }
+    }
+
+    /// Writes an entry (and its `Vary` marker) to the store.
+    async fn write(
+        &self,
+        primary: &str,
+        marker: Option<Arc<Marker>>,
+        entry: &Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<()> {
+        let store = &self.inner.store;
+        let now = self.now();
+        if entry.vary.is_empty() {
+            store.set(primary, entry.encode(), Some(ttl)).await?;
+            #[cfg(feature = "near-cache")]
+            if let Some(near) = &self.inner.near {
+                near.insert(primary, &Stored::Entry(Arc::clone(entry)), now);
+            }
+        } else {
+            let names: Vec<HeaderName> = entry.vary.iter().map(|(n, _)| n.clone()).collect();
+            let max_ttl = self.inner.config.max_ttl;
+            let marker = match marker.filter(|m| m.names == names) {
+                Some(m) => m,
+                None => {
+                    let fresh = Marker {
+                        nonce: nonce(),
+                        names: names.clone(),
+                    };
+                    if store.set_nx(primary, fresh.encode(), Some(max_ttl)).await? {
+                        Arc::new(fresh)
+                    } else {
+                        match store.get(primary).await?.and_then(entry::decode) {
+                            Some(Stored::Marker(m)) if m.names == names => m,
+                            _ => {
+                                store.set(primary, fresh.encode(), Some(max_ttl)).await?;
+                                Arc::new(fresh)
+                            }
+                        }
+                    }
+                }
+            };
+            // The variant key, from the request values the entry was stored for.
+            let vkey = variant_key_for(primary, &marker, entry);
+            store.set(&vkey, entry.encode(), Some(ttl)).await?;
+            // Keep the marker at least as long as its variants.
+            store.expire(primary, max_ttl).await?;
+            #[cfg(feature = "near-cache")]
+            if let Some(near) = &self.inner.near {
+                near.insert(primary, &Stored::Marker(Arc::clone(&marker)), now);
+                near.insert(&vkey, &Stored::Entry(Arc::clone(entry)), now);
+            }
+        }
+        let _ = now;
+        bump(&self.inner.counters.stored);
+        Ok(())
+    }
+}
+
+/// The variant key of an entry from the values it was stored for.
+fn variant_key_for(primary: &str, marker: &Marker, entry: &Entry) -> String {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &entry.vary {
+        if let Some(v) = value {
+            headers.insert(name.clone(), v.clone());
+        }
+    }
+    key::variant(primary, marker.nonce, &marker.names, &headers).0
+}
+
+/// A fresh marker nonce: unique per process and time, without a CSPRNG.
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// The outcome of the store-free checks.
+enum Begin<St> {
+    Done(Lookup<St>),
+    Find(Ctx),
+}
+
+/// The outcome of a found (or missing) entry.
+enum Decided<St> {
+    Done(Lookup<St>),
+    Miss(Ctx, Option<Arc<Marker>>),
+}
+
+/// A request on its way through `lookup`.
+struct Ctx {
+    primary: String,
+    is_head: bool,
+    request_cc: Option<directives::Directives>,
+    now: u64,
+    coalesce: bool,
+}
+
+impl Ctx {
+    /// Whether a miss joins or leads a fill (a `HEAD` stores nothing to share).
+    fn coalesce(&self) -> bool {
+        self.coalesce && !self.is_head
+    }
+}
+
+enum Joined<St> {
+    Served(Served),
+    Lead(FlightGuard<St>, Option<String>),
+    Alone,
+}
+
+/// The leader's hold on an in-process fill: waiters are told the outcome when it is
+/// finished or dropped.
+struct FlightGuard<St> {
+    cache: Cache<St>,
+    key: String,
+    tx: watch::Sender<Flight>,
+}
+
+impl<St> FlightGuard<St> {
+    fn finish(&self, entry: Option<Arc<Entry>>) {
+        let mut flights = self.cache.inner.flights.lock();
+        if flights
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
+            flights.remove(&self.key);
+        }
+        drop(flights);
+        self.tx.send_replace(Flight::Done(entry));
+    }
+}
+
+impl<St> Drop for FlightGuard<St> {
+    fn drop(&mut self) {
+        if matches!(*self.tx.borrow(), Flight::Running) {
+            self.finish(None);
+        }
+    }
+}
+
+impl<St> fmt::Debug for FlightGuard<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlightGuard").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Miss,
+    Bypass,
+}
+
+#[derive(Debug)]
+struct Invalidate {
+    host: String,
+    path: String,
+    query: Option<String>,
+}
+
+/// A request the inner service must answer, and what to do with its answer.
+pub struct Forward<St> {
+    cache: Cache<St>,
+    kind: Kind,
+    request_time: u64,
+    primary: Option<String>,
+    request_headers: Option<HeaderMap>,
+    invalidate: Option<Invalidate>,
+    stale: Option<Arc<Entry>>,
+    marker: Option<Arc<Marker>>,
+    flight: Option<FlightGuard<St>>,
+    lock: Option<String>,
+    is_head: bool,
+    background: bool,
+}
+
+impl<St> fmt::Debug for Forward<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward")
+            .field("kind", &self.kind)
+            .field("revalidating", &self.stale.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> Forward<St> {
+    /// Whether the cache stays out of this request (the response is only labelled, and
+    /// invalidates on success when the method is unsafe).
+    pub fn is_bypass(&self) -> bool {
+        self.kind == Kind::Bypass
+    }
+
+    /// Adjusts the forwarded request's headers: when revalidating a stale entry, its
+    /// validators become `If-None-Match` / `If-Modified-Since` (replacing the client's; the
+    /// client's conditionals are then answered from the freshened entry).
+    pub fn prepare(&self, headers: &mut HeaderMap) {
+        let Some(stale) = &self.stale else { return };
+        let etag = stale.headers.get(http::header::ETAG);
+        let lm = stale.headers.get(http::header::LAST_MODIFIED);
+        if etag.is_none() && lm.is_none() {
+            return;
+        }
+        headers.remove(http::header::IF_NONE_MATCH);
+        headers.remove(http::header::IF_MODIFIED_SINCE);
+        headers.remove(http::header::IF_MATCH);
+        headers.remove(http::header::IF_UNMODIFIED_SINCE);
+        if let Some(etag) = etag {
+            headers.insert(http::header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(lm) = lm {
+            headers.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
+        }
+    }
+
+    fn label(&self, headers: &mut HeaderMap, value: &'static str) {
+        if let Some(name) = &self.cache.inner.config.status_header {
+            headers.insert(name.clone(), HeaderValue::from_static(value));
+        }
+    }
+
+    /// Hands the inner service's response head to the cache; see [`Outcome`].
+    pub async fn response(mut self, status: StatusCode, headers: &mut HeaderMap) -> Outcome<St> {
+        let cache = self.cache.clone();
+        let config = &cache.inner.config;
+        if self.kind == Kind::Bypass {
+            if let Some(inv) = self.invalidate.take()
+                && (status.is_success() || status.is_redirection())
+            {
+                self.invalidate_urls(&inv, headers).await;
+            }
+            self.label(headers, "BYPASS");
+            return Outcome::Pass;
+        }
+        let now = cache.now();
+        let Some(primary) = self.primary.take() else {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        let request_headers = self.request_headers.take().unwrap_or_default();
+
+        if let Some(stale) = self.stale.clone() {
+            // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
+            // section 4.3.3), even when it carries a changed ETag.
+            if status == StatusCode::NOT_MODIFIED {
+                return self
+                    .freshen(&primary, &stale, headers, &request_headers, now)
+                    .await;
+            }
+            if status.is_server_error()
+                && stale.may_serve_stale()
+                && stale.staleness(now) < stale.sie
+            {
+                bump(&cache.inner.counters.stale);
+                return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
+            }
+        }
+        if self.is_head {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        let had_auth = policy::has_authorization(&request_headers);
+        let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, headers);
+        let freshness = match evaluated {
+            Ok(f) => f,
+            Err(reason) => {
+                tracing::trace!(?reason, "kv cache: response not stored");
+                self.label(headers, "MISS");
+                return Outcome::Pass;
+            }
+        };
+        let Some(ttl) = freshness.store_ttl(config, has_validator(headers)) else {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator(headers) {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        let names = policy::vary_names(headers).unwrap_or_default();
+        let vary = key::vary_values(&names, &request_headers);
+        let stored_headers = policy::storable_headers(headers, config.status_header.as_ref());
+        let expected_len = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if expected_len.is_some_and(|n| n > config.max_body as u64) {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        self.label(headers, "MISS");
+        let capacity = expected_len.map_or(0, |n| n as usize);
+        Outcome::Record(Box::new(Recorder {
+            cache: cache.clone(),
+            primary,
+            marker: self.marker.take(),
+            entry: Some(Entry {
+                response_time: now,
+                initial_age: freshness.initial_age,
+                fresh: freshness.fresh,
+                swr: freshness.swr,
+                sie: freshness.sie,
+                flags: freshness.flags,
+                status,
+                vary,
+                headers: stored_headers,
+                body: Bytes::new(),
+            }),
+            ttl,
+            body: BytesMut::with_capacity(capacity),
+            expected_len,
+            flight: self.flight.take(),
+            lock: self.lock.take(),
+        }))
+    }
+
+    /// Freshens a stale entry with a `304` and answers from it.
+    async fn freshen(
+        &mut self,
+        primary: &str,
+        stale: &Entry,
+        update: &HeaderMap,
+        request_headers: &HeaderMap,
+        now: u64,
+    ) -> Outcome<St> {
+        let cache = self.cache.clone();
+        let config = &cache.inner.config;
+        let merged = policy::merge_304(&stale.headers, update, config.status_header.as_ref());
+        let had_auth = policy::has_authorization(request_headers);
+        let mut entry = Entry {
+            response_time: now,
+            initial_age: 0,
+            fresh: 0,
+            swr: 0,
+            sie: 0,
+            flags: 0,
+            status: stale.status,
+            vary: stale.vary.clone(),
+            headers: merged,
+            body: stale.body.clone(),
+        };
+        // The freshened entry is judged as the response it now is.
+        let evaluated = policy::evaluate(
+            config,
+            had_auth && !config.cache_authorized,
+            self.request_time,
+            now,
+            stale.status,
+            &entry.headers,
+        );
+        let evaluated = match evaluated {
+            Ok(f) => Some(f),
+            // Authorization only forbids storing the request's own response; this entry
+            // was stored before.
+            Err(policy::NotStored::Authorization) => policy::evaluate(
+                config,
+                false,
+                self.request_time,
+                now,
+                stale.status,
+                &entry.headers,
+            )
+            .ok(),
+            Err(_) => None,
+        };
+        bump(&cache.inner.counters.revalidated);
+        if let Some(f) = evaluated {
+            apply(&mut entry, f);
+            let entry = Arc::new(entry);
+            if let Some(ttl) = f.store_ttl(config, entry.has_validator())
+                && let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await
+            {
+                bump(&cache.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: store write failed");
+            }
+            if let Some(flight) = self.flight.take() {
+                flight.finish(Some(Arc::clone(&entry)));
+            }
+            self.release_lock().await;
+            return Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now));
+        }
+        // No longer storable (e.g. the 304 said no-store): drop the entry, answer once.
+        let _ = cache.purge_key(primary).await;
+        self.release_lock().await;
+        Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now))
+    }
+
+    /// The inner service failed (no response at all): the stale entry, if
+    /// `stale-if-error` allows it.
+    pub fn error(self) -> Option<Served> {
+        let stale = self.stale.as_ref()?;
+        let now = self.cache.now();
+        if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
+            bump(&self.cache.inner.counters.stale);
+            let empty = HeaderMap::new();
+            let headers = self.request_headers.as_ref().unwrap_or(&empty);
+            return Some(self.cache.serve(stale, headers, self.is_head, now));
+        }
+        None
+    }
+
+    /// Whether this forward is a background (`stale-while-revalidate`) refresh.
+    pub fn is_background(&self) -> bool {
+        self.background
+    }
+
+    async fn release_lock(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let _ = self.cache.inner.store.del(&lock).await;
+        }
+    }
+
+    async fn invalidate_urls(&self, inv: &Invalidate, headers: &HeaderMap) {
+        let cache = &self.cache;
+        let mut keys = vec![cache.primary(&inv.host, &inv.path, inv.query.as_deref())];
+        for name in [LOCATION, CONTENT_LOCATION] {
+            if let Some(target) = headers.get(&name).and_then(|v| v.to_str().ok())
+                && let Some((path, query)) = same_host_target(&inv.host, &inv.path, target)
+            {
+                keys.push(cache.primary(&inv.host, &path, query.as_deref()));
+            }
+        }
+        for key in keys {
+            if let Err(err) = cache.purge_key(&key).await {
+                bump(&cache.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: invalidation failed");
+            }
+        }
+    }
+}
+
+fn apply(entry: &mut Entry, f: Freshness) {
+    entry.initial_age = f.initial_age;
+    entry.fresh = f.fresh;
+    entry.swr = f.swr;
+    entry.sie = f.sie;
+    entry.flags = f.flags;
+}
+
+fn has_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
+}
+
+/// Resolves a `Location` / `Content-Location` against the request URL; `None` for
+/// another host.
+fn same_host_target(host: &str, base_path: &str, target: &str) -> Option<(String, Option<String>)> {
+    let uri: Uri = target.parse().ok()?;
+    if let Some(authority) = uri.authority() {
+        if !authority.as_str().eq_ignore_ascii_case(host) {
+            return None;
+        }
+        return Some((uri.path().to_owned(), uri.query().map(str::to_owned)));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    if path.starts_with('/') {
+        return Some((path.to_owned(), query));
+    }
+    let dir = base_path.rsplit_once('/').map_or("", |(d, _)| d);
+    Some((format!("{dir}/{path}"), query))
+}
+
+/// Copies a response body as it streams, and stores it when complete.
+pub struct Recorder<St> {
+    cache: Cache<St>,
+    primary: String,
+    marker: Option<Arc<Marker>>,
+    /// `None` once abandoned.
+    entry: Option<Entry>,
+    ttl: Duration,
+    body: BytesMut,
+    expected_len: Option<u64>,
+    flight: Option<FlightGuard<St>>,
+    lock: Option<String>,
+}
+
+impl<St> fmt::Debug for Recorder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("recording", &self.entry.is_some())
+            .field("bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> Recorder<St> {
+    /// Copies a chunk of the body; past the size bound, recording stops (nothing will be
+    /// stored, and the body keeps streaming).
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.entry.is_none() {
+            return;
+        }
+        if self.body.len() + chunk.len() > self.cache.inner.config.max_body {
+            tracing::debug!("kv cache: body over max_body_bytes; not stored");
+            self.abandon();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
+    }
+
+    /// Whether the body is still being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// Whether the whole body announced by `Content-Length` has been recorded: the entry
+    /// can be finished now (servers may stop polling a body once that many bytes went out).
+    pub fn is_complete(&self) -> bool {
+        self.entry.is_some() && self.expected_len == Some(self.body.len() as u64)
+    }
+
+    /// Stops recording: nothing will be stored (a body error, a client gone).
+    pub fn abandon(&mut self) {
+        self.entry = None;
+        self.body = BytesMut::new();
+        if let Some(flight) = self.flight.take() {
+            flight.finish(None);
+        }
+    }
+
+    /// Stores the recorded response (the body is complete) and hands it to coalesced
+    /// waiters. Store failures are logged and counted, never returned.
+    pub async fn finish(mut self) {
+        let cache = self.cache.clone();
+        let entry = self.entry.take();
+        if let Some(mut entry) = entry {
+            let complete = self
+                .expected_len
+                .is_none_or(|n| n == self.body.len() as u64);
+            if complete {
+                entry.body = std::mem::take(&mut self.body).freeze();
+                let entry = Arc::new(entry);
+                if let Some(flight) = self.flight.take() {
+                    flight.finish(Some(Arc::clone(&entry)));
+                }
+                if let Err(err) = cache
+                    .write(&self.primary, self.marker.take(), &entry, self.ttl)
+                    .await
+                {
+                    bump(&cache.inner.counters.store_errors);
+                    tracing::warn!(error = %err, "kv cache: store write failed");
+                }
+            } else {
+                tracing::debug!("kv cache: body length differs from Content-Length; not stored");
+            }
+        }
+        if let Some(flight) = self.flight.take() {
+            flight.finish(None);
+        }
+        if let Some(lock) = self.lock.take() {
+            let _ = cache.inner.store.del(&lock).await;
+        }
+    }
+}

@@ -1,0 +1,222 @@
+use std::fmt;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use kv_core::Store;
+use kv_core::cache::{Cache, Forward, Lookup, Outcome, RequestHead, Served};
+use tower_service::Service;
+
+use super::body::Sink;
+use super::{CacheBody, CacheLayer, ResponseFuture};
+
+/// The caching service: see the [module docs](crate::cache).
+pub struct CacheService<S, St> {
+    inner: S,
+    cache: Cache<St>,
+}
+
+impl<S, St: Store> CacheService<S, St> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, cache: Cache<St>) -> Self {
+        CacheService { inner, cache }
+    }
+
+    /// A [`CacheLayer`] over `cache`.
+    pub fn layer(cache: Cache<St>) -> CacheLayer<St> {
+        CacheLayer::new(cache)
+    }
+
+    /// The engine: counters and purging.
+    pub fn cache(&self) -> &Cache<St> {
+        &self.cache
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, St> Clone for CacheService<S, St> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: self.inner.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St: Store> fmt::Debug for CacheService<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheService")
+            .field("inner", &self.inner)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for CacheService<S, St>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    St: Store,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Send,
+{
+    type Response = Response<CacheBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        // Answered in process (a MemoryStore, the near cache): no future, no clone.
+        let quick = self.cache.try_lookup(RequestHead::from(&req));
+        if let Some(Lookup::Hit { response, refresh }) = quick {
+            if let Some(refresh) = refresh {
+                let (parts, _) = req.into_parts();
+                spawn_refresh(self.inner.clone(), refresh, &parts);
+            }
+            return ResponseFuture::ready(served(response));
+        }
+        // Keep the service that was polled ready for this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let cache = self.cache.clone();
+        match quick {
+            Some(Lookup::Forward(forward)) => {
+                ResponseFuture::new(Box::pin(forward_to(inner, forward, req)))
+            }
+            _ => ResponseFuture::new(Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let lookup = cache
+                    .lookup(RequestHead::new(&parts.method, &parts.uri, &parts.headers))
+                    .await;
+                match lookup {
+                    Lookup::Hit { response, refresh } => {
+                        if let Some(refresh) = refresh {
+                            spawn_refresh(inner, refresh, &parts);
+                        }
+                        Ok(served(response))
+                    }
+                    Lookup::Forward(forward) => {
+                        forward_to(inner, forward, Request::from_parts(parts, body)).await
+                    }
+                }
+            })),
+        }
+    }
+}
+
+/// Calls the inner service for a forwarded request and hands its answer to the cache.
+async fn forward_to<S, St, ReqB, ResB>(
+    mut inner: S,
+    forward: Forward<St>,
+    req: Request<ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut parts, body) = req.into_parts();
+    forward.prepare(&mut parts.headers);
+    let response = match inner.call(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(err) => {
+            return match forward.error() {
+                Some(stale) => Ok(served(stale)),
+                None => Err(err),
+            };
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    Ok(match forward.response(head.status, &mut head.headers).await {
+        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+        Outcome::Record(recorder) => {
+            let sink: Box<dyn Sink> = recorder;
+            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+        }
+        Outcome::Replace(replacement) => served(replacement),
+    })
+}
+
+/// A response from the cache.
+fn served<B>(s: Served) -> Response<CacheBody<B>> {
+    let mut response = Response::new(CacheBody::stored(s.body));
+    *response.status_mut() = s.status;
+    *response.headers_mut() = s.headers;
+    response
+}
+
+/// Runs a `stale-while-revalidate` refresh in the background, when there is a tokio
+/// runtime (there is under axum and hyper); otherwise the entry simply goes stale.
+fn spawn_refresh<S, St, ReqB, ResB>(
+    mut inner: S,
+    refresh: Forward<St>,
+    parts: &http::request::Parts,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    St: Store,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut request = Request::new(ReqB::default());
+    *request.method_mut() = http::Method::GET;
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    refresh.prepare(request.headers_mut());
+    handle.spawn(async move {
+        if poll_fn(|cx| inner.poll_ready(cx)).await.is_err() {
+            return;
+        }
+        let Ok(response) = inner.call(request).await else {
+            tracing::debug!("kv cache: background refresh failed");
+            return;
+        };
+        let (mut head, body) = response.into_parts();
+        let mut body = std::pin::pin!(body);
+        if let Outcome::Record(mut recorder) =
+            refresh.response(head.status, &mut head.headers).await
+        {
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => {
+                        if let Some(data) = frame.data_ref() {
+                            recorder.push(data);
+                        }
+                    }
+                    Err(_) => {
+                        recorder.abandon();
+                        break;
+                    }
+                }
+            }
+            recorder.finish().await;
+        }
+    });
+}

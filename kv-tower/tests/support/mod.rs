@@ -1,0 +1,241 @@
+//! Test harness: real `redis-server` processes on free loopback ports.
+//!
+//! Tests that need Redis call [`server`] (or [`Cluster::start`]); on a machine without
+//! `redis-server` they get `None` and report themselves skipped, unless
+//! `KV_REQUIRE_REDIS=1`, which turns a missing server into a failure. `KV_TEST_REDIS_URL`
+//! points the tests that only need *a* server at an existing one instead.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn required() -> bool {
+    std::env::var("KV_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+}
+
+fn has_binary(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `None` (and a "skipped" line) when Redis tests cannot run here; panics instead when
+/// `KV_REQUIRE_REDIS=1`.
+fn available(test: &str) -> bool {
+    if has_binary("redis-server") && has_binary("redis-cli") {
+        return true;
+    }
+    assert!(
+        !required(),
+        "KV_REQUIRE_REDIS=1 but redis-server/redis-cli are not installed"
+    );
+    eprintln!(
+        "SKIPPED {test}: redis-server not installed (set KV_REQUIRE_REDIS=1 to fail instead)"
+    );
+    false
+}
+
+/// A loopback port that is free now (and whose cluster bus port, +10000, is too).
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Where a test's Redis should be: an external one, or one we own.
+pub enum Target {
+    External(String),
+    Owned(RedisServer),
+}
+
+impl Target {
+    pub fn url(&self) -> String {
+        match self {
+            Target::External(url) => url.clone(),
+            Target::Owned(s) => s.url(),
+        }
+    }
+}
+
+/// A Redis for tests that need any server: `KV_TEST_REDIS_URL`, or one started here.
+pub fn server(test: &str) -> Option<Target> {
+    if let Ok(url) = std::env::var("KV_TEST_REDIS_URL") {
+        return Some(Target::External(url));
+    }
+    owned_server(test).map(Target::Owned)
+}
+
+/// A Redis this test owns (it may kill and restart it).
+pub fn owned_server(test: &str) -> Option<RedisServer> {
+    available(test).then(|| RedisServer::start(free_port(), &[]))
+}
+
+/// One `redis-server` process, persistence off; killed (by pid) when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start(port: u16, extra: &[&str]) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("kv-test-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_ready(self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs `redis-cli` against this server; returns its trimmed stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `redis-cli -p PORT args...`, trimmed stdout.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `redis-cli -u URL args...` for a `Target`.
+pub fn cli_url(url: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-u", url])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn wait_ready(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 16];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("redis-server on port {port} did not become ready");
+}
+
+/// A real 3-master Redis Cluster on loopback ports.
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    pub fn start(test: &str) -> Option<Cluster> {
+        if !available(test) {
+            return None;
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = format!("nodes-{port}.conf");
+            nodes.push(RedisServer::start(
+                port,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+            ));
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let start = Instant::now();
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "cluster did not become ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Cluster { nodes })
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}

@@ -88,21 +88,23 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache_hit");
     let bare_app = bare();
     assert_eq!(rt.block_on(call(&bare_app, "/")), BODY);
-    g.bench_function("bare_handler", |b| b.iter_custom(timed(&rt, &bare_app, "/")));
+    g.bench_function("bare_handler", |b| {
+        b.iter_custom(timed(&rt, &bare_app, "/"))
+    });
 
-    let memory = cached(
-        Cache::builder(MemoryStore::new())
-            .build()
-            .expect("cache"),
-    );
+    let memory = cached(Cache::builder(MemoryStore::new()).build().expect("cache"));
     rt.block_on(call(&memory, "/"));
-    let hit = rt.block_on(memory.clone().oneshot(request("/"))).expect("response");
+    let hit = rt
+        .block_on(memory.clone().oneshot(request("/")))
+        .expect("response");
     assert_eq!(hit.headers()["x-cache"], "HIT");
     g.bench_function("hit_memory", |b| b.iter_custom(timed(&rt, &memory, "/")));
 
     let redis = BenchRedis::start();
     if let Some(server) = &redis {
-        let store = rt.block_on(RedisStore::connect(&server.url)).expect("redis");
+        let store = rt
+            .block_on(RedisStore::connect(&server.url))
+            .expect("redis");
         let plain = cached(
             Cache::builder(store.clone())
                 .key_prefix("bench:plain:")
@@ -118,7 +120,9 @@ fn benches(c: &mut Criterion) {
         );
         for app in [&plain, &near] {
             rt.block_on(call(app, "/"));
-            let hit = rt.block_on(app.clone().oneshot(request("/"))).expect("response");
+            let hit = rt
+                .block_on(app.clone().oneshot(request("/")))
+                .expect("response");
             assert_eq!(hit.headers()["x-cache"], "HIT");
         }
         g.bench_function("hit_redis", |b| b.iter_custom(timed(&rt, &plain, "/")));

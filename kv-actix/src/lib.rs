@@ -3,6 +3,7 @@
 //! The kv middlewares for [actix-web](https://docs.rs/actix-web) 4, over any
 //! [`kv_core::Store`]:
 //!
+//! - [`cache`]: [`Cache`] — the same RFC 9111 response cache as `kv_tower::CacheLayer`.
 //! - [`rate_limit`]: [`RateLimiter`] — the same policies, keys, headers and answers as
 //!   `kv_tower::RateLimitLayer`.
 //! - [`session`] (feature `session`): `SessionMiddleware` and the `Session` extractor,
@@ -17,11 +18,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cache;
 pub mod rate_limit;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
 mod view;
 
+pub use cache::Cache;
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::RateLimiter;

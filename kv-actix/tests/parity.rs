@@ -29,6 +29,9 @@ struct Req {
     peer: SocketAddr,
 }
 
+#[derive(Clone, Copy)]
+struct HeadRequest;
+
 fn get(path: &str) -> Req {
     Req {
         method: "GET",
@@ -41,6 +44,10 @@ fn get(path: &str) -> Req {
 impl Req {
     fn post(mut self) -> Self {
         self.method = "POST";
+        self
+    }
+    fn head(mut self) -> Self {
+        self.method = "HEAD";
         self
     }
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -71,6 +78,11 @@ const COMPARED: &[&str] = &[
     "x-ratelimit-reset",
     "content-type",
     "set-cookie",
+    "x-cache",
+    "age",
+    "etag",
+    "cache-control",
+    "vary",
 ];
 
 impl Reply {
@@ -130,10 +142,17 @@ impl Target for AxumApp {
                 builder = builder.header(*name, value.as_str());
             }
             let mut request = builder.body(Body::empty()).expect("request");
+            if req.method == "HEAD" {
+                // Servers strip HEAD bodies; oneshot does not: compare what a client sees.
+                request.extensions_mut().insert(HeadRequest);
+            }
             request.extensions_mut().insert(ConnectInfo(req.peer));
             let response = self.0.clone().oneshot(request).await.expect("infallible");
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.expect("body").to_bytes().to_vec();
+            let mut body = body.collect().await.expect("body").to_bytes().to_vec();
+            if req.method == "HEAD" {
+                body.clear();
+            }
             let headers: Vec<(String, String)> = parts
                 .headers
                 .iter()
@@ -514,4 +533,189 @@ async fn the_extractor_without_the_middleware_is_a_500_naming_it() {
         body.contains("SessionMiddleware") && body.contains("forgot"),
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Response caching.
+
+mod cache_routes {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A per-app counter, so that each app's handler runs can be told apart.
+    #[derive(Clone, Default)]
+    pub(super) struct Runs(Arc<AtomicU64>);
+
+    impl Runs {
+        pub(super) fn next(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst) + 1
+        }
+    }
+
+    /// (status, headers, body) of each route, shared by both frameworks.
+    pub(super) fn answer(
+        path: &str,
+        lang: Option<&str>,
+        runs: &Runs,
+    ) -> (u16, Vec<(&'static str, String)>, String) {
+        let n = runs.next();
+        match path {
+            "/page" => (
+                200,
+                vec![
+                    ("cache-control", "max-age=60".into()),
+                    ("etag", "\"v1\"".into()),
+                ],
+                format!("page {n}"),
+            ),
+            "/vary" => (
+                200,
+                vec![
+                    ("cache-control", "max-age=60".into()),
+                    ("vary", "accept-language".into()),
+                ],
+                format!("lang {} {n}", lang.unwrap_or("-")),
+            ),
+            "/private" => (
+                200,
+                vec![("cache-control", "private, max-age=60".into())],
+                format!("mine {n}"),
+            ),
+            "/cookie" => (
+                200,
+                vec![
+                    ("cache-control", "max-age=60".into()),
+                    ("set-cookie", "a=b".into()),
+                ],
+                format!("cookie {n}"),
+            ),
+            _ => (200, vec![], format!("updated {n}")),
+        }
+    }
+}
+
+async fn cache_apps() -> (
+    AxumApp,
+    ActixApp<
+        impl Service<
+            actix_http::Request,
+            Response = ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+        >,
+    >,
+) {
+    use cache_routes::{Runs, answer};
+    let engine = || {
+        kv_core::cache::Cache::builder(MemoryStore::new())
+            .build()
+            .expect("cache")
+    };
+
+    let runs = Runs::default();
+    let axum_handler = move |uri: http::Uri, headers: http::HeaderMap| {
+        let runs = runs.clone();
+        async move {
+            let lang = headers.get("accept-language").and_then(|v| v.to_str().ok());
+            let (status, hs, body) = answer(uri.path(), lang, &runs);
+            let mut response = axum::response::Response::new(Body::from(body));
+            *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
+            for (name, value) in hs {
+                response
+                    .headers_mut()
+                    .append(name, value.parse().expect("value"));
+            }
+            response
+        }
+    };
+    let axum = AxumApp(
+        Router::new()
+            .route(
+                "/page",
+                axum::routing::get(axum_handler.clone()).post(axum_handler.clone()),
+            )
+            .route("/vary", axum::routing::get(axum_handler.clone()))
+            .route("/private", axum::routing::get(axum_handler.clone()))
+            .route("/cookie", axum::routing::get(axum_handler))
+            .layer(kv_tower::CacheLayer::new(engine())),
+    );
+
+    let runs = Runs::default();
+    let actix_handler = move |req: actix_web::HttpRequest| {
+        let runs = runs.clone();
+        async move {
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok());
+            let (status, hs, body) = answer(req.path(), lang, &runs);
+            let mut response = actix_web::HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(status).expect("status"),
+            );
+            for (name, value) in hs {
+                response.append_header((name, value));
+            }
+            response.body(body)
+        }
+    };
+    let actix = atest::init_service(
+        App::new()
+            .wrap(kv_actix::Cache::new(engine()))
+            .route("/page", web::get().to(actix_handler.clone()))
+            .route("/page", web::post().to(actix_handler.clone()))
+            .route("/vary", web::get().to(actix_handler.clone()))
+            .route("/private", web::get().to(actix_handler.clone()))
+            .route("/cookie", web::get().to(actix_handler)),
+    )
+    .await;
+    (axum, ActixApp(actix))
+}
+
+#[actix_web::test]
+async fn the_cache_answers_alike() {
+    let (axum, actix) = cache_apps().await;
+    let script = [
+        get("/page"),
+        get("/page"),
+        get("/page").head(),
+        get("/page").header("if-none-match", "\"v1\""),
+        get("/vary").header("accept-language", "en"),
+        get("/vary").header("accept-language", "fr"),
+        get("/vary").header("accept-language", "en"),
+        get("/private"),
+        get("/private"),
+        get("/cookie"),
+        get("/cookie"),
+        get("/page").post(),
+        get("/page"),
+    ];
+    let replies = same(&axum, &actix, &script).await;
+    let labels: Vec<&str> = replies
+        .iter()
+        .map(|r| r.header("x-cache").unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "MISS", "HIT", "HIT", "HIT", "MISS", "MISS", "HIT", "MISS", "MISS", "MISS", "MISS",
+            "BYPASS", "MISS"
+        ]
+    );
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses[3], 304);
+    assert_eq!(replies[1].body, b"page 1");
+    assert!(replies[2].body.is_empty(), "HEAD has no body");
+    assert_eq!(replies[6].body, b"lang en 2");
+    assert_eq!(
+        replies[8].body, b"mine 5",
+        "private is never served from the cache"
+    );
+    assert_eq!(
+        replies[10].body, b"cookie 7",
+        "Set-Cookie responses are not stored"
+    );
+    assert_eq!(
+        replies[12].body, b"page 9",
+        "a successful POST invalidated /page"
+    );
+    assert!(replies[1].header("age").is_some());
 }

@@ -28,11 +28,9 @@ impl Memo {
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Bytes, Stored)>> {
-        let h = key
-            .bytes()
-            .rev()
-            .take(16)
-            .fold(key.len(), |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let h = key.bytes().rev().take(16).fold(key.len(), |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         &self.shards[h % SHARDS]
     }
 

@@ -450,10 +450,12 @@ impl<St: Store> CacheBuilder<St> {
         #[cfg(feature = "memory")]
         let memory = {
             let any = &self.store as &dyn std::any::Any;
-            any.downcast_ref::<crate::MemoryStore>().cloned().or_else(|| {
-                any.downcast_ref::<crate::AnyStore>()
-                    .and_then(|a| a.as_memory().cloned())
-            })
+            any.downcast_ref::<crate::MemoryStore>()
+                .cloned()
+                .or_else(|| {
+                    any.downcast_ref::<crate::AnyStore>()
+                        .and_then(|a| a.as_memory().cloned())
+                })
         };
         #[cfg(feature = "memory")]
         if memory.is_some() {
@@ -747,7 +749,12 @@ impl<St: Store> Cache<St> {
         let method = req.method;
         if !is_safe(method) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, Some(req), None)));
+            return Begin::Done(Lookup::Forward(self.forward(
+                Kind::Bypass,
+                now,
+                Some(req),
+                None,
+            )));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
         if !cacheable_method || req.headers.contains_key(RANGE) {
@@ -820,7 +827,12 @@ impl<St: Store> Cache<St> {
     }
 
     /// A miss: coalesce with a fill in flight, or lead one.
-    async fn miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+    async fn miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
         if ctx.coalesce() {
             match self
                 .join_or_lead(&ctx.primary, req.headers, ctx.is_head, ctx.now)
@@ -847,7 +859,12 @@ impl<St: Store> Cache<St> {
         self.plain_miss(ctx, marker, req)
     }
 
-    fn plain_miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+    fn plain_miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
         bump(&self.inner.counters.misses);
         let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;

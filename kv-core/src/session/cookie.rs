@@ -178,7 +178,9 @@ impl CookieConfig {
         };
         let mut cookie = self.attributes(Cookie::new(self.name.clone(), value));
         if self.persistent {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            // Rounded up: a cookie must not die before its session does.
+            let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
             cookie.set_max_age(cookie::time::Duration::seconds(secs.max(1)));
         }
         HeaderValue::try_from(cookie.to_string()).ok()

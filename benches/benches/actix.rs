@@ -1,7 +1,7 @@
 //! Per-request overhead of the kv-actix middlewares over a bare actix-web handler called in
 //! process (`actix_web::test`), beside `actix-governor` (rate limiting) and
 //! `actix-session` with its `CookieSessionStore` (private) and `RedisSessionStore`
-//! (sessions), same run. Run: `cargo bench -p kv-benches --bench actix`.
+//! (sessions), and a cache hit beside the bare handler, same run. Run: `cargo bench -p kv-benches --bench actix`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -292,9 +292,44 @@ fn sessions(c: &mut Criterion, rt: &actix_rt::Runtime) {
     drop(redis);
 }
 
+async fn page() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=3600"))
+        .body(&b"<html>a static page of a few bytes</html>"[..])
+}
+
+fn cache(c: &mut Criterion, rt: &actix_rt::Runtime) {
+    let mut g = c.benchmark_group("actix_cache");
+    bench_app!(
+        g,
+        rt,
+        "bare_actix",
+        App::new().route("/", web::get().to(page)),
+        None
+    );
+    let engine = kv_core::cache::Cache::builder(MemoryStore::new())
+        .build()
+        .expect("cache");
+    let app = rt.block_on(test::init_service(
+        App::new()
+            .wrap(kv_actix::Cache::new(engine))
+            .route("/", web::get().to(page)),
+    ));
+    // Warm: the first request stores the entry.
+    rt.block_on(async {
+        let response = test::call_service(&app, request(None)).await;
+        std::hint::black_box(test::read_body(response).await);
+    });
+    g.bench_function("kv_cache_hit_memory", |b| {
+        b.iter_custom(|iters| time(rt, &app, None, iters))
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let rt = actix_rt::Runtime::new().expect("runtime");
     rate_limit(c, &rt);
+    cache(c, &rt);
     sessions(c, &rt);
 }
 

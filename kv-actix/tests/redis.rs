@@ -102,3 +102,39 @@ async fn a_session_lives_in_redis_across_requests() {
     let body = test::call_and_read_body(&app, ask("/whoami", false)).await;
     assert_eq!(&body[..], b"anonymous");
 }
+
+#[actix_web::test]
+async fn responses_are_cached_in_redis() {
+    let Some((_redis, store)) = store("actix_cache_redis").await else {
+        return;
+    };
+    let engine = kv_core::cache::Cache::builder(store)
+        .build()
+        .expect("cache");
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = runs.clone();
+    let app = test::init_service(App::new().wrap(kv_actix::Cache::new(engine)).route(
+        "/",
+        web::get().to(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move {
+                actix_web::HttpResponse::Ok()
+                    .insert_header(("cache-control", "max-age=60"))
+                    .body(format!("run {n}"))
+            }
+        }),
+    ))
+    .await;
+    for expected in ["MISS", "HIT", "HIT"] {
+        let response = test::call_service(&app, test::TestRequest::get().to_request()).await;
+        assert_eq!(
+            response
+                .headers()
+                .get("x-cache")
+                .and_then(|v| v.to_str().ok()),
+            Some(expected)
+        );
+        assert_eq!(test::read_body(response).await, "run 1");
+    }
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -19,7 +19,10 @@ async fn a_handler_body_served_by_hyper_is_stored_and_hit() {
         let counter = Arc::clone(&counter);
         async move {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            ([("cache-control", "public, max-age=60")], format!("run {n}"))
+            (
+                [("cache-control", "public, max-age=60")],
+                format!("run {n}"),
+            )
         }
     };
     let cache = Cache::builder(MemoryStore::new()).build().expect("cache");
@@ -40,7 +43,12 @@ async fn a_handler_body_served_by_hyper_is_stored_and_hit() {
             .send()
             .await
             .expect("send");
-        labels.push(response.headers()["x-cache"].to_str().expect("ascii").to_owned());
+        labels.push(
+            response.headers()["x-cache"]
+                .to_str()
+                .expect("ascii")
+                .to_owned(),
+        );
         assert_eq!(response.text().await.expect("body"), "run 1");
     }
     assert_eq!(labels, ["MISS", "HIT", "HIT"]);

@@ -58,22 +58,31 @@ impl Directives {
                 None => (item, None),
             };
             // A space before `=` makes the name something else (an unknown directive).
-            let name = name.to_ascii_lowercase();
-            match name.as_slice() {
-                b"no-store" => self.no_store = true,
+            let is = |d: &[u8]| name.eq_ignore_ascii_case(d);
+            if is(b"no-store") {
+                self.no_store = true;
+            } else if is(b"no-cache") {
                 // `no-cache="field"` and `private="field"` are treated as their unqualified
                 // forms: stricter than required, never less safe.
-                b"no-cache" => self.no_cache = true,
-                b"private" => self.private = true,
-                b"public" => self.public = true,
-                b"must-revalidate" => self.must_revalidate = true,
-                b"proxy-revalidate" => self.proxy_revalidate = true,
-                b"must-understand" => self.must_understand = true,
-                b"max-age" => set_first(&mut self.max_age, value),
-                b"s-maxage" => set_first(&mut self.s_maxage, value),
-                b"stale-while-revalidate" => set_first(&mut self.stale_while_revalidate, value),
-                b"stale-if-error" => set_first(&mut self.stale_if_error, value),
-                _ => {}
+                self.no_cache = true;
+            } else if is(b"private") {
+                self.private = true;
+            } else if is(b"public") {
+                self.public = true;
+            } else if is(b"must-revalidate") {
+                self.must_revalidate = true;
+            } else if is(b"proxy-revalidate") {
+                self.proxy_revalidate = true;
+            } else if is(b"must-understand") {
+                self.must_understand = true;
+            } else if is(b"max-age") {
+                set_first(&mut self.max_age, value);
+            } else if is(b"s-maxage") {
+                set_first(&mut self.s_maxage, value);
+            } else if is(b"stale-while-revalidate") {
+                set_first(&mut self.stale_while_revalidate, value);
+            } else if is(b"stale-if-error") {
+                set_first(&mut self.stale_if_error, value);
             }
         }
     }

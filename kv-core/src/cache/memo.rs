@@ -14,25 +14,25 @@ use parking_lot::Mutex;
 use super::entry::{self, Stored};
 
 const SHARDS: usize = 16;
+
+type Map = HashMap<String, (Bytes, Stored), foldhash::fast::RandomState>;
 const PER_SHARD: usize = 4096;
 
 pub(crate) struct Memo {
-    shards: Box<[Mutex<HashMap<String, (Bytes, Stored)>>]>,
+    shards: Box<[Mutex<Map>]>,
 }
 
 impl Memo {
     pub(crate) fn new() -> Memo {
         Memo {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Map::default())).collect(),
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Bytes, Stored)>> {
-        let h = key
-            .bytes()
-            .rev()
-            .take(16)
-            .fold(key.len(), |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    fn shard(&self, key: &str) -> &Mutex<Map> {
+        let h = key.bytes().rev().take(16).fold(key.len(), |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         &self.shards[h % SHARDS]
     }
 

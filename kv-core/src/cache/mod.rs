@@ -450,10 +450,12 @@ impl<St: Store> CacheBuilder<St> {
         #[cfg(feature = "memory")]
         let memory = {
             let any = &self.store as &dyn std::any::Any;
-            any.downcast_ref::<crate::MemoryStore>().cloned().or_else(|| {
-                any.downcast_ref::<crate::AnyStore>()
-                    .and_then(|a| a.as_memory().cloned())
-            })
+            any.downcast_ref::<crate::MemoryStore>()
+                .cloned()
+                .or_else(|| {
+                    any.downcast_ref::<crate::AnyStore>()
+                        .and_then(|a| a.as_memory().cloned())
+                })
         };
         #[cfg(feature = "memory")]
         if memory.is_some() {
@@ -651,12 +653,7 @@ impl<St: Store> Cache<St> {
     }
 
     /// [`find`](Self::find) without waiting, when the reads can be answered at once.
-    fn find_now(
-        &self,
-        primary: &str,
-        headers: &HeaderMap,
-        now: u64,
-    ) -> Option<(Option<Arc<Entry>>, Option<Arc<Marker>>)> {
+    fn find_now(&self, primary: &str, headers: &HeaderMap, now: u64) -> Option<Found> {
         Some(match self.read_now(primary, now)? {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
@@ -747,7 +744,12 @@ impl<St: Store> Cache<St> {
         let method = req.method;
         if !is_safe(method) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, Some(req), None)));
+            return Begin::Done(Lookup::Forward(self.forward(
+                Kind::Bypass,
+                now,
+                Some(req),
+                None,
+            )));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
         if !cacheable_method || req.headers.contains_key(RANGE) {
@@ -774,12 +776,7 @@ impl<St: Store> Cache<St> {
     }
 
     /// What a found (or missing) entry means for the request.
-    fn decide(
-        &self,
-        ctx: Ctx,
-        (found, marker): (Option<Arc<Entry>>, Option<Arc<Marker>>),
-        req: RequestHead<'_>,
-    ) -> Decided<St> {
+    fn decide(&self, ctx: Ctx, (found, marker): Found, req: RequestHead<'_>) -> Decided<St> {
         let now = ctx.now;
         let Some(entry) = found else {
             return Decided::Miss(ctx, marker);
@@ -820,7 +817,12 @@ impl<St: Store> Cache<St> {
     }
 
     /// A miss: coalesce with a fill in flight, or lead one.
-    async fn miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+    async fn miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
         if ctx.coalesce() {
             match self
                 .join_or_lead(&ctx.primary, req.headers, ctx.is_head, ctx.now)
@@ -847,7 +849,12 @@ impl<St: Store> Cache<St> {
         self.plain_miss(ctx, marker, req)
     }
 
-    fn plain_miss(&self, ctx: Ctx, marker: Option<Arc<Marker>>, req: RequestHead<'_>) -> Lookup<St> {
+    fn plain_miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
         bump(&self.inner.counters.misses);
         let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;
@@ -907,10 +914,7 @@ impl<St: Store> Cache<St> {
         } else {
             (entry.status, entry.headers.clone(), entry.body.clone())
         };
-        let mut buf = itoa::Buffer::new();
-        if let Ok(v) = HeaderValue::from_str(buf.format(age)) {
-            headers.insert(AGE, v);
-        }
+        headers.insert(AGE, age_value(age));
         if let Some(name) = &self.inner.config.status_header {
             headers.insert(name.clone(), HeaderValue::from_static("HIT"));
         }
@@ -1099,6 +1103,19 @@ impl<St: Store> Cache<St> {
     }
 }
 
+/// An `Age` header value; the first hour's are made once and shared.
+fn age_value(secs: u64) -> HeaderValue {
+    static AGES: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    const SHARED: u64 = 3600;
+    if secs < SHARED {
+        let ages = AGES.get_or_init(|| (0..SHARED).map(HeaderValue::from).collect());
+        if let Some(v) = usize::try_from(secs).ok().and_then(|i| ages.get(i)) {
+            return v.clone();
+        }
+    }
+    HeaderValue::from(secs)
+}
+
 /// The variant key of an entry from the values it was stored for.
 fn variant_key_for(primary: &str, marker: &Marker, entry: &Entry) -> String {
     let mut headers = HeaderMap::new();
@@ -1124,13 +1141,18 @@ fn nonce() -> u64 {
     h.finish()
 }
 
-/// The outcome of the store-free checks.
+/// An entry found for a request, and the URL's `Vary` marker.
+type Found = (Option<Arc<Entry>>, Option<Arc<Marker>>);
+
+/// The outcome of the store-free checks (transient: not boxed, to spare an allocation).
+#[allow(clippy::large_enum_variant)]
 enum Begin<St> {
     Done(Lookup<St>),
     Find(Ctx),
 }
 
 /// The outcome of a found (or missing) entry.
+#[allow(clippy::large_enum_variant)]
 enum Decided<St> {
     Done(Lookup<St>),
     Miss(Ctx, Option<Arc<Marker>>),
@@ -1275,7 +1297,7 @@ impl<St: Store> Forward<St> {
             if let Some(inv) = self.invalidate.take()
                 && (status.is_success() || status.is_redirection())
             {
-                self.invalidate_urls(&inv, headers).await;
+                Box::pin(self.invalidate_urls(&inv, headers)).await;
             }
             self.label(headers, "BYPASS");
             return Outcome::Pass;
@@ -1291,8 +1313,7 @@ impl<St: Store> Forward<St> {
             // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
             // section 4.3.3), even when it carries a changed ETag.
             if status == StatusCode::NOT_MODIFIED {
-                return self
-                    .freshen(&primary, &stale, headers, &request_headers, now)
+                return Box::pin(self.freshen(&primary, &stale, headers, &request_headers, now))
                     .await;
             }
             if status.is_server_error()
@@ -1568,9 +1589,63 @@ impl<St: Store> Recorder<St> {
         }
     }
 
+    /// Stores the recorded response at once when that needs no waiting (an in-process
+    /// store and one write); `false` means [`finish`](Recorder::finish) must be awaited.
+    /// After `true`, `finish` has nothing left to do.
+    pub fn finish_now(&mut self) -> bool {
+        if self.lock.is_some() {
+            return false;
+        }
+        #[cfg(feature = "near-cache")]
+        if self.cache.inner.near.is_some() {
+            return false;
+        }
+        #[cfg(feature = "memory")]
+        if let Some(memory) = &self.cache.inner.memory {
+            let Some(entry) = self.entry.as_ref() else {
+                if let Some(flight) = self.flight.take() {
+                    flight.finish(None);
+                }
+                return true;
+            };
+            if !entry.vary.is_empty() {
+                return false;
+            }
+            let Some(mut entry) = self.entry.take() else {
+                return true;
+            };
+            let counters = &self.cache.inner.counters;
+            let mut stored = None;
+            if self
+                .expected_len
+                .is_none_or(|n| n == self.body.len() as u64)
+            {
+                entry.body = std::mem::take(&mut self.body).freeze();
+                match memory.set_now(&self.primary, entry.encode(), Some(self.ttl)) {
+                    Ok(()) => {
+                        bump(&counters.stored);
+                        stored = Some(Arc::new(entry));
+                    }
+                    Err(err) => {
+                        bump(&counters.store_errors);
+                        tracing::warn!(error = %err, "kv cache: store write failed");
+                    }
+                }
+            }
+            if let Some(flight) = self.flight.take() {
+                flight.finish(stored);
+            }
+            return true;
+        }
+        false
+    }
+
     /// Stores the recorded response (the body is complete) and hands it to coalesced
     /// waiters. Store failures are logged and counted, never returned.
     pub async fn finish(mut self) {
+        if self.finish_now() {
+            return;
+        }
         let cache = self.cache.clone();
         let entry = self.entry.take();
         if let Some(mut entry) = entry {
@@ -1583,9 +1658,8 @@ impl<St: Store> Recorder<St> {
                 if let Some(flight) = self.flight.take() {
                     flight.finish(Some(Arc::clone(&entry)));
                 }
-                if let Err(err) = cache
-                    .write(&self.primary, self.marker.take(), &entry, self.ttl)
-                    .await
+                if let Err(err) =
+                    Box::pin(cache.write(&self.primary, self.marker.take(), &entry, self.ttl)).await
                 {
                     bump(&cache.inner.counters.store_errors);
                     tracing::warn!(error = %err, "kv cache: store write failed");

@@ -304,7 +304,10 @@ async fn authorization_requests_are_stored_only_when_the_response_allows_it() {
         let h = harness();
         let origin = ok(&[("cache-control", cc)], b"shared");
         h.get("/pub", &auth, &origin).await;
-        assert!(h.get("/pub", &auth, &origin).await.served_by_cache(), "{cc}");
+        assert!(
+            h.get("/pub", &auth, &origin).await.served_by_cache(),
+            "{cc}"
+        );
     }
     let h = harness_with(|b| b.cache_authorized(true));
     h.get("/me", &auth, &origin).await;

@@ -17,6 +17,8 @@ pub(crate) trait Sink: Send {
     fn abandon(&mut self);
     fn is_recording(&self) -> bool;
     fn is_complete(&self) -> bool;
+    /// Finishes without waiting when it can (`true`: nothing left to do).
+    fn finish_now(&mut self) -> bool;
     fn finish(self: Box<Self>) -> Finishing;
 }
 
@@ -32,6 +34,9 @@ impl<St: Store> Sink for Recorder<St> {
     }
     fn is_complete(&self) -> bool {
         Recorder::is_complete(self)
+    }
+    fn finish_now(&mut self) -> bool {
+        Recorder::finish_now(self)
     }
     fn finish(self: Box<Self>) -> Finishing {
         Box::pin(Recorder::finish(*self))
@@ -136,7 +141,7 @@ where
                     Some(Ok(frame)) => {
                         if let (Some(s), Some(data)) = (sink.as_mut(), frame.data_ref()) {
                             s.push(data);
-                            if !s.is_recording() {
+                            if !s.is_recording() || (s.is_complete() && s.finish_now()) {
                                 *sink = None;
                             } else if s.is_complete()
                                 && let Some(s) = sink.take()
@@ -169,7 +174,9 @@ where
                         *ended = true;
                         // The body is complete: store it before ending the stream (the
                         // client already has every byte).
-                        if let Some(s) = sink.take() {
+                        if let Some(mut s) = sink.take()
+                            && !s.finish_now()
+                        {
                             *finishing = Some(s.finish());
                         }
                     }

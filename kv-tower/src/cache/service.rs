@@ -149,14 +149,16 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
-    Ok(match forward.response(head.status, &mut head.headers).await {
-        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-        Outcome::Record(recorder) => {
-            let sink: Box<dyn Sink> = recorder;
-            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
-        }
-        Outcome::Replace(replacement) => served(replacement),
-    })
+    Ok(
+        match forward.response(head.status, &mut head.headers).await {
+            Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+            Outcome::Record(recorder) => {
+                let sink: Box<dyn Sink> = recorder;
+                Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+            }
+            Outcome::Replace(replacement) => served(replacement),
+        },
+    )
 }
 
 /// A response from the cache.

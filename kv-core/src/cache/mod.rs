@@ -180,10 +180,10 @@ pub enum Lookup<St> {
         /// The response to send.
         response: Served,
         /// A background revalidation to run, if the adapter can.
-        refresh: Option<Forward<St>>,
+        refresh: Option<Box<Forward<St>>>,
     },
     /// Call the inner service (after [`Forward::prepare`]), then [`Forward::response`].
-    Forward(Forward<St>),
+    Forward(Box<Forward<St>>),
 }
 
 /// What happens to the inner service's response.
@@ -728,7 +728,7 @@ impl<St: Store> Cache<St> {
                 let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
                 f.marker = marker;
                 f.flight = Some(flight);
-                Some(Lookup::Forward(f))
+                Some(Lookup::Forward(Box::new(f)))
             }
         }
     }
@@ -744,23 +744,29 @@ impl<St: Store> Cache<St> {
         let method = req.method;
         if !is_safe(method) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(
-                Kind::Bypass,
-                now,
-                Some(req),
-                None,
-            )));
+            let f = self.forward(Kind::Bypass, now, Some(req), None);
+            return Begin::Done(Lookup::Forward(Box::new(f)));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
         if !cacheable_method || req.headers.contains_key(RANGE) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+            return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                Kind::Bypass,
+                now,
+                None,
+                None,
+            ))));
         }
         let request_cc = if config.honor_request_cc {
             let d = directives::Directives::parse(req.headers);
             if d.no_store {
                 bump(&self.inner.counters.bypasses);
-                return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+                return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                    Kind::Bypass,
+                    now,
+                    None,
+                    None,
+                ))));
             }
             Some(d)
         } else {
@@ -804,7 +810,7 @@ impl<St: Store> Cache<St> {
                 f.marker = marker.clone();
                 f.flight = Some(flight);
                 f.background = true;
-                f
+                Box::new(f)
             });
             return Decided::Done(Lookup::Hit { response, refresh });
         }
@@ -813,7 +819,7 @@ impl<St: Store> Cache<St> {
         f.stale = Some(entry);
         f.marker = marker;
         f.is_head = ctx.is_head;
-        Decided::Done(Lookup::Forward(f))
+        Decided::Done(Lookup::Forward(Box::new(f)))
     }
 
     /// A miss: coalesce with a fill in flight, or lead one.
@@ -841,7 +847,7 @@ impl<St: Store> Cache<St> {
                     f.marker = marker;
                     f.flight = Some(flight);
                     f.lock = lock;
-                    return Lookup::Forward(f);
+                    return Lookup::Forward(Box::new(f));
                 }
                 Joined::Alone => {}
             }
@@ -859,7 +865,7 @@ impl<St: Store> Cache<St> {
         let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;
         f.is_head = ctx.is_head;
-        Lookup::Forward(f)
+        Lookup::Forward(Box::new(f))
     }
 
     fn forward(

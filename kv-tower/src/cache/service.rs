@@ -129,7 +129,7 @@ where
 /// Calls the inner service for a forwarded request and hands its answer to the cache.
 async fn forward_to<S, St, ReqB, ResB>(
     mut inner: S,
-    forward: Forward<St>,
+    forward: Box<Forward<St>>,
     req: Request<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -173,7 +173,7 @@ fn served<B>(s: Served) -> Response<CacheBody<B>> {
 /// runtime (there is under axum and hyper); otherwise the entry simply goes stale.
 fn spawn_refresh<S, St, ReqB, ResB>(
     mut inner: S,
-    refresh: Forward<St>,
+    refresh: Box<Forward<St>>,
     parts: &http::request::Parts,
 ) where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,

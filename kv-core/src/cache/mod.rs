@@ -1296,18 +1296,69 @@ impl<St: Store> Forward<St> {
     }
 
     /// Hands the inner service's response head to the cache; see [`Outcome`].
-    pub async fn response(mut self, status: StatusCode, headers: &mut HeaderMap) -> Outcome<St> {
+    pub async fn response(
+        self: Box<Self>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Outcome<St> {
+        let mut this = match self.response_now(status, headers) {
+            Ok(outcome) => return outcome,
+            Err(this) => this,
+        };
+        if this.kind == Kind::Bypass {
+            if let Some(inv) = this.invalidate.take() {
+                Box::pin(this.invalidate_urls(&inv, headers)).await;
+            }
+            this.label(headers, "BYPASS");
+            return Outcome::Pass;
+        }
+        // A 304 to our revalidation.
+        let now = this.cache.now();
+        let primary = this.primary.take().unwrap_or_default();
+        let request_headers = this.request_headers.take().unwrap_or_default();
+        match this.stale.clone() {
+            Some(stale) => {
+                Box::pin(this.freshen(&primary, &stale, headers, &request_headers, now)).await
+            }
+            None => Outcome::Pass,
+        }
+    }
+
+    /// [`response`](Forward::response) without waiting: everything but an invalidation
+    /// (a successful unsafe request) and a `304` freshening a stale entry, which give the
+    /// forward back to be awaited.
+    ///
+    /// # Errors
+    /// The forward itself, when the outcome needs the store to be awaited.
+    pub fn response_now(
+        self: Box<Self>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<Outcome<St>, Box<Self>> {
         let cache = self.cache.clone();
         let config = &cache.inner.config;
         if self.kind == Kind::Bypass {
-            if let Some(inv) = self.invalidate.take()
-                && (status.is_success() || status.is_redirection())
-            {
-                Box::pin(self.invalidate_urls(&inv, headers)).await;
+            if self.invalidate.is_some() && (status.is_success() || status.is_redirection()) {
+                return Err(self);
             }
             self.label(headers, "BYPASS");
-            return Outcome::Pass;
+            return Ok(Outcome::Pass);
         }
+        // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
+        // section 4.3.3), even when it carries a changed ETag.
+        if self.stale.is_some() && status == StatusCode::NOT_MODIFIED {
+            return Err(self);
+        }
+        Ok(self.decide_response(&cache, config, status, headers))
+    }
+
+    fn decide_response(
+        mut self: Box<Self>,
+        cache: &Cache<St>,
+        config: &Config,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Outcome<St> {
         let now = cache.now();
         let Some(primary) = self.primary.take() else {
             self.label(headers, "MISS");
@@ -1315,20 +1366,13 @@ impl<St: Store> Forward<St> {
         };
         let request_headers = self.request_headers.take().unwrap_or_default();
 
-        if let Some(stale) = self.stale.clone() {
-            // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
-            // section 4.3.3), even when it carries a changed ETag.
-            if status == StatusCode::NOT_MODIFIED {
-                return Box::pin(self.freshen(&primary, &stale, headers, &request_headers, now))
-                    .await;
-            }
-            if status.is_server_error()
-                && stale.may_serve_stale()
-                && stale.staleness(now) < stale.sie
-            {
-                bump(&cache.inner.counters.stale);
-                return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
-            }
+        if let Some(stale) = self.stale.clone()
+            && status.is_server_error()
+            && stale.may_serve_stale()
+            && stale.staleness(now) < stale.sie
+        {
+            bump(&cache.inner.counters.stale);
+            return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
         }
         if self.is_head {
             self.label(headers, "MISS");

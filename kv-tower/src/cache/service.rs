@@ -149,16 +149,20 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
-    Ok(
-        match forward.response(head.status, &mut head.headers).await {
-            Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-            Outcome::Record(recorder) => {
-                let sink: Box<dyn Sink> = recorder;
-                Response::from_parts(head, CacheBody::inner(body, Some(sink)))
-            }
-            Outcome::Replace(replacement) => served(replacement),
-        },
-    )
+    let outcome = match forward.response_now(head.status, &mut head.headers) {
+        Ok(outcome) => outcome,
+        // Invalidation or freshening: the store is awaited (boxed: rare, and it keeps this
+        // future small).
+        Err(forward) => Box::pin(forward.response(head.status, &mut head.headers)).await,
+    };
+    Ok(match outcome {
+        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+        Outcome::Record(recorder) => {
+            let sink: Box<dyn Sink> = recorder;
+            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+        }
+        Outcome::Replace(replacement) => served(replacement),
+    })
 }
 
 /// A response from the cache.

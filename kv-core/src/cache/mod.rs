@@ -915,10 +915,32 @@ impl<St: Store> Cache<St> {
                 }
             }
             (StatusCode::NOT_MODIFIED, h, Bytes::new())
-        } else if is_head {
-            (entry.status, entry.headers.clone(), Bytes::new())
         } else {
-            (entry.status, entry.headers.clone(), entry.body.clone())
+            let mut headers = entry
+                .hit_headers
+                .get_or_init(|| {
+                    let mut h = HeaderMap::with_capacity(entry.headers.len() + 2);
+                    for (name, value) in &entry.headers {
+                        h.append(name.clone(), value.clone());
+                    }
+                    h.insert(AGE, age_value(0));
+                    if let Some(name) = &self.inner.config.status_header {
+                        h.insert(name.clone(), HeaderValue::from_static("HIT"));
+                    }
+                    h
+                })
+                .clone();
+            headers.insert(AGE, age_value(age));
+            let body = if is_head {
+                Bytes::new()
+            } else {
+                entry.body.clone()
+            };
+            return Served {
+                status: entry.status,
+                headers,
+                body,
+            };
         };
         headers.insert(AGE, age_value(age));
         if let Some(name) = &self.inner.config.status_header {
@@ -1424,6 +1446,7 @@ impl<St: Store> Forward<St> {
                 vary,
                 headers: stored_headers,
                 body: Bytes::new(),
+                hit_headers: std::sync::OnceLock::new(),
             }),
             ttl,
             body: BytesMut::with_capacity(capacity),
@@ -1457,6 +1480,7 @@ impl<St: Store> Forward<St> {
             vary: stale.vary.clone(),
             headers: merged,
             body: stale.body.clone(),
+            hit_headers: std::sync::OnceLock::new(),
         };
         // The freshened entry is judged as the response it now is.
         let evaluated = policy::evaluate(

@@ -29,6 +29,21 @@ pub(crate) struct Directives {
 const MAX_DELTA: u64 = 2_147_483_648;
 
 impl Directives {
+    /// Parses every line of a targeted field (RFC 9213, e.g. `CDN-Cache-Control`), which
+    /// shares `Cache-Control`'s directives; `None` when the response has none.
+    pub(crate) fn parse_targeted(
+        headers: &HeaderMap,
+        name: &http::HeaderName,
+    ) -> Option<Directives> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        let mut d = Directives::default();
+        for line in lines {
+            d.parse_line(line.as_bytes());
+        }
+        Some(d)
+    }
+
     /// Parses every `Cache-Control` line of `headers`.
     pub(crate) fn parse(headers: &HeaderMap) -> Directives {
         let mut d = Directives::default();

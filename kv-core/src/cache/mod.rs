@@ -252,6 +252,7 @@ pub(crate) struct Config {
     pub(crate) lock_across_replicas: bool,
     pub(crate) revalidation_window: Duration,
     pub(crate) max_ttl: Duration,
+    pub(crate) targeted: Option<HeaderName>,
 }
 
 /// The response-cache engine over a store. A cheap `Clone` handle.
@@ -410,6 +411,14 @@ impl<St: Store> CacheBuilder<St> {
         self
     }
 
+    /// Obey a targeted cache-control field (RFC 9213), e.g. `CDN-Cache-Control` for a cache
+    /// that acts as a CDN: when a response carries it, its directives replace those of
+    /// `Cache-Control` for this cache (default none).
+    pub fn targeted_cache_control(mut self, name: Option<HeaderName>) -> Self {
+        self.config.targeted = name;
+        self
+    }
+
     /// Reads time from `clock` instead of the system clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = ClockHandle::new(clock);
@@ -519,6 +528,7 @@ impl<St: Store> Cache<St> {
                 lock_across_replicas: true,
                 revalidation_window: Duration::from_secs(60),
                 max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                targeted: None,
             },
             #[cfg(feature = "near-cache")]
             near: None,

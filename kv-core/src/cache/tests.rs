@@ -1000,3 +1000,38 @@ async fn a_corrupt_entry_is_a_miss() {
     assert!(!h.get("/c", &[], &origin).await.served_by_cache());
     assert!(h.get("/c", &[], &origin).await.served_by_cache());
 }
+
+#[tokio::test]
+async fn a_targeted_field_replaces_cache_control_when_configured() {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let h = harness_with(|b| b.targeted_cache_control(Some(cdn.clone())));
+    let origin = ok(
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        b"x",
+    );
+    h.get("/t", &[], &origin).await;
+    assert!(h.get("/t", &[], &origin).await.served_by_cache());
+    let origin = ok(
+        &[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "private"),
+        ],
+        b"x",
+    );
+    h.get("/p", &[], &origin).await;
+    assert!(!h.get("/p", &[], &origin).await.served_by_cache());
+    // without the option, the field means nothing
+    let h = harness();
+    let origin = ok(
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        b"x",
+    );
+    h.get("/t", &[], &origin).await;
+    assert!(!h.get("/t", &[], &origin).await.served_by_cache());
+}

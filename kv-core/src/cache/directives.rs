@@ -39,6 +39,10 @@ impl Directives {
         lines.peek()?;
         let mut d = Directives::default();
         for line in lines {
+            // The field is a Structured Field Dictionary: an invalid one is ignored whole.
+            if !valid_sf_dictionary(line.as_bytes()) {
+                return None;
+            }
             d.parse_line(line.as_bytes());
         }
         Some(d)
@@ -101,6 +105,49 @@ impl Directives {
             }
         }
     }
+}
+
+/// A conservative check of RFC 8941 dictionary syntax, as far as the cache reads it: keys
+/// are `lcalpha / "*"` then `lcalpha / DIGIT / "_" / "-" / "." / "*"`; the delta-seconds
+/// directives must be integers; other values any bare item (no inner lists, parameters
+/// accepted).
+fn valid_sf_dictionary(line: &[u8]) -> bool {
+    split_top_level(line).all(|member| {
+        let member = trim(member);
+        let (key, value) = match member.iter().position(|&b| b == b'=') {
+            Some(i) => (&member[..i], Some(&member[i + 1..])),
+            None => (member, None),
+        };
+        let key_ok = matches!(key.first(), Some(b'a'..=b'z' | b'*'))
+            && key
+                .iter()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'));
+        if !key_ok {
+            return false;
+        }
+        let Some(value) = value else { return true };
+        let value = value.split(|&b| b == b';').next().unwrap_or_default();
+        let numeric = matches!(
+            key,
+            b"max-age" | b"s-maxage" | b"stale-while-revalidate" | b"stale-if-error"
+        );
+        let integer = !value.is_empty()
+            && value.len() <= 15
+            && value
+                .strip_prefix(b"-")
+                .unwrap_or(value)
+                .iter()
+                .all(u8::is_ascii_digit);
+        if numeric {
+            return integer;
+        }
+        integer
+            || matches!(value, b"?0" | b"?1")
+            || (value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"')
+            || value
+                .first()
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'*')
+    })
 }
 
 fn set_first(slot: &mut Option<u64>, value: Option<&[u8]>) {

@@ -1035,3 +1035,18 @@ async fn a_targeted_field_replaces_cache_control_when_configured() {
     h.get("/t", &[], &origin).await;
     assert!(!h.get("/t", &[], &origin).await.served_by_cache());
 }
+
+#[tokio::test]
+async fn an_invalid_targeted_field_is_ignored() {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let h = harness_with(|b| b.targeted_cache_control(Some(cdn.clone())));
+    for bad in ["max-age=10000, &&&&&", "max-age=\"10000\"", "Max-Age=10000"] {
+        let path = format!("/bad/{}", bad.len());
+        let origin = ok(
+            &[("cache-control", "no-store"), ("cdn-cache-control", bad)],
+            b"x",
+        );
+        h.get(&path, &[], &origin).await;
+        assert!(!h.get(&path, &[], &origin).await.served_by_cache(), "{bad}");
+    }
+}

@@ -172,7 +172,7 @@ pub struct Served {
 /// Where a request goes: answered by the cache, or forwarded to the inner service.
 #[derive(Debug)]
 #[must_use]
-pub enum Lookup<St> {
+pub enum Lookup<St: Store> {
     /// Answer with `response`; the inner service is not called for it. When `refresh` is
     /// set (`stale-while-revalidate`), forward it in the background: send the same
     /// request (as `GET`, no body) to the inner service and hand the answer to it.
@@ -189,7 +189,7 @@ pub enum Lookup<St> {
 /// What happens to the inner service's response.
 #[derive(Debug)]
 #[must_use]
-pub enum Outcome<St> {
+pub enum Outcome<St: Store> {
     /// Send it on unchanged (the status header has been added).
     Pass,
     /// Send it on, copying the body into the recorder as it streams; call
@@ -1184,14 +1184,14 @@ type Found = (Option<Arc<Entry>>, Option<Arc<Marker>>);
 
 /// The outcome of the store-free checks (transient: not boxed, to spare an allocation).
 #[allow(clippy::large_enum_variant)]
-enum Begin<St> {
+enum Begin<St: Store> {
     Done(Lookup<St>),
     Find(Ctx),
 }
 
 /// The outcome of a found (or missing) entry.
 #[allow(clippy::large_enum_variant)]
-enum Decided<St> {
+enum Decided<St: Store> {
     Done(Lookup<St>),
     Miss(Ctx, Option<Arc<Marker>>),
 }
@@ -1212,7 +1212,7 @@ impl Ctx {
     }
 }
 
-enum Joined<St> {
+enum Joined<St: Store> {
     Served(Served),
     Lead(FlightGuard<St>, Option<String>),
     Alone,
@@ -1268,7 +1268,7 @@ struct Invalidate {
 }
 
 /// A request the inner service must answer, and what to do with its answer.
-pub struct Forward<St> {
+pub struct Forward<St: Store> {
     cache: Cache<St>,
     kind: Kind,
     request_time: u64,
@@ -1283,7 +1283,7 @@ pub struct Forward<St> {
     background: bool,
 }
 
-impl<St> fmt::Debug for Forward<St> {
+impl<St: Store> fmt::Debug for Forward<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Forward")
             .field("kind", &self.kind)
@@ -1615,8 +1615,37 @@ fn same_host_target(host: &str, base_path: &str, target: &str) -> Option<(String
     Some((format!("{dir}/{path}"), query))
 }
 
+impl<St: Store> Drop for Forward<St> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.cache.release_in_background(lock);
+        }
+    }
+}
+
+impl<St: Store> Drop for Recorder<St> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.cache.release_in_background(lock);
+        }
+    }
+}
+
+impl<St: Store> Cache<St> {
+    /// Releases a cross-replica fill lock from a synchronous context (a drop): on the
+    /// current tokio runtime; without one, the lock expires after `lock_timeout`.
+    fn release_in_background(&self, lock: String) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let cache = self.clone();
+            drop(rt.spawn(async move {
+                let _ = cache.inner.store.del(&lock).await;
+            }));
+        }
+    }
+}
+
 /// Copies a response body as it streams, and stores it when complete.
-pub struct Recorder<St> {
+pub struct Recorder<St: Store> {
     cache: Cache<St>,
     primary: String,
     marker: Option<Arc<Marker>>,
@@ -1629,7 +1658,7 @@ pub struct Recorder<St> {
     lock: Option<String>,
 }
 
-impl<St> fmt::Debug for Recorder<St> {
+impl<St: Store> fmt::Debug for Recorder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorder")
             .field("recording", &self.entry.is_some())

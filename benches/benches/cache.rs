@@ -17,6 +17,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use kv_benches::BenchRedis;
 use kv_core::cache::Cache;
+use kv_core::clock::ManualClock;
 use kv_core::{MemoryStore, RedisStore, Store};
 use kv_tower::CacheLayer;
 use tower::ServiceExt;
@@ -134,60 +135,115 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
-    // The miss path: every request a new URL, so the handler runs and its response is
-    // stored; beside it, the bare handler plus one store write of an entry of the same size.
+    // The miss path: the handler runs and its response is stored. 10 000 URLs in turn;
+    // after each round the (manual) clock moves past the entries' freshness and TTL, so
+    // every request misses and writes. Beside it: the bare handler plus one store write of
+    // an entry of the same size, over the same number of keys.
     let mut g = c.benchmark_group("cache_miss");
-    let counter = AtomicU64::new(0);
-    let store = MemoryStore::builder()
-        .max_bytes(1 << 30)
-        .build()
-        .expect("store");
+    let store = MemoryStore::new();
     let entry = Bytes::from(vec![b'e'; BODY.len() + 160]);
-    g.bench_function("bare_handler_plus_store_write", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    std::hint::black_box(call(&bare_app, "/").await);
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    let key = format!("kv:cache:G:bench.example/miss/{n}");
-                    store
-                        .set(&key, entry.clone(), Some(Duration::from_secs(3600)))
-                        .await
-                        .expect("set");
-                }
-                start.elapsed()
-            })
+    let keys: Vec<String> = (0..ROUND)
+        .map(|i| format!("kv:cache:G:bench.example/miss/{i}"))
+        .collect();
+    let counter = AtomicU64::new(0);
+    let bare_write = |iters: u64| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(call(&bare_app, "/").await);
+                let n = counter.fetch_add(1, Ordering::Relaxed) as usize % ROUND;
+                store
+                    .set(&keys[n], entry.clone(), Some(Duration::from_secs(3600)))
+                    .await
+                    .expect("set");
+            }
+            start.elapsed()
         })
-    });
-    let miss_store = MemoryStore::builder()
-        .max_bytes(1 << 30)
-        .build()
-        .expect("store");
-    let miss_app = cached(Cache::builder(miss_store).build().expect("cache"));
-    let paths: Vec<String> = (0..2_000_000).map(|i| format!("/miss/{i}")).collect();
+    };
+    let clock = ManualClock::new();
+    let miss_app = cached(
+        Cache::builder(MemoryStore::with_clock(clock.clone()))
+            .clock(clock.clone())
+            .build()
+            .expect("cache"),
+    );
+    let paths: Vec<String> = (0..ROUND).map(|i| format!("/miss/{i}")).collect();
     let next = AtomicU64::new(0);
-    g.bench_function("miss_memory", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                // URLs built outside the timed loop, as the bare variant's path is static.
-                let start_at = next.fetch_add(iters, Ordering::Relaxed) as usize;
-                let start = Instant::now();
-                for i in 0..iters as usize {
-                    let path = &paths[(start_at + i) % paths.len()];
-                    let response = miss_app
-                        .clone()
-                        .oneshot(request(path))
-                        .await
-                        .expect("response");
-                    std::hint::black_box(response.into_body().collect().await.expect("body"));
+    let miss = |iters: u64| {
+        rt.block_on(async {
+            let mut elapsed = Duration::ZERO;
+            let mut start = Instant::now();
+            for _ in 0..iters {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize % ROUND;
+                if n == 0 {
+                    elapsed += start.elapsed();
+                    clock.advance(Duration::from_secs(2 * 3600));
+                    start = Instant::now();
                 }
-                start.elapsed()
-            })
+                let response = miss_app
+                    .clone()
+                    .oneshot(request(&paths[n]))
+                    .await
+                    .expect("response");
+                debug_assert_eq!(response.headers()["x-cache"], "MISS");
+                std::hint::black_box(response.into_body().collect().await.expect("body"));
+            }
+            elapsed + start.elapsed()
         })
+    };
+    g.bench_function("bare_handler_plus_store_write", |b| {
+        b.iter_custom(bare_write)
     });
+    g.bench_function("miss_memory", |b| b.iter_custom(miss));
     g.finish();
+
+    // Paired ratios: the variants alternate in short blocks, so that load from other
+    // processes hits both sides alike; the median block ratio is printed.
+    let hit = timed(&rt, &memory, "/");
+    let bare_t = timed(&rt, &bare_app, "/");
+    report("hit_memory / bare_handler", hit, bare_t);
+    report(
+        "miss_memory / (bare_handler + store write)",
+        miss,
+        bare_write,
+    );
+    if let Some(server) = &redis {
+        let store = rt
+            .block_on(RedisStore::connect(&server.url))
+            .expect("redis");
+        let near = cached(
+            Cache::builder(store)
+                .key_prefix("bench:near2:")
+                .near_cache(10_000, Duration::from_secs(10))
+                .build()
+                .expect("cache"),
+        );
+        rt.block_on(call(&near, "/"));
+        let near_t = timed(&rt, &near, "/");
+        let hit = timed(&rt, &memory, "/");
+        report("hit_redis_near_cache / hit_memory", near_t, hit);
+    }
     drop(redis);
+}
+
+/// URLs (and keys) per round of the miss bench.
+const ROUND: usize = 10_000;
+
+/// Runs `a` and `b` alternately in blocks of 2 000 iterations, 25 times, and prints the
+/// median of the per-block ratios a / b.
+fn report(name: &str, mut a: impl FnMut(u64) -> Duration, mut b: impl FnMut(u64) -> Duration) {
+    let mut ratios: Vec<f64> = (0..25)
+        .map(|_| {
+            let ta = a(2_000).as_secs_f64();
+            let tb = b(2_000).as_secs_f64();
+            ta / tb
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "RATIO {name}: {:.2} (median of 25 paired blocks)",
+        ratios[12]
+    );
 }
 
 criterion_group! {

@@ -176,7 +176,9 @@ async fn main() {
     };
     let mut builder = Cache::builder(store)
         .default_ttl(args.default_ttl)
-        .heuristic_freshness(args.heuristic.then(|| Duration::from_secs(24 * 60 * 60)));
+        .heuristic_freshness(args.heuristic.then(|| Duration::from_secs(24 * 60 * 60)))
+        // A shared reverse proxy is a CDN in RFC 9213's sense.
+        .targeted_cache_control(Some(HeaderName::from_static("cdn-cache-control")));
     if let Some(max) = args.max_body {
         builder = builder.max_body_bytes(max);
     }

@@ -29,6 +29,25 @@ pub(crate) struct Directives {
 const MAX_DELTA: u64 = 2_147_483_648;
 
 impl Directives {
+    /// Parses every line of a targeted field (RFC 9213, e.g. `CDN-Cache-Control`), which
+    /// shares `Cache-Control`'s directives; `None` when the response has none.
+    pub(crate) fn parse_targeted(
+        headers: &HeaderMap,
+        name: &http::HeaderName,
+    ) -> Option<Directives> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        let mut d = Directives::default();
+        for line in lines {
+            // The field is a Structured Field Dictionary: an invalid one is ignored whole.
+            if !valid_sf_dictionary(line.as_bytes()) {
+                return None;
+            }
+            d.parse_line(line.as_bytes());
+        }
+        Some(d)
+    }
+
     /// Parses every `Cache-Control` line of `headers`.
     pub(crate) fn parse(headers: &HeaderMap) -> Directives {
         let mut d = Directives::default();
@@ -58,25 +77,77 @@ impl Directives {
                 None => (item, None),
             };
             // A space before `=` makes the name something else (an unknown directive).
-            let name = name.to_ascii_lowercase();
-            match name.as_slice() {
-                b"no-store" => self.no_store = true,
+            let is = |d: &[u8]| name.eq_ignore_ascii_case(d);
+            if is(b"no-store") {
+                self.no_store = true;
+            } else if is(b"no-cache") {
                 // `no-cache="field"` and `private="field"` are treated as their unqualified
                 // forms: stricter than required, never less safe.
-                b"no-cache" => self.no_cache = true,
-                b"private" => self.private = true,
-                b"public" => self.public = true,
-                b"must-revalidate" => self.must_revalidate = true,
-                b"proxy-revalidate" => self.proxy_revalidate = true,
-                b"must-understand" => self.must_understand = true,
-                b"max-age" => set_first(&mut self.max_age, value),
-                b"s-maxage" => set_first(&mut self.s_maxage, value),
-                b"stale-while-revalidate" => set_first(&mut self.stale_while_revalidate, value),
-                b"stale-if-error" => set_first(&mut self.stale_if_error, value),
-                _ => {}
+                self.no_cache = true;
+            } else if is(b"private") {
+                self.private = true;
+            } else if is(b"public") {
+                self.public = true;
+            } else if is(b"must-revalidate") {
+                self.must_revalidate = true;
+            } else if is(b"proxy-revalidate") {
+                self.proxy_revalidate = true;
+            } else if is(b"must-understand") {
+                self.must_understand = true;
+            } else if is(b"max-age") {
+                set_first(&mut self.max_age, value);
+            } else if is(b"s-maxage") {
+                set_first(&mut self.s_maxage, value);
+            } else if is(b"stale-while-revalidate") {
+                set_first(&mut self.stale_while_revalidate, value);
+            } else if is(b"stale-if-error") {
+                set_first(&mut self.stale_if_error, value);
             }
         }
     }
+}
+
+/// A conservative check of RFC 8941 dictionary syntax, as far as the cache reads it: keys
+/// are `lcalpha / "*"` then `lcalpha / DIGIT / "_" / "-" / "." / "*"`; the delta-seconds
+/// directives must be integers; other values any bare item (no inner lists, parameters
+/// accepted).
+fn valid_sf_dictionary(line: &[u8]) -> bool {
+    split_top_level(line).all(|member| {
+        let member = trim(member);
+        let (key, value) = match member.iter().position(|&b| b == b'=') {
+            Some(i) => (&member[..i], Some(&member[i + 1..])),
+            None => (member, None),
+        };
+        let key_ok = matches!(key.first(), Some(b'a'..=b'z' | b'*'))
+            && key
+                .iter()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'));
+        if !key_ok {
+            return false;
+        }
+        let Some(value) = value else { return true };
+        let value = value.split(|&b| b == b';').next().unwrap_or_default();
+        let numeric = matches!(
+            key,
+            b"max-age" | b"s-maxage" | b"stale-while-revalidate" | b"stale-if-error"
+        );
+        let integer = !value.is_empty()
+            && value.len() <= 15
+            && value
+                .strip_prefix(b"-")
+                .unwrap_or(value)
+                .iter()
+                .all(u8::is_ascii_digit);
+        if numeric {
+            return integer;
+        }
+        integer
+            || matches!(value, b"?0" | b"?1")
+            || (value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"')
+            || value
+                .first()
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'*')
+    })
 }
 
 fn set_first(slot: &mut Option<u64>, value: Option<&[u8]>) {

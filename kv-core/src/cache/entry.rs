@@ -39,6 +39,9 @@ pub(crate) struct Entry {
     pub(crate) vary: Vec<(HeaderName, Option<HeaderValue>)>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// `headers` with `Age` and the status header in place, made on the first hit: a hit
+    /// clones it and overwrites `Age` (no growth, no rehash of the other names).
+    pub(crate) hit_headers: std::sync::OnceLock<HeaderMap>,
 }
 
 impl Entry {
@@ -247,6 +250,7 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
                 vary,
                 headers,
                 body,
+                hit_headers: std::sync::OnceLock::new(),
             })))
         }
         b'V' => {
@@ -289,6 +293,7 @@ mod tests {
             ],
             headers,
             body: Bytes::from_static(b"hello"),
+            hit_headers: std::sync::OnceLock::new(),
         };
         let bytes = entry.encode();
         let Some(Stored::Entry(back)) = decode(bytes.clone()) else {

@@ -19,38 +19,39 @@ pub(crate) fn primary_key(
     query: Option<&str>,
     sort_query: bool,
 ) -> String {
-    let mut url = String::with_capacity(host.len() + path.len() + query.map_or(0, str::len) + 2);
+    let path = if path.is_empty() { "/" } else { path };
+    let url_len = host.len() + path.len() + query.map_or(0, |q| q.len() + 1);
+    let mut key = String::with_capacity(prefix.len() + 2 + url_len.min(MAX_URL_IN_KEY + 40));
+    key.push_str(prefix);
+    key.push_str("G:");
+    let start = key.len();
     for c in host.chars() {
-        url.push(c.to_ascii_lowercase());
+        key.push(c.to_ascii_lowercase());
     }
-    url.push_str(if path.is_empty() { "/" } else { path });
+    key.push_str(path);
     if let Some(q) = query {
-        url.push('?');
+        key.push('?');
         if sort_query {
             let mut pairs: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
             pairs.sort_unstable();
             for (i, p) in pairs.iter().enumerate() {
                 if i > 0 {
-                    url.push('&');
+                    key.push('&');
                 }
-                url.push_str(p);
+                key.push_str(p);
             }
         } else {
-            url.push_str(q);
+            key.push_str(q);
         }
     }
-    let mut key = String::with_capacity(prefix.len() + 2 + url.len().min(40));
-    key.push_str(prefix);
-    key.push_str("G:");
-    if url.len() > MAX_URL_IN_KEY {
+    if key.len() - start > MAX_URL_IN_KEY {
+        let url = key.split_off(start);
         let _ = write!(
             key,
             "#{:016x}{:016x}",
             fnv1a(FNV_OFFSET, url.as_bytes()),
             fnv1a(FNV_OFFSET ^ 0x9e37_79b9_7f4a_7c15, url.as_bytes())
         );
-    } else {
-        key.push_str(&url);
     }
     key
 }

@@ -5,6 +5,7 @@
 //! alive, so the allocation cannot be reused for another value while it is remembered.
 //! For other stores (fresh bytes on every read) the comparison simply fails and the entry
 //! is decoded again. Each shard is bounded; a full shard is cleared.
+#![cfg_attr(not(feature = "memory"), allow(dead_code))]
 
 use std::collections::HashMap;
 
@@ -14,20 +15,22 @@ use parking_lot::Mutex;
 use super::entry::{self, Stored};
 
 const SHARDS: usize = 16;
+
+type Map = HashMap<String, (Bytes, Stored), foldhash::fast::RandomState>;
 const PER_SHARD: usize = 4096;
 
 pub(crate) struct Memo {
-    shards: Box<[Mutex<HashMap<String, (Bytes, Stored)>>]>,
+    shards: Box<[Mutex<Map>]>,
 }
 
 impl Memo {
     pub(crate) fn new() -> Memo {
         Memo {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Map::default())).collect(),
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Bytes, Stored)>> {
+    fn shard(&self, key: &str) -> &Mutex<Map> {
         let h = key.bytes().rev().take(16).fold(key.len(), |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         });

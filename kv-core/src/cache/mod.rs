@@ -94,15 +94,25 @@
 //! the near cache of the replica that purges; **other replicas keep serving their near
 //! copy until it expires** (at most the near-cache TTL), then see the purge.
 
+mod builder;
 mod directives;
 mod entry;
+mod flight;
+mod forward;
 mod key;
 mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
 mod policy;
+mod recorder;
 #[cfg(test)]
 mod tests;
+
+pub use builder::CacheBuilder;
+use flight::{Flight, FlightGuard, Joined};
+pub use forward::Forward;
+use forward::{Invalidate, Kind};
+pub use recorder::Recorder;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -172,7 +182,7 @@ pub struct Served {
 /// Where a request goes: answered by the cache, or forwarded to the inner service.
 #[derive(Debug)]
 #[must_use]
-pub enum Lookup<St> {
+pub enum Lookup<St: Store> {
     /// Answer with `response`; the inner service is not called for it. When `refresh` is
     /// set (`stale-while-revalidate`), forward it in the background: send the same
     /// request (as `GET`, no body) to the inner service and hand the answer to it.
@@ -180,16 +190,16 @@ pub enum Lookup<St> {
         /// The response to send.
         response: Served,
         /// A background revalidation to run, if the adapter can.
-        refresh: Option<Forward<St>>,
+        refresh: Option<Box<Forward<St>>>,
     },
     /// Call the inner service (after [`Forward::prepare`]), then [`Forward::response`].
-    Forward(Forward<St>),
+    Forward(Box<Forward<St>>),
 }
 
 /// What happens to the inner service's response.
 #[derive(Debug)]
 #[must_use]
-pub enum Outcome<St> {
+pub enum Outcome<St: Store> {
     /// Send it on unchanged (the status header has been added).
     Pass,
     /// Send it on, copying the body into the recorder as it streams; call
@@ -252,6 +262,7 @@ pub(crate) struct Config {
     pub(crate) lock_across_replicas: bool,
     pub(crate) revalidation_window: Duration,
     pub(crate) max_ttl: Duration,
+    pub(crate) targeted: Option<HeaderName>,
 }
 
 /// The response-cache engine over a store. A cheap `Clone` handle.
@@ -271,14 +282,8 @@ struct Inner<St> {
     /// The store, when it is a `MemoryStore`: read without a future.
     #[cfg(feature = "memory")]
     memory: Option<crate::MemoryStore>,
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     memo: memo::Memo,
-}
-
-#[derive(Debug, Clone)]
-enum Flight {
-    Running,
-    /// The fill ended: the entry it stored, if any.
-    Done(Option<Arc<Entry>>),
 }
 
 impl<St> Clone for Cache<St> {
@@ -295,198 +300,6 @@ impl<St: fmt::Debug> fmt::Debug for Cache<St> {
             .field("store", &self.inner.store)
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`Cache`]; see each method for its default.
-#[must_use]
-pub struct CacheBuilder<St> {
-    store: St,
-    clock: ClockHandle,
-    config: Config,
-    #[cfg(feature = "near-cache")]
-    near: Option<(u64, Duration)>,
-}
-
-impl<St: fmt::Debug> fmt::Debug for CacheBuilder<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheBuilder")
-            .field("store", &self.store)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<St: Store> CacheBuilder<St> {
-    /// Store keys start with this (default `kv:cache:`).
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.prefix = prefix.into();
-        self
-    }
-
-    /// Freshness for cacheable-by-default responses without explicit freshness
-    /// (default `None`: such responses are not cached).
-    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.config.default_ttl = ttl;
-        self
-    }
-
-    /// Heuristic freshness (RFC 9111 section 4.2.2): 10% of the time since
-    /// `Last-Modified`, at most `max`, for cacheable-by-default responses without explicit
-    /// freshness (default off). It takes precedence over the default TTL.
-    pub fn heuristic_freshness(mut self, max: Option<Duration>) -> Self {
-        self.config.heuristic_freshness = max.is_some();
-        if let Some(max) = max {
-            self.config.heuristic_max = max;
-        }
-        self
-    }
-
-    /// The largest body recorded (default 960 KiB, which fits `MemoryStore`'s default
-    /// 1 MiB value limit with room for the headers). Larger bodies stream through uncached.
-    pub fn max_body_bytes(mut self, max: usize) -> Self {
-        self.config.max_body = max;
-        self
-    }
-
-    /// Sort the query's `&`-separated pairs in the key, so that `?b=2&a=1` and `?a=1&b=2`
-    /// share an entry (default off: the query is kept as sent).
-    pub fn sort_query(mut self, sort: bool) -> Self {
-        self.config.sort_query = sort;
-        self
-    }
-
-    /// Honour the request's `Cache-Control` / `Pragma` (default off; see the module docs).
-    pub fn honor_request_cache_control(mut self, honor: bool) -> Self {
-        self.config.honor_request_cc = honor;
-        self
-    }
-
-    /// Store responses to requests with `Authorization` even without `public`,
-    /// `s-maxage` or `must-revalidate` (default off). Only for services whose responses do
-    /// not depend on who asks.
-    pub fn cache_authorized(mut self, allow: bool) -> Self {
-        self.config.cache_authorized = allow;
-        self
-    }
-
-    /// The response header naming the outcome, `HIT`, `MISS` or `BYPASS` (default
-    /// `x-cache`; `None` adds none).
-    pub fn status_header(mut self, name: Option<HeaderName>) -> Self {
-        self.config.status_header = name;
-        self
-    }
-
-    /// Coalesce concurrent misses for one key into one forwarded request (default on).
-    pub fn coalesce(mut self, on: bool) -> Self {
-        self.config.coalesce = on;
-        self
-    }
-
-    /// How long a coalesced request waits for the fill before forwarding on its own
-    /// (default 5 s); also the TTL of the cross-replica lock.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.config.lock_timeout = timeout;
-        self
-    }
-
-    /// Take a `set_nx` lock in the store so that replicas sharing it coalesce too (default
-    /// on; never done on a `MemoryStore`, which no other process shares).
-    pub fn lock_across_replicas(mut self, on: bool) -> Self {
-        self.config.lock_across_replicas = on;
-        self
-    }
-
-    /// How long a stale entry with a validator is kept for revalidation (default 60 s).
-    pub fn revalidation_window(mut self, window: Duration) -> Self {
-        self.config.revalidation_window = window;
-        self
-    }
-
-    /// The longest time an entry stays in the store (default 7 days), whatever its
-    /// freshness.
-    pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.config.max_ttl = ttl;
-        self
-    }
-
-    /// Reads time from `clock` instead of the system clock.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = ClockHandle::new(clock);
-        self
-    }
-
-    /// A bounded in-process near cache of up to `capacity` entries, each kept at most `ttl`
-    /// and never past its freshness (default none). See the module docs for what other
-    /// replicas see after a purge.
-    #[cfg(feature = "near-cache")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
-    pub fn near_cache(mut self, capacity: u64, ttl: Duration) -> Self {
-        self.near = Some((capacity, ttl));
-        self
-    }
-
-    /// Builds the cache.
-    ///
-    /// # Errors
-    /// [`KvError::InvalidInput`] for a zero lock timeout or max TTL, a max TTL above
-    /// [`MAX_TTL`](crate::MAX_TTL), or a zero-capacity or zero-TTL near cache.
-    pub fn build(self) -> Result<Cache<St>> {
-        let c = &self.config;
-        if c.lock_timeout.is_zero() {
-            return Err(KvError::invalid_input(
-                "cache lock_timeout must be positive",
-            ));
-        }
-        if c.max_ttl.is_zero() || c.max_ttl > crate::MAX_TTL {
-            return Err(KvError::invalid_input(
-                "cache max_ttl must be positive and at most kv_core::MAX_TTL",
-            ));
-        }
-        if c.default_ttl.is_some_and(|t| t.is_zero()) {
-            return Err(KvError::invalid_input("cache default_ttl must be positive"));
-        }
-        let mut config = self.config;
-        #[cfg(feature = "memory")]
-        let memory = {
-            let any = &self.store as &dyn std::any::Any;
-            any.downcast_ref::<crate::MemoryStore>()
-                .cloned()
-                .or_else(|| {
-                    any.downcast_ref::<crate::AnyStore>()
-                        .and_then(|a| a.as_memory().cloned())
-                })
-        };
-        #[cfg(feature = "memory")]
-        if memory.is_some() {
-            config.lock_across_replicas = false;
-        }
-        #[cfg(feature = "near-cache")]
-        let near = match self.near {
-            Some((capacity, ttl)) => {
-                if capacity == 0 || ttl.is_zero() {
-                    return Err(KvError::invalid_input(
-                        "near cache capacity and ttl must be positive",
-                    ));
-                }
-                Some(near::Near::new(capacity, ttl))
-            }
-            None => None,
-        };
-        Ok(Cache {
-            inner: Arc::new(Inner {
-                store: self.store,
-                clock: self.clock,
-                config,
-                counters: Counters::default(),
-                flights: Mutex::new(HashMap::new()),
-                #[cfg(feature = "near-cache")]
-                near,
-                #[cfg(feature = "memory")]
-                memory,
-                memo: memo::Memo::new(),
-            }),
-        })
     }
 }
 
@@ -519,6 +332,7 @@ impl<St: Store> Cache<St> {
                 lock_across_replicas: true,
                 revalidation_window: Duration::from_secs(60),
                 max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                targeted: None,
             },
             #[cfg(feature = "near-cache")]
             near: None,
@@ -627,6 +441,7 @@ impl<St: Store> Cache<St> {
     /// Reads a key without waiting: from the near cache, or from an in-process store.
     /// `None` when the store would have to be awaited.
     fn read_now(&self, key: &str, now: u64) -> Option<Option<Stored>> {
+        let _ = key;
         #[cfg(feature = "near-cache")]
         if let Some(near) = &self.inner.near
             && let Some(found) = near.get(key)
@@ -653,12 +468,7 @@ impl<St: Store> Cache<St> {
     }
 
     /// [`find`](Self::find) without waiting, when the reads can be answered at once.
-    fn find_now(
-        &self,
-        primary: &str,
-        headers: &HeaderMap,
-        now: u64,
-    ) -> Option<(Option<Arc<Entry>>, Option<Arc<Marker>>)> {
+    fn find_now(&self, primary: &str, headers: &HeaderMap, now: u64) -> Option<Found> {
         Some(match self.read_now(primary, now)? {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
@@ -733,7 +543,7 @@ impl<St: Store> Cache<St> {
                 let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
                 f.marker = marker;
                 f.flight = Some(flight);
-                Some(Lookup::Forward(f))
+                Some(Lookup::Forward(Box::new(f)))
             }
         }
     }
@@ -749,23 +559,29 @@ impl<St: Store> Cache<St> {
         let method = req.method;
         if !is_safe(method) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(
-                Kind::Bypass,
-                now,
-                Some(req),
-                None,
-            )));
+            let f = self.forward(Kind::Bypass, now, Some(req), None);
+            return Begin::Done(Lookup::Forward(Box::new(f)));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
         if !cacheable_method || req.headers.contains_key(RANGE) {
             bump(&self.inner.counters.bypasses);
-            return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+            return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                Kind::Bypass,
+                now,
+                None,
+                None,
+            ))));
         }
         let request_cc = if config.honor_request_cc {
             let d = directives::Directives::parse(req.headers);
             if d.no_store {
                 bump(&self.inner.counters.bypasses);
-                return Begin::Done(Lookup::Forward(self.forward(Kind::Bypass, now, None, None)));
+                return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                    Kind::Bypass,
+                    now,
+                    None,
+                    None,
+                ))));
             }
             Some(d)
         } else {
@@ -781,12 +597,7 @@ impl<St: Store> Cache<St> {
     }
 
     /// What a found (or missing) entry means for the request.
-    fn decide(
-        &self,
-        ctx: Ctx,
-        (found, marker): (Option<Arc<Entry>>, Option<Arc<Marker>>),
-        req: RequestHead<'_>,
-    ) -> Decided<St> {
+    fn decide(&self, ctx: Ctx, (found, marker): Found, req: RequestHead<'_>) -> Decided<St> {
         let now = ctx.now;
         let Some(entry) = found else {
             return Decided::Miss(ctx, marker);
@@ -814,7 +625,7 @@ impl<St: Store> Cache<St> {
                 f.marker = marker.clone();
                 f.flight = Some(flight);
                 f.background = true;
-                f
+                Box::new(f)
             });
             return Decided::Done(Lookup::Hit { response, refresh });
         }
@@ -823,7 +634,7 @@ impl<St: Store> Cache<St> {
         f.stale = Some(entry);
         f.marker = marker;
         f.is_head = ctx.is_head;
-        Decided::Done(Lookup::Forward(f))
+        Decided::Done(Lookup::Forward(Box::new(f)))
     }
 
     /// A miss: coalesce with a fill in flight, or lead one.
@@ -851,7 +662,7 @@ impl<St: Store> Cache<St> {
                     f.marker = marker;
                     f.flight = Some(flight);
                     f.lock = lock;
-                    return Lookup::Forward(f);
+                    return Lookup::Forward(Box::new(f));
                 }
                 Joined::Alone => {}
             }
@@ -869,7 +680,7 @@ impl<St: Store> Cache<St> {
         let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;
         f.is_head = ctx.is_head;
-        Lookup::Forward(f)
+        Lookup::Forward(Box::new(f))
     }
 
     fn forward(
@@ -919,15 +730,34 @@ impl<St: Store> Cache<St> {
                 }
             }
             (StatusCode::NOT_MODIFIED, h, Bytes::new())
-        } else if is_head {
-            (entry.status, entry.headers.clone(), Bytes::new())
         } else {
-            (entry.status, entry.headers.clone(), entry.body.clone())
+            let mut headers = entry
+                .hit_headers
+                .get_or_init(|| {
+                    let mut h = HeaderMap::with_capacity(entry.headers.len() + 2);
+                    for (name, value) in &entry.headers {
+                        h.append(name.clone(), value.clone());
+                    }
+                    h.insert(AGE, age_value(0));
+                    if let Some(name) = &self.inner.config.status_header {
+                        h.insert(name.clone(), HeaderValue::from_static("HIT"));
+                    }
+                    h
+                })
+                .clone();
+            headers.insert(AGE, age_value(age));
+            let body = if is_head {
+                Bytes::new()
+            } else {
+                entry.body.clone()
+            };
+            return Served {
+                status: entry.status,
+                headers,
+                body,
+            };
         };
-        let mut buf = itoa::Buffer::new();
-        if let Ok(v) = HeaderValue::from_str(buf.format(age)) {
-            headers.insert(AGE, v);
-        }
+        headers.insert(AGE, age_value(age));
         if let Some(name) = &self.inner.config.status_header {
             headers.insert(name.clone(), HeaderValue::from_static("HIT"));
         }
@@ -1116,6 +946,19 @@ impl<St: Store> Cache<St> {
     }
 }
 
+/// An `Age` header value; the first hour's are made once and shared.
+fn age_value(secs: u64) -> HeaderValue {
+    static AGES: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    const SHARED: u64 = 3600;
+    if secs < SHARED {
+        let ages = AGES.get_or_init(|| (0..SHARED).map(HeaderValue::from).collect());
+        if let Some(v) = usize::try_from(secs).ok().and_then(|i| ages.get(i)) {
+            return v.clone();
+        }
+    }
+    HeaderValue::from(secs)
+}
+
 /// The variant key of an entry from the values it was stored for.
 fn variant_key_for(primary: &str, marker: &Marker, entry: &Entry) -> String {
     let mut headers = HeaderMap::new();
@@ -1141,14 +984,19 @@ fn nonce() -> u64 {
     h.finish()
 }
 
-/// The outcome of the store-free checks.
-enum Begin<St> {
+/// An entry found for a request, and the URL's `Vary` marker.
+type Found = (Option<Arc<Entry>>, Option<Arc<Marker>>);
+
+/// The outcome of the store-free checks (transient: not boxed, to spare an allocation).
+#[allow(clippy::large_enum_variant)]
+enum Begin<St: Store> {
     Done(Lookup<St>),
     Find(Ctx),
 }
 
 /// The outcome of a found (or missing) entry.
-enum Decided<St> {
+#[allow(clippy::large_enum_variant)]
+enum Decided<St: Store> {
     Done(Lookup<St>),
     Miss(Ctx, Option<Arc<Marker>>),
 }
@@ -1166,456 +1014,5 @@ impl Ctx {
     /// Whether a miss joins or leads a fill (a `HEAD` stores nothing to share).
     fn coalesce(&self) -> bool {
         self.coalesce && !self.is_head
-    }
-}
-
-enum Joined<St> {
-    Served(Served),
-    Lead(FlightGuard<St>, Option<String>),
-    Alone,
-}
-
-/// The leader's hold on an in-process fill: waiters are told the outcome when it is
-/// finished or dropped.
-struct FlightGuard<St> {
-    cache: Cache<St>,
-    key: String,
-    tx: watch::Sender<Flight>,
-}
-
-impl<St> FlightGuard<St> {
-    fn finish(&self, entry: Option<Arc<Entry>>) {
-        let mut flights = self.cache.inner.flights.lock();
-        if flights
-            .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
-        {
-            flights.remove(&self.key);
-        }
-        drop(flights);
-        self.tx.send_replace(Flight::Done(entry));
-    }
-}
-
-impl<St> Drop for FlightGuard<St> {
-    fn drop(&mut self) {
-        if matches!(*self.tx.borrow(), Flight::Running) {
-            self.finish(None);
-        }
-    }
-}
-
-impl<St> fmt::Debug for FlightGuard<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlightGuard").finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Miss,
-    Bypass,
-}
-
-#[derive(Debug)]
-struct Invalidate {
-    host: String,
-    path: String,
-    query: Option<String>,
-}
-
-/// A request the inner service must answer, and what to do with its answer.
-pub struct Forward<St> {
-    cache: Cache<St>,
-    kind: Kind,
-    request_time: u64,
-    primary: Option<String>,
-    request_headers: Option<HeaderMap>,
-    invalidate: Option<Invalidate>,
-    stale: Option<Arc<Entry>>,
-    marker: Option<Arc<Marker>>,
-    flight: Option<FlightGuard<St>>,
-    lock: Option<String>,
-    is_head: bool,
-    background: bool,
-}
-
-impl<St> fmt::Debug for Forward<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Forward")
-            .field("kind", &self.kind)
-            .field("revalidating", &self.stale.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<St: Store> Forward<St> {
-    /// Whether the cache stays out of this request (the response is only labelled, and
-    /// invalidates on success when the method is unsafe).
-    pub fn is_bypass(&self) -> bool {
-        self.kind == Kind::Bypass
-    }
-
-    /// Adjusts the forwarded request's headers: when revalidating a stale entry, its
-    /// validators become `If-None-Match` / `If-Modified-Since` (replacing the client's; the
-    /// client's conditionals are then answered from the freshened entry).
-    pub fn prepare(&self, headers: &mut HeaderMap) {
-        let Some(stale) = &self.stale else { return };
-        let etag = stale.headers.get(http::header::ETAG);
-        let lm = stale.headers.get(http::header::LAST_MODIFIED);
-        if etag.is_none() && lm.is_none() {
-            return;
-        }
-        headers.remove(http::header::IF_NONE_MATCH);
-        headers.remove(http::header::IF_MODIFIED_SINCE);
-        headers.remove(http::header::IF_MATCH);
-        headers.remove(http::header::IF_UNMODIFIED_SINCE);
-        if let Some(etag) = etag {
-            headers.insert(http::header::IF_NONE_MATCH, etag.clone());
-        }
-        if let Some(lm) = lm {
-            headers.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
-        }
-    }
-
-    fn label(&self, headers: &mut HeaderMap, value: &'static str) {
-        if let Some(name) = &self.cache.inner.config.status_header {
-            headers.insert(name.clone(), HeaderValue::from_static(value));
-        }
-    }
-
-    /// Hands the inner service's response head to the cache; see [`Outcome`].
-    pub async fn response(mut self, status: StatusCode, headers: &mut HeaderMap) -> Outcome<St> {
-        let cache = self.cache.clone();
-        let config = &cache.inner.config;
-        if self.kind == Kind::Bypass {
-            if let Some(inv) = self.invalidate.take()
-                && (status.is_success() || status.is_redirection())
-            {
-                self.invalidate_urls(&inv, headers).await;
-            }
-            self.label(headers, "BYPASS");
-            return Outcome::Pass;
-        }
-        let now = cache.now();
-        let Some(primary) = self.primary.take() else {
-            self.label(headers, "MISS");
-            return Outcome::Pass;
-        };
-        let request_headers = self.request_headers.take().unwrap_or_default();
-
-        if let Some(stale) = self.stale.clone() {
-            // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
-            // section 4.3.3), even when it carries a changed ETag.
-            if status == StatusCode::NOT_MODIFIED {
-                return self
-                    .freshen(&primary, &stale, headers, &request_headers, now)
-                    .await;
-            }
-            if status.is_server_error()
-                && stale.may_serve_stale()
-                && stale.staleness(now) < stale.sie
-            {
-                bump(&cache.inner.counters.stale);
-                return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
-            }
-        }
-        if self.is_head {
-            self.label(headers, "MISS");
-            return Outcome::Pass;
-        }
-        let had_auth = policy::has_authorization(&request_headers);
-        let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, headers);
-        let freshness = match evaluated {
-            Ok(f) => f,
-            Err(reason) => {
-                tracing::trace!(?reason, "kv cache: response not stored");
-                self.label(headers, "MISS");
-                return Outcome::Pass;
-            }
-        };
-        let Some(ttl) = freshness.store_ttl(config, has_validator(headers)) else {
-            self.label(headers, "MISS");
-            return Outcome::Pass;
-        };
-        if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator(headers) {
-            self.label(headers, "MISS");
-            return Outcome::Pass;
-        }
-        let names = policy::vary_names(headers).unwrap_or_default();
-        let vary = key::vary_values(&names, &request_headers);
-        let stored_headers = policy::storable_headers(headers, config.status_header.as_ref());
-        let expected_len = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if expected_len.is_some_and(|n| n > config.max_body as u64) {
-            self.label(headers, "MISS");
-            return Outcome::Pass;
-        }
-        self.label(headers, "MISS");
-        let capacity = expected_len.map_or(0, |n| n as usize);
-        Outcome::Record(Box::new(Recorder {
-            cache: cache.clone(),
-            primary,
-            marker: self.marker.take(),
-            entry: Some(Entry {
-                response_time: now,
-                initial_age: freshness.initial_age,
-                fresh: freshness.fresh,
-                swr: freshness.swr,
-                sie: freshness.sie,
-                flags: freshness.flags,
-                status,
-                vary,
-                headers: stored_headers,
-                body: Bytes::new(),
-            }),
-            ttl,
-            body: BytesMut::with_capacity(capacity),
-            expected_len,
-            flight: self.flight.take(),
-            lock: self.lock.take(),
-        }))
-    }
-
-    /// Freshens a stale entry with a `304` and answers from it.
-    async fn freshen(
-        &mut self,
-        primary: &str,
-        stale: &Entry,
-        update: &HeaderMap,
-        request_headers: &HeaderMap,
-        now: u64,
-    ) -> Outcome<St> {
-        let cache = self.cache.clone();
-        let config = &cache.inner.config;
-        let merged = policy::merge_304(&stale.headers, update, config.status_header.as_ref());
-        let had_auth = policy::has_authorization(request_headers);
-        let mut entry = Entry {
-            response_time: now,
-            initial_age: 0,
-            fresh: 0,
-            swr: 0,
-            sie: 0,
-            flags: 0,
-            status: stale.status,
-            vary: stale.vary.clone(),
-            headers: merged,
-            body: stale.body.clone(),
-        };
-        // The freshened entry is judged as the response it now is.
-        let evaluated = policy::evaluate(
-            config,
-            had_auth && !config.cache_authorized,
-            self.request_time,
-            now,
-            stale.status,
-            &entry.headers,
-        );
-        let evaluated = match evaluated {
-            Ok(f) => Some(f),
-            // Authorization only forbids storing the request's own response; this entry
-            // was stored before.
-            Err(policy::NotStored::Authorization) => policy::evaluate(
-                config,
-                false,
-                self.request_time,
-                now,
-                stale.status,
-                &entry.headers,
-            )
-            .ok(),
-            Err(_) => None,
-        };
-        bump(&cache.inner.counters.revalidated);
-        if let Some(f) = evaluated {
-            apply(&mut entry, f);
-            let entry = Arc::new(entry);
-            if let Some(ttl) = f.store_ttl(config, entry.has_validator())
-                && let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await
-            {
-                bump(&cache.inner.counters.store_errors);
-                tracing::warn!(error = %err, "kv cache: store write failed");
-            }
-            if let Some(flight) = self.flight.take() {
-                flight.finish(Some(Arc::clone(&entry)));
-            }
-            self.release_lock().await;
-            return Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now));
-        }
-        // No longer storable (e.g. the 304 said no-store): drop the entry, answer once.
-        let _ = cache.purge_key(primary).await;
-        self.release_lock().await;
-        Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now))
-    }
-
-    /// The inner service failed (no response at all): the stale entry, if
-    /// `stale-if-error` allows it.
-    pub fn error(self) -> Option<Served> {
-        let stale = self.stale.as_ref()?;
-        let now = self.cache.now();
-        if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
-            bump(&self.cache.inner.counters.stale);
-            let empty = HeaderMap::new();
-            let headers = self.request_headers.as_ref().unwrap_or(&empty);
-            return Some(self.cache.serve(stale, headers, self.is_head, now));
-        }
-        None
-    }
-
-    /// Whether this forward is a background (`stale-while-revalidate`) refresh.
-    pub fn is_background(&self) -> bool {
-        self.background
-    }
-
-    async fn release_lock(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            let _ = self.cache.inner.store.del(&lock).await;
-        }
-    }
-
-    async fn invalidate_urls(&self, inv: &Invalidate, headers: &HeaderMap) {
-        let cache = &self.cache;
-        let mut keys = vec![cache.primary(&inv.host, &inv.path, inv.query.as_deref())];
-        for name in [LOCATION, CONTENT_LOCATION] {
-            if let Some(target) = headers.get(&name).and_then(|v| v.to_str().ok())
-                && let Some((path, query)) = same_host_target(&inv.host, &inv.path, target)
-            {
-                keys.push(cache.primary(&inv.host, &path, query.as_deref()));
-            }
-        }
-        for key in keys {
-            if let Err(err) = cache.purge_key(&key).await {
-                bump(&cache.inner.counters.store_errors);
-                tracing::warn!(error = %err, "kv cache: invalidation failed");
-            }
-        }
-    }
-}
-
-fn apply(entry: &mut Entry, f: Freshness) {
-    entry.initial_age = f.initial_age;
-    entry.fresh = f.fresh;
-    entry.swr = f.swr;
-    entry.sie = f.sie;
-    entry.flags = f.flags;
-}
-
-fn has_validator(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
-}
-
-/// Resolves a `Location` / `Content-Location` against the request URL; `None` for
-/// another host.
-fn same_host_target(host: &str, base_path: &str, target: &str) -> Option<(String, Option<String>)> {
-    let uri: Uri = target.parse().ok()?;
-    if let Some(authority) = uri.authority() {
-        if !authority.as_str().eq_ignore_ascii_case(host) {
-            return None;
-        }
-        return Some((uri.path().to_owned(), uri.query().map(str::to_owned)));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_owned())),
-        None => (target, None),
-    };
-    if path.starts_with('/') {
-        return Some((path.to_owned(), query));
-    }
-    let dir = base_path.rsplit_once('/').map_or("", |(d, _)| d);
-    Some((format!("{dir}/{path}"), query))
-}
-
-/// Copies a response body as it streams, and stores it when complete.
-pub struct Recorder<St> {
-    cache: Cache<St>,
-    primary: String,
-    marker: Option<Arc<Marker>>,
-    /// `None` once abandoned.
-    entry: Option<Entry>,
-    ttl: Duration,
-    body: BytesMut,
-    expected_len: Option<u64>,
-    flight: Option<FlightGuard<St>>,
-    lock: Option<String>,
-}
-
-impl<St> fmt::Debug for Recorder<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("recording", &self.entry.is_some())
-            .field("bytes", &self.body.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<St: Store> Recorder<St> {
-    /// Copies a chunk of the body; past the size bound, recording stops (nothing will be
-    /// stored, and the body keeps streaming).
-    pub fn push(&mut self, chunk: &[u8]) {
-        if self.entry.is_none() {
-            return;
-        }
-        if self.body.len() + chunk.len() > self.cache.inner.config.max_body {
-            tracing::debug!("kv cache: body over max_body_bytes; not stored");
-            self.abandon();
-            return;
-        }
-        self.body.extend_from_slice(chunk);
-    }
-
-    /// Whether the body is still being recorded.
-    pub fn is_recording(&self) -> bool {
-        self.entry.is_some()
-    }
-
-    /// Whether the whole body announced by `Content-Length` has been recorded: the entry
-    /// can be finished now (servers may stop polling a body once that many bytes went out).
-    pub fn is_complete(&self) -> bool {
-        self.entry.is_some() && self.expected_len == Some(self.body.len() as u64)
-    }
-
-    /// Stops recording: nothing will be stored (a body error, a client gone).
-    pub fn abandon(&mut self) {
-        self.entry = None;
-        self.body = BytesMut::new();
-        if let Some(flight) = self.flight.take() {
-            flight.finish(None);
-        }
-    }
-
-    /// Stores the recorded response (the body is complete) and hands it to coalesced
-    /// waiters. Store failures are logged and counted, never returned.
-    pub async fn finish(mut self) {
-        let cache = self.cache.clone();
-        let entry = self.entry.take();
-        if let Some(mut entry) = entry {
-            let complete = self
-                .expected_len
-                .is_none_or(|n| n == self.body.len() as u64);
-            if complete {
-                entry.body = std::mem::take(&mut self.body).freeze();
-                let entry = Arc::new(entry);
-                if let Some(flight) = self.flight.take() {
-                    flight.finish(Some(Arc::clone(&entry)));
-                }
-                if let Err(err) = cache
-                    .write(&self.primary, self.marker.take(), &entry, self.ttl)
-                    .await
-                {
-                    bump(&cache.inner.counters.store_errors);
-                    tracing::warn!(error = %err, "kv cache: store write failed");
-                }
-            } else {
-                tracing::debug!("kv cache: body length differs from Content-Length; not stored");
-            }
-        }
-        if let Some(flight) = self.flight.take() {
-            flight.finish(None);
-        }
-        if let Some(lock) = self.lock.take() {
-            let _ = cache.inner.store.del(&lock).await;
-        }
     }
 }

@@ -163,7 +163,12 @@ pub(crate) fn evaluate(
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Result<Freshness, NotStored> {
-    let cc = Directives::parse(headers);
+    // A targeted field (RFC 9213), when configured and present, replaces Cache-Control.
+    let cc = config
+        .targeted
+        .as_ref()
+        .and_then(|name| Directives::parse_targeted(headers, name))
+        .unwrap_or_else(|| Directives::parse(headers));
     let code = status.as_u16();
     if code < 200 || code == 206 || code == 304 {
         return Err(NotStored::Status);

@@ -1000,3 +1000,156 @@ async fn a_corrupt_entry_is_a_miss() {
     assert!(!h.get("/c", &[], &origin).await.served_by_cache());
     assert!(h.get("/c", &[], &origin).await.served_by_cache());
 }
+
+#[tokio::test]
+async fn a_targeted_field_replaces_cache_control_when_configured() {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let h = harness_with(|b| b.targeted_cache_control(Some(cdn.clone())));
+    let origin = ok(
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        b"x",
+    );
+    h.get("/t", &[], &origin).await;
+    assert!(h.get("/t", &[], &origin).await.served_by_cache());
+    let origin = ok(
+        &[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "private"),
+        ],
+        b"x",
+    );
+    h.get("/p", &[], &origin).await;
+    assert!(!h.get("/p", &[], &origin).await.served_by_cache());
+    // without the option, the field means nothing
+    let h = harness();
+    let origin = ok(
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        b"x",
+    );
+    h.get("/t", &[], &origin).await;
+    assert!(!h.get("/t", &[], &origin).await.served_by_cache());
+}
+
+#[tokio::test]
+async fn an_invalid_targeted_field_is_ignored() {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let h = harness_with(|b| b.targeted_cache_control(Some(cdn.clone())));
+    for bad in ["max-age=10000, &&&&&", "max-age=\"10000\"", "Max-Age=10000"] {
+        let path = format!("/bad/{}", bad.len());
+        let origin = ok(
+            &[("cache-control", "no-store"), ("cdn-cache-control", bad)],
+            b"x",
+        );
+        h.get(&path, &[], &origin).await;
+        assert!(!h.get(&path, &[], &origin).await.served_by_cache(), "{bad}");
+    }
+}
+
+/// A store shared by "replicas": a MemoryStore behind a type the cache does not recognise,
+/// so that it takes the cross-replica lock as it would on Redis.
+#[derive(Debug, Clone)]
+struct Shared(MemoryStore);
+
+impl Store for Shared {
+    async fn get(&self, key: &str) -> crate::Result<Option<Bytes>> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<()> {
+        self.0.set(key, value, ttl).await
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<bool> {
+        self.0.set_nx(key, value, ttl).await
+    }
+    async fn del(&self, key: &str) -> crate::Result<bool> {
+        self.0.del(key).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> crate::Result<bool> {
+        self.0.expire(key, ttl).await
+    }
+    async fn ttl(&self, key: &str) -> crate::Result<Ttl> {
+        self.0.ttl(key).await
+    }
+    async fn incr_by(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> crate::Result<i64> {
+        self.0.incr_by(key, delta, ttl_if_new).await
+    }
+}
+
+fn replicas() -> (Cache<Shared>, Cache<Shared>, MemoryStore) {
+    let store = MemoryStore::new();
+    let make = || {
+        Cache::builder(Shared(store.clone()))
+            .lock_timeout(Duration::from_secs(3))
+            .build()
+            .expect("valid")
+    };
+    (make(), make(), store)
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_store_coalesce_through_the_lock() {
+    let (a, b, _store) = replicas();
+    let uri = Uri::from_static("http://example.com/shared");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
+    else {
+        panic!("miss")
+    };
+    let waiter = tokio::spawn(async move {
+        let uri = Uri::from_static("http://example.com/shared");
+        let empty = HeaderMap::new();
+        match b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await {
+            Lookup::Hit { response, .. } => Some(response.body),
+            Lookup::Forward(_) => None,
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut resp = headers(&[("cache-control", "max-age=60")]);
+    let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut resp).await else {
+        panic!("storable")
+    };
+    rec.push(b"filled once");
+    rec.finish().await;
+    assert_eq!(
+        waiter.await.expect("task"),
+        Some(Bytes::from_static(b"filled once"))
+    );
+}
+
+#[tokio::test]
+async fn a_fill_that_stores_nothing_releases_the_lock_at_once() {
+    let (a, b, store) = replicas();
+    let uri = Uri::from_static("http://example.com/private");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
+    else {
+        panic!("miss")
+    };
+    let mut resp = headers(&[("cache-control", "private")]);
+    assert!(matches!(
+        leader.response(StatusCode::OK, &mut resp).await,
+        Outcome::Pass
+    ));
+    let start = std::time::Instant::now();
+    let second = b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await;
+    assert!(matches!(second, Lookup::Forward(_)));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(second);
+    // and nothing is left behind
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.len(), 0);
+}

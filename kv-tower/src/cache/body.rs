@@ -17,6 +17,8 @@ pub(crate) trait Sink: Send {
     fn abandon(&mut self);
     fn is_recording(&self) -> bool;
     fn is_complete(&self) -> bool;
+    /// Finishes without waiting when it can (`true`: nothing left to do).
+    fn finish_now(&mut self) -> bool;
     fn finish(self: Box<Self>) -> Finishing;
 }
 
@@ -32,6 +34,9 @@ impl<St: Store> Sink for Recorder<St> {
     }
     fn is_complete(&self) -> bool {
         Recorder::is_complete(self)
+    }
+    fn finish_now(&mut self) -> bool {
+        Recorder::finish_now(self)
     }
     fn finish(self: Box<Self>) -> Finishing {
         Box::pin(Recorder::finish(*self))
@@ -142,9 +147,11 @@ where
                             // that many bytes went out, so the end is never polled.
                             let complete =
                                 s.is_complete() || inner.as_ref().get_ref().is_end_stream();
-                            if !s.is_recording() {
+                            if !s.is_recording() || (complete && s.finish_now()) {
                                 *sink = None;
-                            } else if complete && let Some(s) = sink.take() {
+                            } else if complete
+                                && let Some(s) = sink.take()
+                            {
                                 // Every announced byte is here, and a server may not poll
                                 // the body again: store now, without holding the last chunk
                                 // when a runtime can finish the write.
@@ -173,7 +180,9 @@ where
                         *ended = true;
                         // The body is complete: store it before ending the stream (the
                         // client already has every byte).
-                        if let Some(s) = sink.take() {
+                        if let Some(mut s) = sink.take()
+                            && !s.finish_now()
+                        {
                             *finishing = Some(s.finish());
                         }
                     }

@@ -1,5 +1,5 @@
 //! Response caching for tower and axum: [`CacheLayer`] over a kv-core
-//! [`Cache`](kv_core::cache::Cache).
+//! [`Cache`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

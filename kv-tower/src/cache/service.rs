@@ -129,7 +129,7 @@ where
 /// Calls the inner service for a forwarded request and hands its answer to the cache.
 async fn forward_to<S, St, ReqB, ResB>(
     mut inner: S,
-    forward: Forward<St>,
+    forward: Box<Forward<St>>,
     req: Request<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -149,16 +149,20 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
-    Ok(
-        match forward.response(head.status, &mut head.headers).await {
-            Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-            Outcome::Record(recorder) => {
-                let sink: Box<dyn Sink> = recorder;
-                Response::from_parts(head, CacheBody::inner(body, Some(sink)))
-            }
-            Outcome::Replace(replacement) => served(replacement),
-        },
-    )
+    let outcome = match forward.response_now(head.status, &mut head.headers) {
+        Ok(outcome) => outcome,
+        // Invalidation or freshening: the store is awaited (boxed: rare, and it keeps this
+        // future small).
+        Err(forward) => Box::pin(forward.response(head.status, &mut head.headers)).await,
+    };
+    Ok(match outcome {
+        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+        Outcome::Record(recorder) => {
+            let sink: Box<dyn Sink> = recorder;
+            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+        }
+        Outcome::Replace(replacement) => served(replacement),
+    })
 }
 
 /// A response from the cache.
@@ -173,7 +177,7 @@ fn served<B>(s: Served) -> Response<CacheBody<B>> {
 /// runtime (there is under axum and hyper); otherwise the entry simply goes stale.
 fn spawn_refresh<S, St, ReqB, ResB>(
     mut inner: S,
-    refresh: Forward<St>,
+    refresh: Box<Forward<St>>,
     parts: &http::request::Parts,
 ) where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,

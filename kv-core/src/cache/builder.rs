@@ -1,0 +1,204 @@
+//! [`CacheBuilder`]: the cache configuration, validated in `build()`.
+
+use super::*;
+
+/// Builds a [`Cache`]; see each method for its default.
+#[must_use]
+pub struct CacheBuilder<St> {
+    pub(super) store: St,
+    pub(super) clock: ClockHandle,
+    pub(super) config: Config,
+    #[cfg(feature = "near-cache")]
+    pub(super) near: Option<(u64, Duration)>,
+}
+
+impl<St: fmt::Debug> fmt::Debug for CacheBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> CacheBuilder<St> {
+    /// Store keys start with this (default `kv:cache:`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.prefix = prefix.into();
+        self
+    }
+
+    /// Freshness for cacheable-by-default responses without explicit freshness
+    /// (default `None`: such responses are not cached).
+    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Heuristic freshness (RFC 9111 section 4.2.2): 10% of the time since
+    /// `Last-Modified`, at most `max`, for cacheable-by-default responses without explicit
+    /// freshness (default off). It takes precedence over the default TTL.
+    pub fn heuristic_freshness(mut self, max: Option<Duration>) -> Self {
+        self.config.heuristic_freshness = max.is_some();
+        if let Some(max) = max {
+            self.config.heuristic_max = max;
+        }
+        self
+    }
+
+    /// The largest body recorded (default 960 KiB, which fits `MemoryStore`'s default
+    /// 1 MiB value limit with room for the headers). Larger bodies stream through uncached.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.config.max_body = max;
+        self
+    }
+
+    /// Sort the query's `&`-separated pairs in the key, so that `?b=2&a=1` and `?a=1&b=2`
+    /// share an entry (default off: the query is kept as sent).
+    pub fn sort_query(mut self, sort: bool) -> Self {
+        self.config.sort_query = sort;
+        self
+    }
+
+    /// Honour the request's `Cache-Control` / `Pragma` (default off; see the module docs).
+    pub fn honor_request_cache_control(mut self, honor: bool) -> Self {
+        self.config.honor_request_cc = honor;
+        self
+    }
+
+    /// Store responses to requests with `Authorization` even without `public`,
+    /// `s-maxage` or `must-revalidate` (default off). Only for services whose responses do
+    /// not depend on who asks.
+    pub fn cache_authorized(mut self, allow: bool) -> Self {
+        self.config.cache_authorized = allow;
+        self
+    }
+
+    /// The response header naming the outcome, `HIT`, `MISS` or `BYPASS` (default
+    /// `x-cache`; `None` adds none).
+    pub fn status_header(mut self, name: Option<HeaderName>) -> Self {
+        self.config.status_header = name;
+        self
+    }
+
+    /// Coalesce concurrent misses for one key into one forwarded request (default on).
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.config.coalesce = on;
+        self
+    }
+
+    /// How long a coalesced request waits for the fill before forwarding on its own
+    /// (default 5 s); also the TTL of the cross-replica lock.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config.lock_timeout = timeout;
+        self
+    }
+
+    /// Take a `set_nx` lock in the store so that replicas sharing it coalesce too (default
+    /// on; never done on a `MemoryStore`, which no other process shares).
+    pub fn lock_across_replicas(mut self, on: bool) -> Self {
+        self.config.lock_across_replicas = on;
+        self
+    }
+
+    /// How long a stale entry with a validator is kept for revalidation (default 60 s).
+    pub fn revalidation_window(mut self, window: Duration) -> Self {
+        self.config.revalidation_window = window;
+        self
+    }
+
+    /// The longest time an entry stays in the store (default 7 days), whatever its
+    /// freshness.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.config.max_ttl = ttl;
+        self
+    }
+
+    /// Obey a targeted cache-control field (RFC 9213), e.g. `CDN-Cache-Control` for a cache
+    /// that acts as a CDN: when a response carries it, its directives replace those of
+    /// `Cache-Control` for this cache (default none).
+    pub fn targeted_cache_control(mut self, name: Option<HeaderName>) -> Self {
+        self.config.targeted = name;
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = ClockHandle::new(clock);
+        self
+    }
+
+    /// A bounded in-process near cache of up to `capacity` entries, each kept at most `ttl`
+    /// and never past its freshness (default none). See the module docs for what other
+    /// replicas see after a purge.
+    #[cfg(feature = "near-cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+    pub fn near_cache(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.near = Some((capacity, ttl));
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`] for a zero lock timeout or max TTL, a max TTL above
+    /// [`MAX_TTL`](crate::MAX_TTL), or a zero-capacity or zero-TTL near cache.
+    pub fn build(self) -> Result<Cache<St>> {
+        let c = &self.config;
+        if c.lock_timeout.is_zero() {
+            return Err(KvError::invalid_input(
+                "cache lock_timeout must be positive",
+            ));
+        }
+        if c.max_ttl.is_zero() || c.max_ttl > crate::MAX_TTL {
+            return Err(KvError::invalid_input(
+                "cache max_ttl must be positive and at most kv_core::MAX_TTL",
+            ));
+        }
+        if c.default_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(KvError::invalid_input("cache default_ttl must be positive"));
+        }
+        #[allow(unused_mut)] // changed only with the `memory` feature
+        let mut config = self.config;
+        #[cfg(feature = "memory")]
+        let memory = {
+            let any = &self.store as &dyn std::any::Any;
+            any.downcast_ref::<crate::MemoryStore>()
+                .cloned()
+                .or_else(|| {
+                    any.downcast_ref::<crate::AnyStore>()
+                        .and_then(|a| a.as_memory().cloned())
+                })
+        };
+        #[cfg(feature = "memory")]
+        if memory.is_some() {
+            config.lock_across_replicas = false;
+        }
+        #[cfg(feature = "near-cache")]
+        let near = match self.near {
+            Some((capacity, ttl)) => {
+                if capacity == 0 || ttl.is_zero() {
+                    return Err(KvError::invalid_input(
+                        "near cache capacity and ttl must be positive",
+                    ));
+                }
+                Some(near::Near::new(capacity, ttl))
+            }
+            None => None,
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                config,
+                counters: Counters::default(),
+                flights: Mutex::new(HashMap::new()),
+                #[cfg(feature = "near-cache")]
+                near,
+                #[cfg(feature = "memory")]
+                memory,
+                memo: memo::Memo::new(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,393 @@
+//! [`Forward`]: a request the inner service answers, and the hand-over of its response.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Miss,
+    Bypass,
+}
+
+#[derive(Debug)]
+pub(super) struct Invalidate {
+    pub(super) host: String,
+    pub(super) path: String,
+    pub(super) query: Option<String>,
+}
+
+/// A request the inner service must answer, and what to do with its answer.
+pub struct Forward<St: Store> {
+    pub(super) cache: Cache<St>,
+    pub(super) kind: Kind,
+    pub(super) request_time: u64,
+    pub(super) primary: Option<String>,
+    pub(super) request_headers: Option<HeaderMap>,
+    pub(super) invalidate: Option<Invalidate>,
+    pub(super) stale: Option<Arc<Entry>>,
+    pub(super) marker: Option<Arc<Marker>>,
+    pub(super) flight: Option<FlightGuard<St>>,
+    pub(super) lock: Option<String>,
+    pub(super) is_head: bool,
+    pub(super) background: bool,
+}
+
+impl<St: Store> fmt::Debug for Forward<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward")
+            .field("kind", &self.kind)
+            .field("revalidating", &self.stale.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> Forward<St> {
+    /// Whether the cache stays out of this request (the response is only labelled, and
+    /// invalidates on success when the method is unsafe).
+    pub fn is_bypass(&self) -> bool {
+        self.kind == Kind::Bypass
+    }
+
+    /// Adjusts the forwarded request's headers: when revalidating a stale entry, its
+    /// validators become `If-None-Match` / `If-Modified-Since` (replacing the client's; the
+    /// client's conditionals are then answered from the freshened entry).
+    pub fn prepare(&self, headers: &mut HeaderMap) {
+        let Some(stale) = &self.stale else { return };
+        let etag = stale.headers.get(http::header::ETAG);
+        let lm = stale.headers.get(http::header::LAST_MODIFIED);
+        if etag.is_none() && lm.is_none() {
+            return;
+        }
+        headers.remove(http::header::IF_NONE_MATCH);
+        headers.remove(http::header::IF_MODIFIED_SINCE);
+        headers.remove(http::header::IF_MATCH);
+        headers.remove(http::header::IF_UNMODIFIED_SINCE);
+        if let Some(etag) = etag {
+            headers.insert(http::header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(lm) = lm {
+            headers.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
+        }
+    }
+
+    fn label(&self, headers: &mut HeaderMap, value: &'static str) {
+        if let Some(name) = &self.cache.inner.config.status_header {
+            headers.insert(name.clone(), HeaderValue::from_static(value));
+        }
+    }
+
+    /// Hands the inner service's response head to the cache; see [`Outcome`].
+    pub async fn response(
+        self: Box<Self>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Outcome<St> {
+        let mut this = match self.response_now(status, headers) {
+            Ok(outcome) => return outcome,
+            Err(this) => this,
+        };
+        if this.kind == Kind::Bypass {
+            if let Some(inv) = this.invalidate.take() {
+                Box::pin(this.invalidate_urls(&inv, headers)).await;
+            }
+            this.label(headers, "BYPASS");
+            return Outcome::Pass;
+        }
+        // A 304 to our revalidation.
+        let now = this.cache.now();
+        let primary = this.primary.take().unwrap_or_default();
+        let request_headers = this.request_headers.take().unwrap_or_default();
+        match this.stale.clone() {
+            Some(stale) => {
+                Box::pin(this.freshen(&primary, &stale, headers, &request_headers, now)).await
+            }
+            None => Outcome::Pass,
+        }
+    }
+
+    /// [`response`](Forward::response) without waiting: everything but an invalidation
+    /// (a successful unsafe request) and a `304` freshening a stale entry, which give the
+    /// forward back to be awaited.
+    ///
+    /// # Errors
+    /// The forward itself, when the outcome needs the store to be awaited.
+    pub fn response_now(
+        self: Box<Self>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<Outcome<St>, Box<Self>> {
+        let cache = self.cache.clone();
+        let config = &cache.inner.config;
+        if self.kind == Kind::Bypass {
+            if self.invalidate.is_some() && (status.is_success() || status.is_redirection()) {
+                return Err(self);
+            }
+            self.label(headers, "BYPASS");
+            return Ok(Outcome::Pass);
+        }
+        // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
+        // section 4.3.3), even when it carries a changed ETag.
+        if self.stale.is_some() && status == StatusCode::NOT_MODIFIED {
+            return Err(self);
+        }
+        Ok(self.decide_response(&cache, config, status, headers))
+    }
+
+    fn decide_response(
+        mut self: Box<Self>,
+        cache: &Cache<St>,
+        config: &Config,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Outcome<St> {
+        let now = cache.now();
+        let Some(primary) = self.primary.take() else {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        let request_headers = self.request_headers.take().unwrap_or_default();
+
+        if let Some(stale) = self.stale.clone()
+            && status.is_server_error()
+            && stale.may_serve_stale()
+            && stale.staleness(now) < stale.sie
+        {
+            bump(&cache.inner.counters.stale);
+            return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
+        }
+        if self.is_head {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        let had_auth = policy::has_authorization(&request_headers);
+        let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, headers);
+        let freshness = match evaluated {
+            Ok(f) => f,
+            Err(reason) => {
+                tracing::trace!(?reason, "kv cache: response not stored");
+                self.label(headers, "MISS");
+                return Outcome::Pass;
+            }
+        };
+        let Some(ttl) = freshness.store_ttl(config, has_validator(headers)) else {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator(headers) {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        let names = policy::vary_names(headers).unwrap_or_default();
+        let vary = key::vary_values(&names, &request_headers);
+        let stored_headers = policy::storable_headers(headers, config.status_header.as_ref());
+        let expected_len = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if expected_len.is_some_and(|n| n > config.max_body as u64) {
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
+        self.label(headers, "MISS");
+        let capacity = expected_len.map_or(0, |n| n as usize);
+        Outcome::Record(Box::new(Recorder {
+            cache: cache.clone(),
+            primary,
+            marker: self.marker.take(),
+            entry: Some(Entry {
+                response_time: now,
+                initial_age: freshness.initial_age,
+                fresh: freshness.fresh,
+                swr: freshness.swr,
+                sie: freshness.sie,
+                flags: freshness.flags,
+                status,
+                vary,
+                headers: stored_headers,
+                body: Bytes::new(),
+                hit_headers: std::sync::OnceLock::new(),
+            }),
+            ttl,
+            body: BytesMut::with_capacity(capacity),
+            expected_len,
+            flight: self.flight.take(),
+            lock: self.lock.take(),
+        }))
+    }
+
+    /// Freshens a stale entry with a `304` and answers from it.
+    async fn freshen(
+        &mut self,
+        primary: &str,
+        stale: &Entry,
+        update: &HeaderMap,
+        request_headers: &HeaderMap,
+        now: u64,
+    ) -> Outcome<St> {
+        let cache = self.cache.clone();
+        let config = &cache.inner.config;
+        let merged = policy::merge_304(&stale.headers, update, config.status_header.as_ref());
+        let had_auth = policy::has_authorization(request_headers);
+        let mut entry = Entry {
+            response_time: now,
+            initial_age: 0,
+            fresh: 0,
+            swr: 0,
+            sie: 0,
+            flags: 0,
+            status: stale.status,
+            vary: stale.vary.clone(),
+            headers: merged,
+            body: stale.body.clone(),
+            hit_headers: std::sync::OnceLock::new(),
+        };
+        // The freshened entry is judged as the response it now is.
+        let evaluated = policy::evaluate(
+            config,
+            had_auth && !config.cache_authorized,
+            self.request_time,
+            now,
+            stale.status,
+            &entry.headers,
+        );
+        let evaluated = match evaluated {
+            Ok(f) => Some(f),
+            // Authorization only forbids storing the request's own response; this entry
+            // was stored before.
+            Err(policy::NotStored::Authorization) => policy::evaluate(
+                config,
+                false,
+                self.request_time,
+                now,
+                stale.status,
+                &entry.headers,
+            )
+            .ok(),
+            Err(_) => None,
+        };
+        bump(&cache.inner.counters.revalidated);
+        if let Some(f) = evaluated {
+            apply(&mut entry, f);
+            let entry = Arc::new(entry);
+            if let Some(ttl) = f.store_ttl(config, entry.has_validator())
+                && let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await
+            {
+                bump(&cache.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: store write failed");
+            }
+            if let Some(flight) = self.flight.take() {
+                flight.finish(Some(Arc::clone(&entry)));
+            }
+            self.release_lock().await;
+            return Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now));
+        }
+        // No longer storable (e.g. the 304 said no-store): drop the entry, answer once.
+        let _ = cache.purge_key(primary).await;
+        self.release_lock().await;
+        Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now))
+    }
+
+    /// The inner service failed (no response at all): the stale entry, if
+    /// `stale-if-error` allows it.
+    pub fn error(self) -> Option<Served> {
+        let stale = self.stale.as_ref()?;
+        let now = self.cache.now();
+        if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
+            bump(&self.cache.inner.counters.stale);
+            let empty = HeaderMap::new();
+            let headers = self.request_headers.as_ref().unwrap_or(&empty);
+            return Some(self.cache.serve(stale, headers, self.is_head, now));
+        }
+        None
+    }
+
+    /// Whether this forward is a background (`stale-while-revalidate`) refresh.
+    pub fn is_background(&self) -> bool {
+        self.background
+    }
+
+    async fn release_lock(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let _ = self.cache.inner.store.del(&lock).await;
+        }
+    }
+
+    async fn invalidate_urls(&self, inv: &Invalidate, headers: &HeaderMap) {
+        let cache = &self.cache;
+        let mut keys = vec![cache.primary(&inv.host, &inv.path, inv.query.as_deref())];
+        for name in [LOCATION, CONTENT_LOCATION] {
+            if let Some(target) = headers.get(&name).and_then(|v| v.to_str().ok())
+                && let Some((path, query)) = same_host_target(&inv.host, &inv.path, target)
+            {
+                keys.push(cache.primary(&inv.host, &path, query.as_deref()));
+            }
+        }
+        for key in keys {
+            if let Err(err) = cache.purge_key(&key).await {
+                bump(&cache.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: invalidation failed");
+            }
+        }
+    }
+}
+
+fn apply(entry: &mut Entry, f: Freshness) {
+    entry.initial_age = f.initial_age;
+    entry.fresh = f.fresh;
+    entry.swr = f.swr;
+    entry.sie = f.sie;
+    entry.flags = f.flags;
+}
+
+fn has_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
+}
+
+/// Resolves a `Location` / `Content-Location` against the request URL; `None` for
+/// another host.
+fn same_host_target(host: &str, base_path: &str, target: &str) -> Option<(String, Option<String>)> {
+    let uri: Uri = target.parse().ok()?;
+    if let Some(authority) = uri.authority() {
+        if !authority.as_str().eq_ignore_ascii_case(host) {
+            return None;
+        }
+        return Some((uri.path().to_owned(), uri.query().map(str::to_owned)));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    if path.starts_with('/') {
+        return Some((path.to_owned(), query));
+    }
+    let dir = base_path.rsplit_once('/').map_or("", |(d, _)| d);
+    Some((format!("{dir}/{path}"), query))
+}
+
+impl<St: Store> Drop for Forward<St> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.cache.release_in_background(lock);
+        }
+    }
+}
+
+impl<St: Store> Drop for Recorder<St> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.cache.release_in_background(lock);
+        }
+    }
+}
+
+impl<St: Store> Cache<St> {
+    /// Releases a cross-replica fill lock from a synchronous context (a drop): on the
+    /// current tokio runtime; without one, the lock expires after `lock_timeout`.
+    fn release_in_background(&self, lock: String) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let cache = self.clone();
+            drop(rt.spawn(async move {
+                let _ = cache.inner.store.del(&lock).await;
+            }));
+        }
+    }
+}

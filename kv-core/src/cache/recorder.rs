@@ -1,0 +1,149 @@
+//! [`Recorder`]: a response body copied as it streams, stored when complete.
+
+use super::*;
+
+/// Copies a response body as it streams, and stores it when complete.
+pub struct Recorder<St: Store> {
+    pub(super) cache: Cache<St>,
+    pub(super) primary: String,
+    pub(super) marker: Option<Arc<Marker>>,
+    /// `None` once abandoned.
+    pub(super) entry: Option<Entry>,
+    pub(super) ttl: Duration,
+    pub(super) body: BytesMut,
+    pub(super) expected_len: Option<u64>,
+    pub(super) flight: Option<FlightGuard<St>>,
+    pub(super) lock: Option<String>,
+}
+
+impl<St: Store> fmt::Debug for Recorder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("recording", &self.entry.is_some())
+            .field("bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> Recorder<St> {
+    /// Copies a chunk of the body; past the size bound, recording stops (nothing will be
+    /// stored, and the body keeps streaming).
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.entry.is_none() {
+            return;
+        }
+        if self.body.len() + chunk.len() > self.cache.inner.config.max_body {
+            tracing::debug!("kv cache: body over max_body_bytes; not stored");
+            self.abandon();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
+    }
+
+    /// Whether the body is still being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// Whether the whole body announced by `Content-Length` has been recorded: the entry
+    /// can be finished now (servers may stop polling a body once that many bytes went out).
+    pub fn is_complete(&self) -> bool {
+        self.entry.is_some() && self.expected_len == Some(self.body.len() as u64)
+    }
+
+    /// Stops recording: nothing will be stored (a body error, a client gone).
+    pub fn abandon(&mut self) {
+        self.entry = None;
+        self.body = BytesMut::new();
+        if let Some(flight) = self.flight.take() {
+            flight.finish(None);
+        }
+    }
+
+    /// Stores the recorded response at once when that needs no waiting (an in-process
+    /// store and one write); `false` means [`finish`](Recorder::finish) must be awaited.
+    /// After `true`, `finish` has nothing left to do.
+    pub fn finish_now(&mut self) -> bool {
+        if self.lock.is_some() {
+            return false;
+        }
+        #[cfg(feature = "near-cache")]
+        if self.cache.inner.near.is_some() {
+            return false;
+        }
+        #[cfg(feature = "memory")]
+        if let Some(memory) = &self.cache.inner.memory {
+            let Some(entry) = self.entry.as_ref() else {
+                if let Some(flight) = self.flight.take() {
+                    flight.finish(None);
+                }
+                return true;
+            };
+            if !entry.vary.is_empty() {
+                return false;
+            }
+            let Some(mut entry) = self.entry.take() else {
+                return true;
+            };
+            let counters = &self.cache.inner.counters;
+            let mut stored = None;
+            if self
+                .expected_len
+                .is_none_or(|n| n == self.body.len() as u64)
+            {
+                entry.body = std::mem::take(&mut self.body).freeze();
+                match memory.set_now(&self.primary, entry.encode(), Some(self.ttl)) {
+                    Ok(()) => {
+                        bump(&counters.stored);
+                        stored = Some(Arc::new(entry));
+                    }
+                    Err(err) => {
+                        bump(&counters.store_errors);
+                        tracing::warn!(error = %err, "kv cache: store write failed");
+                    }
+                }
+            }
+            if let Some(flight) = self.flight.take() {
+                flight.finish(stored);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Stores the recorded response (the body is complete) and hands it to coalesced
+    /// waiters. Store failures are logged and counted, never returned.
+    pub async fn finish(mut self) {
+        if self.finish_now() {
+            return;
+        }
+        let cache = self.cache.clone();
+        let entry = self.entry.take();
+        if let Some(mut entry) = entry {
+            let complete = self
+                .expected_len
+                .is_none_or(|n| n == self.body.len() as u64);
+            if complete {
+                entry.body = std::mem::take(&mut self.body).freeze();
+                let entry = Arc::new(entry);
+                if let Some(flight) = self.flight.take() {
+                    flight.finish(Some(Arc::clone(&entry)));
+                }
+                if let Err(err) =
+                    Box::pin(cache.write(&self.primary, self.marker.take(), &entry, self.ttl)).await
+                {
+                    bump(&cache.inner.counters.store_errors);
+                    tracing::warn!(error = %err, "kv cache: store write failed");
+                }
+            } else {
+                tracing::debug!("kv cache: body length differs from Content-Length; not stored");
+            }
+        }
+        if let Some(flight) = self.flight.take() {
+            flight.finish(None);
+        }
+        if let Some(lock) = self.lock.take() {
+            let _ = cache.inner.store.del(&lock).await;
+        }
+    }
+}

@@ -188,7 +188,7 @@ where
 }
 
 /// A response from the cache.
-fn served<B, St>(
+fn served<B, St: Store>(
     req: ServiceRequest,
     s: Served,
 ) -> ServiceResponse<EitherBody<CacheBody<B, St>, BoxBody>> {
@@ -254,7 +254,7 @@ pin_project! {
     /// The inner service's body on its way to the client, copied into the cache's
     /// recorder when the response is cacheable. The entry is stored before the body's end
     /// is reported, so the next request finds it.
-    pub struct CacheBody<B, St> {
+    pub struct CacheBody<B, St: Store> {
         #[pin]
         inner: B,
         recorder: Option<Box<Recorder<St>>>,
@@ -264,7 +264,7 @@ pin_project! {
     }
 }
 
-impl<B, St> CacheBody<B, St> {
+impl<B, St: Store> CacheBody<B, St> {
     fn new(inner: B, recorder: Option<Box<Recorder<St>>>) -> Self {
         CacheBody {
             inner,
@@ -276,7 +276,7 @@ impl<B, St> CacheBody<B, St> {
     }
 }
 
-impl<B, St> fmt::Debug for CacheBody<B, St> {
+impl<B, St: Store> fmt::Debug for CacheBody<B, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheBody")
             .field("recording", &self.recorder.is_some())

@@ -149,9 +149,7 @@ where
                                 s.is_complete() || inner.as_ref().get_ref().is_end_stream();
                             if !s.is_recording() || (complete && s.finish_now()) {
                                 *sink = None;
-                            } else if complete
-                                && let Some(s) = sink.take()
-                            {
+                            } else if complete && let Some(s) = sink.take() {
                                 // Every announced byte is here, and a server may not poll
                                 // the body again: store now, without holding the last chunk
                                 // when a runtime can finish the write.

@@ -51,7 +51,7 @@ use kv_core::Store;
 use kv_core::cache::{Cache as Engine, Lookup, Outcome, Recorder, RequestHead, Served};
 use pin_project_lite::pin_project;
 
-use crate::view::{actix_status, method, status};
+use crate::view::{actix_status, status};
 
 /// The cache middleware: `App::wrap(Cache::new(engine))`, or on a `Scope` / `Resource`.
 pub struct Cache<St> {
@@ -138,8 +138,16 @@ where
         let service = Rc::clone(&self.service);
         let engine = self.engine.clone();
         Box::pin(async move {
-            let method = method(req.method());
-            let uri = http::Uri::try_from(req.uri().to_string()).unwrap_or_default();
+            // A request whose head does not convert is not the cache's business: pass it.
+            let (Ok(method), Ok(uri)) = (
+                http::Method::from_bytes(req.method().as_str().as_bytes()),
+                http::Uri::try_from(req.uri().to_string()),
+            ) else {
+                let response = service.call(req).await?;
+                return Ok(
+                    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, None)))
+                );
+            };
             let mut headers = to_http(req.headers());
             let lookup = engine
                 .lookup(RequestHead::new(&method, &uri, &headers))
@@ -172,8 +180,16 @@ where
                 Outcome::Record(recorder) => {
                     let mut response = response;
                     replace_headers(response.headers_mut(), &head);
-                    response
-                        .map_body(|_, body| EitherBody::left(CacheBody::new(body, Some(recorder))))
+                    // actix never polls an empty body (a 204, an empty 200, a redirect):
+                    // store such an entry now rather than waiting for an end that never comes.
+                    let recorder = match response.response().body().size() {
+                        BodySize::None | BodySize::Sized(0) => {
+                            (*recorder).finish().await;
+                            None
+                        }
+                        _ => Some(recorder),
+                    };
+                    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, recorder)))
                 }
                 Outcome::Replace(replacement) => {
                     let (http_req, _) = response.into_parts();

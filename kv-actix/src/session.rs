@@ -188,7 +188,8 @@ fn apply<B>(
     match outcome {
         Ok(None) => response.map_into_left_body(),
         Ok(Some(cookie)) => {
-            if let Ok(value) = ActixValue::from_bytes(cookie.as_bytes()) {
+            if let Ok(mut value) = ActixValue::from_bytes(cookie.as_bytes()) {
+                value.set_sensitive(true);
                 response.headers_mut().append(header::SET_COOKIE, value);
             }
             response.map_into_left_body()

@@ -183,14 +183,14 @@ impl CookieConfig {
             let secs = i64::try_from(secs).unwrap_or(i64::MAX);
             cookie.set_max_age(cookie::time::Duration::seconds(secs.max(1)));
         }
-        HeaderValue::try_from(cookie.to_string()).ok()
+        sensitive(HeaderValue::try_from(cookie.to_string()).ok())
     }
 
     /// The `Set-Cookie` value that makes the client drop the cookie.
     pub(crate) fn removal(&self) -> Option<HeaderValue> {
         let mut cookie = self.attributes(Cookie::new(self.name.clone(), ""));
         cookie.make_removal();
-        HeaderValue::try_from(cookie.to_string()).ok()
+        sensitive(HeaderValue::try_from(cookie.to_string()).ok())
     }
 
     fn attributes(&self, mut cookie: Cookie<'static>) -> Cookie<'static> {
@@ -203,6 +203,15 @@ impl CookieConfig {
         cookie.set_same_site(self.same_site);
         cookie
     }
+}
+
+/// Marks a `Set-Cookie` value sensitive: its `Debug` no longer shows the session id (and
+/// HTTP/2 encoders keep it out of their compression tables).
+fn sensitive(value: Option<HeaderValue>) -> Option<HeaderValue> {
+    value.map(|mut v| {
+        v.set_sensitive(true);
+        v
+    })
 }
 
 /// The request's `Cookie` header values (cheap clones; nothing is parsed yet).

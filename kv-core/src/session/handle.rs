@@ -34,7 +34,8 @@ use crate::{KvError, Store};
 /// [`cycle_id`](Session::cycle_id) copies the data this request saw to the new id; a
 /// write by another request to the old id after that is lost with the old id. A write
 /// racing with a logout never revives the session: the leftover lacks the record's
-/// creation field, is never loaded as a session, and expires with its TTL.
+/// creation field, is never loaded as a session, and expires with its TTL; a `cycle_id`
+/// racing with one writes nothing and drops the cookie.
 #[derive(Clone)]
 pub struct Session {
     inner: Arc<SessionInner>,
@@ -99,23 +100,61 @@ enum Op {
         created: u64,
         now: u64,
     },
+    /// `cycle_id` of a session: delete the old record and, only if it still existed (no
+    /// logout or `end_user_sessions` meanwhile), write the new one. Sequential on purpose:
+    /// writing first could revive a session ended while this request ran.
+    Move {
+        old: String,
+        new: String,
+        fields: Vec<(String, Bytes)>,
+        ttl: Duration,
+        index: Option<Box<Op>>,
+    },
+}
+
+/// What a save's call found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Done,
+    /// The session had been ended meanwhile: nothing was written, drop the cookie.
+    Gone,
 }
 
 impl Op {
-    async fn run(self, m: &ManagerInner) -> Result<(), KvError> {
+    async fn run(self, m: &ManagerInner) -> Result<Ran, KvError> {
         match self {
-            Op::Del(key) => m.store.del(&key).await.map(drop),
-            Op::Hdel(key, fields) => m.store.hdel(&key, fields).await.map(drop),
-            Op::Hset(key, fields, ttl) => m.store.hset(&key, fields, Some(ttl)).await,
-            Op::Expire(key, ttl) => m.store.expire(&key, ttl).await.map(drop),
+            Op::Del(key) => m.store.del(&key).await.map(|_| Ran::Done),
+            Op::Hdel(key, fields) => m.store.hdel(&key, fields).await.map(|_| Ran::Done),
+            Op::Hset(key, fields, ttl) => m
+                .store
+                .hset(&key, fields, Some(ttl))
+                .await
+                .map(|()| Ran::Done),
+            Op::Expire(key, ttl) => m.store.expire(&key, ttl).await.map(|_| Ran::Done),
             Op::IndexAdd {
                 user,
                 id,
                 created,
                 now,
+            } => m
+                .index_add(&user, &id, m.absolute_deadline(created), now)
+                .await
+                .map(|()| Ran::Done),
+            Op::Move {
+                old,
+                new,
+                fields,
+                ttl,
+                index,
             } => {
-                m.index_add(&user, &id, m.absolute_deadline(created), now)
-                    .await
+                if !m.store.del(&old).await? {
+                    return Ok(Ran::Gone);
+                }
+                m.store.hset(&new, fields, Some(ttl)).await?;
+                if let Some(index) = index {
+                    Box::pin(index.run(m)).await?;
+                }
+                Ok(Ran::Done)
             }
         }
     }
@@ -404,7 +443,10 @@ impl Session {
 
     /// Gives the session a new id at the end of the request, keeping its data, and
     /// deletes the record under the old id: the defence against session fixation, for
-    /// every change of privilege. (A session not yet stored just gets its first id.)
+    /// every change of privilege. (A session not yet stored just gets its first id.) The old
+    /// record is deleted before the new one is written (one more round trip, on a cycle
+    /// only), so a cycle racing with a logout or `end_user_sessions` revives nothing: the
+    /// client is told to drop its cookie instead.
     ///
     /// # Errors
     /// [`SessionError::Store`] when loading failed.
@@ -425,7 +467,9 @@ impl Session {
     /// new absolute lifetime, and an entry in the user's index so that
     /// [`SessionManager::end_user_sessions`](super::SessionManager::end_user_sessions)
     /// can end it. Costs one more round trip at the end of the request (the index is
-    /// pruned of dead sessions).
+    /// pruned of dead sessions). A user keeps at most
+    /// [`MAX_USER_SESSIONS`](super::MAX_USER_SESSIONS) live sessions: a login beyond it
+    /// ends the oldest.
     ///
     /// # Errors
     /// [`SessionError::Store`] when loading failed.
@@ -571,25 +615,39 @@ impl Session {
                 let fresh = state.login.is_some();
                 let created = if fresh { now } else { record.created_ms };
                 let user = state.login.or_else(|| record.user.clone());
-                ops.push(Op::Del(m.record_key(&id)));
                 if let Some(old_user) = &record.user {
                     ops.push(Op::Hdel(m.user_key(old_user), vec![id.as_str().to_owned()]));
                 }
-                if let Some(ttl) = m.ttl_at(created, now) {
-                    let new_id = SessionId::random();
-                    let fields = record::encode(created, user.as_deref(), &loaded.data);
-                    ops.push(Op::Hset(m.record_key(&new_id), fields, ttl));
-                    if let Some(user) = user {
-                        ops.push(Op::IndexAdd {
+                match m.ttl_at(created, now) {
+                    Some(ttl) => {
+                        let new_id = SessionId::random();
+                        let fields = record::encode(created, user.as_deref(), &loaded.data);
+                        let index = user.map(|user| Op::IndexAdd {
                             user,
                             id: new_id.clone(),
                             created,
                             now,
                         });
+                        if fresh {
+                            // A login authenticated this request: the new session stands
+                            // whatever happened to the old one.
+                            ops.push(Op::Del(m.record_key(&id)));
+                            ops.push(Op::Hset(m.record_key(&new_id), fields, ttl));
+                            ops.extend(index);
+                        } else {
+                            ops.push(Op::Move {
+                                old: m.record_key(&id),
+                                new: m.record_key(&new_id),
+                                fields,
+                                ttl,
+                                index: index.map(Box::new),
+                            });
+                        }
+                        let left = m.absolute_deadline(created).saturating_sub(now);
+                        cookie = m.cookie.issue(&new_id, Duration::from_millis(left));
+                        wrote_new = true;
                     }
-                    let left = m.absolute_deadline(created).saturating_sub(now);
-                    cookie = m.cookie.issue(&new_id, Duration::from_millis(left));
-                    wrote_new = true;
+                    None => ops.push(Op::Del(m.record_key(&id))),
                 }
             }
             Some((_, record)) => {
@@ -731,17 +789,25 @@ async fn run_ops(
 ) -> Result<Option<HeaderValue>, SessionError> {
     {
         let result = match ops.len() {
-            0 => Ok(()),
+            0 => Ok(Ran::Done),
             1 => match ops.pop() {
                 Some(op) => op.run(m).await,
-                None => Ok(()),
+                None => Ok(Ran::Done),
             },
             _ => try_join_all(ops.into_iter().map(|op| op.run(m)))
                 .await
-                .map(drop),
+                .map(|all| {
+                    if all.contains(&Ran::Gone) {
+                        Ran::Gone
+                    } else {
+                        Ran::Done
+                    }
+                }),
         };
         match result {
-            Ok(()) => Ok(cookie),
+            Ok(Ran::Done) => Ok(cookie),
+            // Ended by another request while this one ran: nothing was revived.
+            Ok(Ran::Gone) => Ok(m.cookie.removal()),
             Err(err) => {
                 tracing::error!(error = %err, "kv session: saving the session failed");
                 Err(SessionError::Store(err))

@@ -37,6 +37,9 @@ pub(crate) struct ManagerInner {
     pub(crate) prefix: String,
 }
 
+/// The most live sessions one user keeps: a login beyond it ends the oldest.
+pub const MAX_USER_SESSIONS: usize = 256;
+
 impl ManagerInner {
     pub(crate) fn record_key(&self, id: &SessionId) -> String {
         let mut key = String::with_capacity(self.prefix.len() + super::id::ID_LEN);
@@ -94,16 +97,27 @@ impl ManagerInner {
     ) -> Result<(), KvError> {
         let index = self.user_key(user);
         let entries = self.store.hget_all(&index).await?;
-        let dead: Vec<String> = entries
+        let deadline_of = |v: &Bytes| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        };
+        let (mut live, dead): (Vec<_>, Vec<_>) = entries
             .into_iter()
-            .filter(|(_, v)| {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_none_or(|d| d <= now_ms)
-            })
-            .map(|(field, _)| field)
-            .collect();
+            .partition(|(_, v)| deadline_of(v).is_some_and(|d| d > now_ms));
+        let mut dead: Vec<String> = dead.into_iter().map(|(field, _)| field).collect();
+        // At most MAX_USER_SESSIONS live sessions per user: logging in beyond ends the
+        // oldest (so that the index, read at every login, stays small).
+        if live.len() >= MAX_USER_SESSIONS {
+            live.sort_by_key(|(_, v)| deadline_of(v));
+            let excess = live.len() + 1 - MAX_USER_SESSIONS;
+            for (field, _) in live.drain(..excess) {
+                if let Some(id) = SessionId::parse(&field) {
+                    self.store.del(&self.record_key(&id)).await?;
+                }
+                dead.push(field);
+            }
+        }
         let add = self.store.hset(
             &index,
             vec![(id.as_str().to_owned(), Bytes::from(deadline_ms.to_string()))],

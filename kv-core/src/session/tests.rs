@@ -395,6 +395,36 @@ async fn a_write_racing_with_logout_does_not_revive_the_session() {
 }
 
 #[tokio::test]
+async fn a_cycle_racing_with_logout_or_end_user_sessions_does_not_revive_the_session() {
+    for end_by_password_change in [false, true] {
+        let f = fixture();
+        let s = f.sessions.start(&HeaderMap::new());
+        s.login("alice").await.expect("login");
+        let cookie = cookie_from(&s.finish(StatusCode::OK).await.expect("f").expect("cookie"));
+        // A slow request (a stolen cookie, say) loads the session and cycles its id…
+        let cycler = f.sessions.start(&cookie);
+        cycler.cycle_id().await.expect("cycle");
+        // …while the session is ended elsewhere.
+        if end_by_password_change {
+            assert_eq!(f.sessions.end_user_sessions("alice").await.expect("end"), 1);
+        } else {
+            let other = f.sessions.start(&cookie);
+            other.flush().await.expect("flush");
+            other.finish(StatusCode::OK).await.expect("finish");
+        }
+        let answer = cycler.finish(StatusCode::OK).await.expect("finish");
+        let removal = answer.expect("the dead cookie is dropped");
+        assert!(removal.to_str().expect("ascii").contains("Max-Age=0"));
+        // Nothing revived: no record at all (the index entry went with the session).
+        assert_eq!(
+            f.record_count(),
+            0,
+            "password change: {end_by_password_change}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_5xx_answer_saves_nothing() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
@@ -510,6 +540,41 @@ async fn the_user_index_is_pruned_of_dead_sessions_at_login() {
         .expect("index");
     // Entries of sessions past their absolute deadline were dropped at the next login.
     assert!(index.len() <= 2, "{}", index.len());
+}
+
+#[tokio::test]
+async fn a_user_keeps_at_most_max_user_sessions_and_the_oldest_end_first() {
+    let f = fixture();
+    let mut cookies = Vec::new();
+    for _ in 0..MAX_USER_SESSIONS + 4 {
+        let s = f.sessions.start(&HeaderMap::new());
+        s.login("dave").await.expect("login");
+        cookies.push(cookie_from(
+            &s.finish(StatusCode::OK).await.expect("f").expect("c"),
+        ));
+        f.clock.advance(Duration::from_millis(10));
+    }
+    let index = f
+        .store
+        .inner()
+        .hget_all("session:user:dave")
+        .await
+        .expect("index");
+    assert_eq!(index.len(), MAX_USER_SESSIONS);
+    // The records: MAX_USER_SESSIONS sessions and the index.
+    assert_eq!(f.record_count(), MAX_USER_SESSIONS + 1);
+    let who = |c: &HeaderMap| {
+        let s = f.sessions.start(c);
+        async move { s.user().await.expect("user") }
+    };
+    for old in &cookies[..4] {
+        assert_eq!(who(old).await, None, "the oldest sessions were ended");
+    }
+    assert_eq!(who(&cookies[4]).await.as_deref(), Some("dave"));
+    assert_eq!(
+        who(cookies.last().expect("last")).await.as_deref(),
+        Some("dave")
+    );
 }
 
 #[tokio::test]
@@ -690,4 +755,17 @@ async fn debug_output_shows_no_id_or_key() {
     let shown = format!("{s:?} {:?}", f.sessions);
     assert!(!shown.contains(&id) && !shown.contains("secret"), "{shown}");
     assert!(shown.contains("<key redacted>"));
+    // Nor does the `Set-Cookie` value an adapter gets (it is marked sensitive).
+    let fresh = f.sessions.start(&HeaderMap::new());
+    fresh.insert("a", 1).await.expect("insert");
+    let finish = fresh.end(StatusCode::OK);
+    let shown = format!("{finish:?}");
+    let set_cookie = match finish {
+        Finish::Done(done) => done.expect("saved").expect("a cookie"),
+        Finish::Save(save) => save.run().await.expect("saved").expect("a cookie"),
+    };
+    let value = cookie_value(&set_cookie);
+    let id = &value[value.len() - 22..];
+    let shown = format!("{shown} {set_cookie:?}");
+    assert!(!shown.contains(id), "{shown}");
 }

@@ -53,6 +53,8 @@
 //!   `Authorization` unless the response says `public`, `s-maxage` or `must-revalidate`
 //!   (RFC 9111 section 3.5), or [`cache_authorized`](CacheBuilder::cache_authorized) is
 //!   on. Hop-by-hop headers and those listed in `Connection` are not stored.
+//!   Requests carrying a `Cookie` are cached like any other (RFC 9111 does): a handler
+//!   whose answer depends on the cookie must say `private` or `Vary: Cookie`.
 //! - **`no-cache`** responses are stored (when they carry a validator) but never served
 //!   without a successful revalidation; without a validator they are not stored.
 //! - **Request `Cache-Control`** (`no-cache`, `no-store`, `max-age`, `Pragma: no-cache`) is

@@ -901,12 +901,14 @@ impl<St: Store> Cache<St> {
         primary: &str,
         marker: Option<Arc<Marker>>,
         entry: &Arc<Entry>,
+        encoded: Option<Bytes>,
         ttl: Duration,
     ) -> Result<()> {
         let store = &self.inner.store;
+        let encoded = encoded.unwrap_or_else(|| entry.encode());
         let now = self.now();
         if entry.vary.is_empty() {
-            store.set(primary, entry.encode(), Some(ttl)).await?;
+            store.set(primary, encoded, Some(ttl)).await?;
             #[cfg(feature = "near-cache")]
             if let Some(near) = &self.inner.near {
                 near.insert(primary, &Stored::Entry(Arc::clone(entry)), now);
@@ -936,7 +938,7 @@ impl<St: Store> Cache<St> {
             };
             // The variant key, from the request values the entry was stored for.
             let vkey = variant_key_for(primary, &marker, entry);
-            store.set(&vkey, entry.encode(), Some(ttl)).await?;
+            store.set(&vkey, encoded, Some(ttl)).await?;
             // Keep the marker at least as long as its variants.
             store.expire(primary, max_ttl).await?;
             #[cfg(feature = "near-cache")]

@@ -140,7 +140,17 @@ where
 {
     match outcome {
         Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-        Outcome::Record(recorder) => {
+        Outcome::Record(mut recorder) => {
+            // A body known to be empty (a 204, an empty body) may never be polled by the
+            // server: store it now.
+            if body.is_end_stream() || head.status == http::StatusCode::NO_CONTENT {
+                if !recorder.finish_now()
+                    && let Ok(rt) = tokio::runtime::Handle::try_current()
+                {
+                    drop(rt.spawn(recorder.finish()));
+                }
+                return Response::from_parts(head, CacheBody::inner(body, None));
+            }
             let sink: Box<dyn Sink> = recorder;
             Response::from_parts(head, CacheBody::inner(body, Some(sink)))
         }

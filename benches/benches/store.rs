@@ -9,47 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kv_benches::{KEYS, Walk, keys, ready, timed_on_threads, value};
+use kv_core::testing::CountingStore;
 use kv_core::{AnyStore, MemoryStore, Store};
 
 const TTL: Duration = Duration::from_secs(3600);
-
-/// A user-defined store: `AnyStore` holds it behind `Arc<dyn ..>` (one boxed future a call).
-#[derive(Debug, Clone)]
-struct Custom(MemoryStore);
-
-impl Store for Custom {
-    async fn get(&self, key: &str) -> kv_core::Result<Option<Bytes>> {
-        self.0.get(key).await
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> kv_core::Result<()> {
-        self.0.set(key, value, ttl).await
-    }
-    async fn set_nx(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-    ) -> kv_core::Result<bool> {
-        self.0.set_nx(key, value, ttl).await
-    }
-    async fn del(&self, key: &str) -> kv_core::Result<bool> {
-        self.0.del(key).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> kv_core::Result<bool> {
-        self.0.expire(key, ttl).await
-    }
-    async fn ttl(&self, key: &str) -> kv_core::Result<kv_core::Ttl> {
-        self.0.ttl(key).await
-    }
-    async fn incr_by(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> kv_core::Result<i64> {
-        self.0.incr_by(key, delta, ttl_if_new).await
-    }
-}
 
 fn big_store() -> MemoryStore {
     MemoryStore::builder()
@@ -63,6 +26,7 @@ struct Contenders {
     keys: Vec<String>,
     memory: MemoryStore,
     any: AnyStore,
+    /// A user-defined store (a counting wrapper): `AnyStore` holds it behind `Arc<dyn ..>`.
     custom: AnyStore,
     dashmap: dashmap::DashMap<String, Bytes>,
     moka: moka::sync::Cache<String, Bytes>,
@@ -104,7 +68,7 @@ impl Contenders {
         Contenders {
             keys,
             any: AnyStore::new(memory.clone()),
-            custom: AnyStore::new(Custom(custom_inner)),
+            custom: AnyStore::new(CountingStore::new(custom_inner)),
             memory,
             dashmap,
             moka,

@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+/// The README's examples (tower/axum and actix-web alike), compiled and run as doc-tests
+/// here, in the one crate that depends on every kv crate, so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 /// Keys in the data set.
 pub const KEYS: usize = 100_000;
 

@@ -1,13 +1,30 @@
 //! # kv-actix
 //!
-//! The kv middlewares for [actix-web](https://docs.rs/actix-web) 4: response caching,
-//! sessions and rate limiting over any [`kv_core::Store`].
+//! The kv middlewares for [actix-web](https://docs.rs/actix-web) 4, over any
+//! [`kv_core::Store`]:
 //!
-//! **Status: in development.** This crate compiles and re-exports the store layer it
-//! will be built on; the middlewares arrive with their issues: `RateLimiter`,
-//! `SessionMiddleware` with a `Session` extractor, and `Cache`, as actix `Transform` +
-//! `Service` middleware. They are thin adapters over the same `kv-core` engines as the
-//! tower/axum layers in `kv-tower`, so both frameworks answer the same way.
+//! - [`cache`]: [`Cache`] — the same RFC 9111 response cache as `kv_tower::CacheLayer`.
+//! - [`rate_limit`]: [`RateLimiter`] — the same policies, keys, headers and answers as
+//!   `kv_tower::RateLimitLayer`.
+//! - [`session`] (feature `session`): `SessionMiddleware` and the `Session` extractor,
+//!   with the synchronous access actix users expect.
+//!
+//! They are thin adapters: every decision is made by the `kv-core` engines, which
+//! `kv-tower` uses too, so both frameworks answer the same way (a parity suite runs the
+//! same requests through an axum and an actix app). This crate converts only what an
+//! engine reads or writes — the method, a few headers, the status — between actix-web's
+//! `http` 0.2 types and the engines' `http` 1.x types.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cache;
+pub mod rate_limit;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
+mod view;
+
+pub use cache::Cache;
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
+pub use rate_limit::RateLimiter;

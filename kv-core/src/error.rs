@@ -29,6 +29,10 @@ pub enum KvError {
     /// The increment would overflow `i64`. The stored value was not changed.
     #[error("increment or decrement would overflow")]
     Overflow,
+    /// The key holds another kind of value than the command works on (a hash read with
+    /// `get`, a string read with `hget_all`, ...): Redis' `WRONGTYPE`. Nothing was changed.
+    #[error("operation against a key holding the wrong kind of value")]
+    WrongType,
     /// The caller passed something the store refuses (empty or oversize key, oversize
     /// value, zero or too long TTL, ...). Nothing was stored.
     #[error("invalid input: {0}")]

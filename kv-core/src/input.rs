@@ -8,6 +8,25 @@ use crate::{KvError, Result};
 /// deadlines that overflow its millisecond clock; we pick a round, documented bound).
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
+/// The most fields one `hset` or `hdel` call may name. More is `InvalidInput` (the Redis
+/// backend passes them as script arguments, and a record that large belongs elsewhere).
+pub const MAX_HASH_FIELDS: usize = 1024;
+
+/// `InvalidInput` unless a hash call names between one and [`MAX_HASH_FIELDS`] fields.
+pub(crate) fn check_field_count(count: usize) -> Result<()> {
+    if count == 0 {
+        return Err(KvError::invalid_input(
+            "a hash call needs at least one field",
+        ));
+    }
+    if count > MAX_HASH_FIELDS {
+        return Err(KvError::invalid_input(format!(
+            "{count} fields in one hash call; the limit is {MAX_HASH_FIELDS}"
+        )));
+    }
+    Ok(())
+}
+
 /// A TTL in whole milliseconds, as Redis' `PX` takes it.
 ///
 /// Zero is refused (`SET ... PX 0` is an error in Redis); a sub-millisecond TTL is rounded

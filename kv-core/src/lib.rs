@@ -29,6 +29,7 @@
 //! | `memory` (default) | [`MemoryStore`] |
 //! | `redis` | `RedisStore` on one Redis / Valkey server |
 //! | `redis-cluster` | `RedisStore` on Redis Cluster |
+//! | `session` | the session engine in `session` |
 //! | `test-util` | [`clock::ManualClock`] and the conformance suite in `testing` |
 //! | `cache` | the response-cache engine, `cache` (RFC 9111 policy, coalescing, revalidation) |
 //! | `near-cache` | an in-process `moka` near cache in front of the cache's store |
@@ -54,6 +55,9 @@ pub mod rate_limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod request;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -62,7 +66,7 @@ pub mod testing;
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, KvError, Result};
-pub use input::MAX_TTL;
+pub use input::{MAX_HASH_FIELDS, MAX_TTL};
 #[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]

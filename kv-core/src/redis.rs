@@ -25,7 +25,8 @@
 //!
 //! # Semantics
 //! Every contract method is **one round trip**: `GET`, `SET [NX] [PX]`, `DEL`, `PEXPIRE`,
-//! `PTTL`, `INCRBY`. `incr_by` with a TTL runs one Lua script (`EXISTS`, `INCRBY`, and
+//! `PTTL`, `INCRBY`, `HGETALL`, `HSET`, `HDEL`. `incr_by` and `hset` with a TTL run one Lua
+//! script each; `incr_by`'s (`EXISTS`, `INCRBY`, and
 //! `PEXPIRE` when the key was created), called by SHA and loaded again on `NOSCRIPT`, so
 //! no client ever sees the counter without its TTL. Values are plain Redis strings:
 //! `redis-cli GET <prefix><key>` reads them, counters are decimal text, TTLs show in
@@ -41,6 +42,7 @@
 //! Keys up to [`max_key_len`](RedisStoreBuilder::max_key_len) bytes (16 KiB by default)
 //! and values up to [`max_value_len`](RedisStoreBuilder::max_value_len) (512 MiB, Redis'
 //! own limit, by default); larger input is [`KvError::InvalidInput`] and is never sent.
+//! For hashes, field names obey the key limit and each field value the value limit.
 //!
 //! # Redis Cluster
 //! With the `redis-cluster` feature, [`RedisStore::cluster_builder`] takes the seed node
@@ -59,7 +61,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bytes::Bytes;
 
-use crate::input::{check_len, opt_ttl_millis, ttl_millis};
+use crate::input::{check_field_count, check_len, opt_ttl_millis, ttl_millis};
 use crate::{KvError, Result, Store, Ttl};
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
@@ -73,6 +75,17 @@ return redis.call('GET', KEYS[1])
 
 static INCR_SCRIPT: LazyLock<::redis::Script> =
     LazyLock::new(|| ::redis::Script::new(INCR_WITH_TTL));
+
+/// `HSET` + `PEXPIRE`, atomically: a script rather than `MULTI`, because in a transaction
+/// a failing `HSET` (`WRONGTYPE`) would not stop the `PEXPIRE` after it.
+const HSET_WITH_TTL: &str = r"
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+static HSET_SCRIPT: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(HSET_WITH_TTL));
 
 /// A store on Redis or Valkey (one server, or a cluster with `redis-cluster`).
 ///
@@ -339,6 +352,60 @@ impl Store for RedisStore {
             }
         }
     }
+
+    async fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+        let key = self.key(key)?;
+        self.query(::redis::cmd("HGETALL").arg(&key)).await
+    }
+
+    async fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let key = self.key(key)?;
+        check_field_count(fields.len())?;
+        for (name, value) in &fields {
+            check_len("field name", name.len(), self.config().max_key_len)?;
+            self.check_value(value)?;
+        }
+        match opt_ttl_millis(ttl)? {
+            None => {
+                let mut cmd = ::redis::cmd("HSET");
+                cmd.arg(&key);
+                for (name, value) in &fields {
+                    cmd.arg(name).arg(value.as_ref());
+                }
+                let _added: i64 = self.query(&cmd).await?;
+                Ok(())
+            }
+            Some(ms) => {
+                let mut conn = self.conn();
+                let mut invocation = HSET_SCRIPT.prepare_invoke();
+                invocation.key(&key).arg(ms);
+                for (name, value) in &fields {
+                    invocation.arg(name).arg(value.as_ref());
+                }
+                let _ok: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
+        let key = self.key(key)?;
+        check_field_count(fields.len())?;
+        for name in &fields {
+            check_len("field name", name.len(), self.config().max_key_len)?;
+        }
+        let mut cmd = ::redis::cmd("HDEL");
+        cmd.arg(&key);
+        for name in &fields {
+            cmd.arg(name);
+        }
+        self.query(&cmd).await
+    }
 }
 
 /// Runs a Redis future under `timeout`, mapping every failure to a [`KvError`].
@@ -389,6 +456,8 @@ fn map_error(e: RedisError) -> KvError {
         {
             KvError::Overflow
         }
+        // `contains`: inside a script the code can be folded into the message.
+        _ if e.code() == Some("WRONGTYPE") || detail.contains("WRONGTYPE") => KvError::WrongType,
         ErrorKind::InvalidClientConfig => KvError::InvalidInput(e.to_string()),
         _ => KvError::Backend(Arc::new(e)),
     }

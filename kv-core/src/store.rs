@@ -1,4 +1,4 @@
-//! The store contract: six Redis commands every backend speaks the same way.
+//! The store contract: the Redis commands every backend speaks the same way.
 
 use std::any::Any;
 use std::fmt;
@@ -44,6 +44,14 @@ impl Ttl {
 /// | [`expire`](Store::expire) | `PEXPIRE` | `false` on a missing key; a zero TTL deletes the key |
 /// | [`ttl`](Store::ttl) | `PTTL` | [`Ttl::Missing`], [`Ttl::Persistent`] or [`Ttl::Expires`] |
 /// | [`incr_by`](Store::incr_by) | `INCRBY` (+ `PEXPIRE` when created) | atomic; see the method |
+/// | [`hget_all`](Store::hget_all) | `HGETALL` | every field of a hash; empty when missing or expired |
+/// | [`hset`](Store::hset) | `HSET` (+ `PEXPIRE` when a TTL is given) | sets fields, leaves the others; atomic with the TTL |
+/// | [`hdel`](Store::hdel) | `HDEL` | removes fields; a hash left empty no longer exists |
+///
+/// Hash fields exist so that two writers of *different* fields of one record (two
+/// requests of one session, say) cannot overwrite each other. A string command on a hash
+/// (or a hash command on a string) is [`KvError::WrongType`](crate::KvError::WrongType)
+/// and changes nothing; `set` replaces a key of any kind, as Redis' `SET` does.
 ///
 /// TTLs have millisecond precision: a sub-millisecond TTL is rounded up to 1 ms, and a TTL
 /// longer than [`MAX_TTL`](crate::MAX_TTL) is `InvalidInput`. Keys are UTF-8 strings;
@@ -101,6 +109,39 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         delta: i64,
         ttl_if_new: Option<Duration>,
     ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// `HGETALL key`: every field of the hash at `key` with its value, in no particular
+    /// order; empty when the key is missing or expired.
+    ///
+    /// # Errors
+    /// [`KvError::WrongType`](crate::KvError::WrongType) when the key holds a string.
+    fn hget_all(&self, key: &str) -> impl Future<Output = Result<Vec<(String, Bytes)>>> + Send;
+
+    /// `HSET key field value [field value ...]`, and `PEXPIRE key ttl` in the same atomic
+    /// step when `ttl` is given. Fields not named keep their values. A missing key is
+    /// created as a hash; without `ttl` an existing hash keeps its TTL and a new one is
+    /// persistent. When a field is named twice, the last value wins.
+    ///
+    /// # Errors
+    /// [`KvError::WrongType`](crate::KvError::WrongType) when the key holds a string;
+    /// [`KvError::InvalidInput`](crate::KvError::InvalidInput) for no fields, more than
+    /// [`MAX_HASH_FIELDS`](crate::MAX_HASH_FIELDS), or input over the backend's limits.
+    /// Nothing is changed in either case.
+    fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// `HDEL key field [field ...]`: how many of the fields existed and were removed. A
+    /// hash left without fields no longer exists (as in Redis). A missing key answers 0.
+    ///
+    /// # Errors
+    /// [`KvError::WrongType`](crate::KvError::WrongType) when the key holds a string;
+    /// [`KvError::InvalidInput`](crate::KvError::InvalidInput) for no fields or more than
+    /// [`MAX_HASH_FIELDS`](crate::MAX_HASH_FIELDS).
+    fn hdel(&self, key: &str, fields: Vec<String>) -> impl Future<Output = Result<usize>> + Send;
 }
 
 macro_rules! forward_store {
@@ -126,6 +167,15 @@ macro_rules! forward_store {
             }
             fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> impl Future<Output = Result<i64>> + Send {
                 (**self).incr_by(key, delta, ttl_if_new)
+            }
+            fn hget_all(&self, key: &str) -> impl Future<Output = Result<Vec<(String, Bytes)>>> + Send {
+                (**self).hget_all(key)
+            }
+            fn hset(&self, key: &str, fields: Vec<(String, Bytes)>, ttl: Option<Duration>) -> impl Future<Output = Result<()>> + Send {
+                (**self).hset(key, fields, ttl)
+            }
+            fn hdel(&self, key: &str, fields: Vec<String>) -> impl Future<Output = Result<usize>> + Send {
+                (**self).hdel(key, fields)
             }
         }
     };
@@ -164,6 +214,21 @@ trait ErasedStore: fmt::Debug + Send + Sync + 'static {
         delta: i64,
         ttl_if_new: Option<Duration>,
     ) -> BoxFuture<'static, Result<i64>>;
+    fn owned_hget_all(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, Bytes)>>>;
+    fn owned_hset(
+        self: Arc<Self>,
+        key: String,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'static, Result<()>>;
+    fn owned_hdel(
+        self: Arc<Self>,
+        key: String,
+        fields: Vec<String>,
+    ) -> BoxFuture<'static, Result<usize>>;
 }
 
 impl<S: Store> ErasedStore for S {
@@ -206,6 +271,27 @@ impl<S: Store> ErasedStore for S {
         ttl_if_new: Option<Duration>,
     ) -> BoxFuture<'static, Result<i64>> {
         Box::pin(async move { Store::incr_by(&*self, &key, delta, ttl_if_new).await })
+    }
+    fn owned_hget_all(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, Bytes)>>> {
+        Box::pin(async move { Store::hget_all(&*self, &key).await })
+    }
+    fn owned_hset(
+        self: Arc<Self>,
+        key: String,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move { Store::hset(&*self, &key, fields, ttl).await })
+    }
+    fn owned_hdel(
+        self: Arc<Self>,
+        key: String,
+        fields: Vec<String>,
+    ) -> BoxFuture<'static, Result<usize>> {
+        Box::pin(async move { Store::hdel(&*self, &key, fields).await })
     }
 }
 
@@ -452,6 +538,38 @@ impl Store for AnyStore {
             m => m.incr_by_now(key, delta, ttl_if_new),
             |s, key| s.incr_by(&key, delta, ttl_if_new),
             owned_incr_by(delta, ttl_if_new)
+        );
+        fut
+    }
+    fn hget_all(&self, key: &str) -> impl Future<Output = Result<Vec<(String, Bytes)>>> + Send {
+        let fut: AnyFuture<Vec<(String, Bytes)>> = any_dispatch!(
+            self,
+            m => m.hget_all_now(key),
+            |s, key| s.hget_all(&key),
+            owned_hget_all()
+        );
+        fut
+    }
+    fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let fut: AnyFuture<()> = any_dispatch!(
+            self,
+            m => m.hset_now(key, fields, ttl),
+            |s, key| s.hset(&key, fields, ttl),
+            owned_hset(fields, ttl)
+        );
+        fut
+    }
+    fn hdel(&self, key: &str, fields: Vec<String>) -> impl Future<Output = Result<usize>> + Send {
+        let fut: AnyFuture<usize> = any_dispatch!(
+            self,
+            m => m.hdel_now(key, fields),
+            |s, key| s.hdel(&key, fields),
+            owned_hdel(fields)
         );
         fut
     }

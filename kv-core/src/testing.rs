@@ -113,6 +113,149 @@ impl Store for UnavailableStore {
     async fn incr_by(&self, _: &str, _: i64, _: Option<Duration>) -> crate::Result<i64> {
         self.fail()
     }
+    async fn hget_all(&self, _: &str) -> crate::Result<Vec<(String, Bytes)>> {
+        self.fail()
+    }
+    async fn hset(
+        &self,
+        _: &str,
+        _: Vec<(String, Bytes)>,
+        _: Option<Duration>,
+    ) -> crate::Result<()> {
+        self.fail()
+    }
+    async fn hdel(&self, _: &str, _: Vec<String>) -> crate::Result<usize> {
+        self.fail()
+    }
+}
+
+/// Calls made to a [`CountingStore`], per method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Calls {
+    /// `get` calls.
+    pub get: u64,
+    /// `set` calls.
+    pub set: u64,
+    /// `set_nx` calls.
+    pub set_nx: u64,
+    /// `del` calls.
+    pub del: u64,
+    /// `expire` calls.
+    pub expire: u64,
+    /// `ttl` calls.
+    pub ttl: u64,
+    /// `incr_by` calls.
+    pub incr_by: u64,
+    /// `hget_all` calls.
+    pub hget_all: u64,
+    /// `hset` calls.
+    pub hset: u64,
+    /// `hdel` calls.
+    pub hdel: u64,
+}
+
+impl Calls {
+    /// Every call together.
+    pub fn total(&self) -> u64 {
+        self.reads() + self.writes()
+    }
+
+    /// Calls that only read: `get`, `ttl`, `hget_all`.
+    pub fn reads(&self) -> u64 {
+        self.get + self.ttl + self.hget_all
+    }
+
+    /// Calls that may change the store.
+    pub fn writes(&self) -> u64 {
+        self.set + self.set_nx + self.del + self.expire + self.incr_by + self.hset + self.hdel
+    }
+}
+
+/// A store that forwards every call to another one and counts them, per method: for
+/// tests that prove how many store calls some code makes (a lazy session, a cache hit).
+/// It is also a "custom" store as far as [`AnyStore`](crate::AnyStore) is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct CountingStore<S> {
+    inner: S,
+    calls: std::sync::Arc<parking_lot::Mutex<Calls>>,
+}
+
+impl<S: Store> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        CountingStore {
+            inner,
+            calls: Default::default(),
+        }
+    }
+
+    /// The calls made so far (all clones together).
+    pub fn calls(&self) -> Calls {
+        *self.calls.lock()
+    }
+
+    /// Forgets the calls counted so far.
+    pub fn reset(&self) {
+        *self.calls.lock() = Calls::default();
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Calls)) {
+        f(&mut self.calls.lock());
+    }
+}
+
+impl<S: Store> Store for CountingStore<S> {
+    async fn get(&self, key: &str) -> crate::Result<Option<Bytes>> {
+        self.count(|c| c.get += 1);
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<()> {
+        self.count(|c| c.set += 1);
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<bool> {
+        self.count(|c| c.set_nx += 1);
+        self.inner.set_nx(key, value, ttl).await
+    }
+    async fn del(&self, key: &str) -> crate::Result<bool> {
+        self.count(|c| c.del += 1);
+        self.inner.del(key).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> crate::Result<bool> {
+        self.count(|c| c.expire += 1);
+        self.inner.expire(key, ttl).await
+    }
+    async fn ttl(&self, key: &str) -> crate::Result<Ttl> {
+        self.count(|c| c.ttl += 1);
+        self.inner.ttl(key).await
+    }
+    async fn incr_by(&self, key: &str, delta: i64, ttl: Option<Duration>) -> crate::Result<i64> {
+        self.count(|c| c.incr_by += 1);
+        self.inner.incr_by(key, delta, ttl).await
+    }
+    async fn hget_all(&self, key: &str) -> crate::Result<Vec<(String, Bytes)>> {
+        self.count(|c| c.hget_all += 1);
+        self.inner.hget_all(key).await
+    }
+    async fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> crate::Result<()> {
+        self.count(|c| c.hset += 1);
+        self.inner.hset(key, fields, ttl).await
+    }
+    async fn hdel(&self, key: &str, fields: Vec<String>) -> crate::Result<usize> {
+        self.count(|c| c.hdel += 1);
+        self.inner.hdel(key, fields).await
+    }
 }
 
 /// A backend under test, and how to let time pass for it.
@@ -240,6 +383,13 @@ cases!(
     incr_by_refuses_zero_ttl_and_creates_nothing,
     incr_by_is_atomic_under_concurrency,
     set_nx_has_one_winner_under_concurrency,
+    hset_then_hget_all_round_trips,
+    hset_with_ttl_sets_it_and_without_keeps_it,
+    hash_expires_with_its_ttl,
+    hdel_removes_fields_and_an_empty_hash,
+    hash_and_string_commands_refuse_the_other_kind,
+    hash_calls_refuse_bad_input_and_change_nothing,
+    hset_of_different_fields_under_concurrency_loses_none,
 );
 
 fn is_invalid_input<T: std::fmt::Debug>(r: &Result<T, KvError>) -> bool {
@@ -701,4 +851,230 @@ async fn set_nx_has_one_winner_under_concurrency<F: Fixture>(f: &F, k: &Keys) {
         winners += usize::from(won.expect("task"));
     }
     assert_eq!(winners, 1);
+}
+
+fn sorted(mut fields: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
+    fields.sort();
+    fields
+}
+
+fn field(name: &str, value: &'static [u8]) -> (String, Bytes) {
+    (name.to_owned(), Bytes::from_static(value))
+}
+
+async fn hset_then_hget_all_round_trips<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let key = k.k("h");
+    assert_eq!(s.hget_all(&key).await.expect("hget_all"), vec![]);
+    s.hset(&key, vec![field("a", b"1"), field("b", b"\x00\xff")], None)
+        .await
+        .expect("hset");
+    // Fields not named keep their values; a field named twice takes the last value.
+    s.hset(
+        &key,
+        vec![field("c", b""), field("a", b"x"), field("a", b"2")],
+        None,
+    )
+    .await
+    .expect("hset");
+    assert_eq!(
+        sorted(s.hget_all(&key).await.expect("hget_all")),
+        vec![field("a", b"2"), field("b", b"\x00\xff"), field("c", b"")]
+    );
+    assert_eq!(s.ttl(&key).await.expect("ttl"), Ttl::Persistent);
+    assert!(s.del(&key).await.expect("del"));
+    assert_eq!(s.hget_all(&key).await.expect("hget_all"), vec![]);
+}
+
+async fn hset_with_ttl_sets_it_and_without_keeps_it<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let key = k.k("h");
+    s.hset(&key, vec![field("a", b"1")], Some(Duration::from_secs(100)))
+        .await
+        .expect("hset");
+    let Ttl::Expires(left) = s.ttl(&key).await.expect("ttl") else {
+        panic!("hset with a ttl must set it");
+    };
+    assert!(left > Duration::from_secs(90) && left <= Duration::from_secs(100));
+    s.hset(&key, vec![field("b", b"2")], None)
+        .await
+        .expect("hset");
+    let Ttl::Expires(kept) = s.ttl(&key).await.expect("ttl") else {
+        panic!("hset without a ttl must keep it");
+    };
+    assert!(kept > Duration::from_secs(90) && kept <= left);
+    s.hset(
+        &key,
+        vec![field("c", b"3")],
+        Some(Duration::from_secs(1000)),
+    )
+    .await
+    .expect("hset");
+    let Ttl::Expires(longer) = s.ttl(&key).await.expect("ttl") else {
+        panic!("ttl");
+    };
+    assert!(longer > Duration::from_secs(990));
+    assert_eq!(s.hget_all(&key).await.expect("hget_all").len(), 3);
+    // `expire` works on a hash as on any key.
+    assert!(
+        s.expire(&key, Duration::from_secs(50))
+            .await
+            .expect("expire")
+    );
+    assert!(
+        matches!(s.ttl(&key).await.expect("ttl"), Ttl::Expires(d) if d <= Duration::from_secs(50))
+    );
+}
+
+async fn hash_expires_with_its_ttl<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let key = k.k("h");
+    let ttl = f.short_ttl();
+    s.hset(&key, vec![field("a", b"1")], Some(ttl))
+        .await
+        .expect("hset");
+    assert_eq!(s.hget_all(&key).await.expect("hget_all").len(), 1);
+    f.advance(ttl + Duration::from_millis(50)).await;
+    assert_eq!(s.hget_all(&key).await.expect("hget_all"), vec![]);
+    assert_eq!(s.hdel(&key, vec!["a".into()]).await.expect("hdel"), 0);
+    // A write after expiry starts a new hash: the old fields are gone, no TTL unless given.
+    s.hset(&key, vec![field("b", b"2")], None)
+        .await
+        .expect("hset");
+    assert_eq!(
+        s.hget_all(&key).await.expect("hget_all"),
+        vec![field("b", b"2")]
+    );
+    assert_eq!(s.ttl(&key).await.expect("ttl"), Ttl::Persistent);
+}
+
+async fn hdel_removes_fields_and_an_empty_hash<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let key = k.k("h");
+    assert_eq!(s.hdel(&key, vec!["a".into()]).await.expect("hdel"), 0);
+    s.hset(
+        &key,
+        vec![field("a", b"1"), field("b", b"2"), field("c", b"3")],
+        Some(Duration::from_secs(100)),
+    )
+    .await
+    .expect("hset");
+    assert_eq!(
+        s.hdel(&key, vec!["a".into(), "zz".into()])
+            .await
+            .expect("hdel"),
+        1
+    );
+    assert_eq!(
+        sorted(s.hget_all(&key).await.expect("hget_all")),
+        vec![field("b", b"2"), field("c", b"3")]
+    );
+    // The TTL survives a partial removal.
+    assert!(matches!(s.ttl(&key).await.expect("ttl"), Ttl::Expires(_)));
+    assert_eq!(
+        s.hdel(&key, vec!["b".into(), "c".into()])
+            .await
+            .expect("hdel"),
+        2
+    );
+    assert_eq!(s.ttl(&key).await.expect("ttl"), Ttl::Missing);
+    assert!(!s.del(&key).await.expect("del"));
+}
+
+async fn hash_and_string_commands_refuse_the_other_kind<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let (text, hash) = (k.k("text"), k.k("hash"));
+    s.set(
+        &text,
+        Bytes::from_static(b"7"),
+        Some(Duration::from_secs(100)),
+    )
+    .await
+    .expect("set");
+    s.hset(&hash, vec![field("a", b"1")], None)
+        .await
+        .expect("hset");
+    let wrong = |r: &Result<_, KvError>| matches!(r, Err(KvError::WrongType));
+    assert!(wrong(&s.hget_all(&text).await.map(drop)));
+    assert!(wrong(
+        &s.hset(&text, vec![field("a", b"1")], Some(Duration::from_secs(5)))
+            .await
+    ));
+    assert!(wrong(&s.hdel(&text, vec!["a".into()]).await.map(drop)));
+    assert!(wrong(&s.get(&hash).await.map(drop)));
+    assert!(wrong(&s.incr_by(&hash, 1, None).await.map(drop)));
+    // Nothing changed: not the string, not its TTL, not the hash.
+    assert_eq!(s.get(&text).await.expect("get").as_deref(), Some(&b"7"[..]));
+    assert!(
+        matches!(s.ttl(&text).await.expect("ttl"), Ttl::Expires(d) if d > Duration::from_secs(90))
+    );
+    assert_eq!(
+        s.hget_all(&hash).await.expect("hget_all"),
+        vec![field("a", b"1")]
+    );
+    // `set` replaces a hash (as Redis' SET does), and `set_nx` sees it as a live key.
+    assert!(
+        !s.set_nx(&hash, Bytes::from_static(b"v"), None)
+            .await
+            .expect("set_nx")
+    );
+    s.set(&hash, Bytes::from_static(b"v"), None)
+        .await
+        .expect("set");
+    assert_eq!(s.get(&hash).await.expect("get").as_deref(), Some(&b"v"[..]));
+}
+
+async fn hash_calls_refuse_bad_input_and_change_nothing<F: Fixture>(f: &F, k: &Keys) {
+    let s = f.store();
+    let key = k.k("h");
+    s.hset(&key, vec![field("a", b"1")], None)
+        .await
+        .expect("hset");
+    assert!(is_invalid_input(&s.hset(&key, vec![], None).await));
+    assert!(is_invalid_input(&s.hdel(&key, vec![]).await));
+    assert!(is_invalid_input(
+        &s.hset(&key, vec![field("a", b"2")], Some(Duration::ZERO))
+            .await
+    ));
+    let too_many: Vec<(String, Bytes)> = (0..=crate::MAX_HASH_FIELDS)
+        .map(|i| (format!("f{i}"), Bytes::new()))
+        .collect();
+    assert!(is_invalid_input(&s.hset(&key, too_many, None).await));
+    assert_eq!(
+        s.hget_all(&key).await.expect("hget_all"),
+        vec![field("a", b"1")]
+    );
+    assert_eq!(s.ttl(&key).await.expect("ttl"), Ttl::Persistent);
+}
+
+async fn hset_of_different_fields_under_concurrency_loses_none<F: Fixture>(f: &F, k: &Keys) {
+    const TASKS: usize = 16;
+    const EACH: usize = 25;
+    let key = k.k("h");
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = f.store().clone();
+        let key = key.clone();
+        set.spawn(async move {
+            for i in 0..EACH {
+                store
+                    .hset(
+                        &key,
+                        vec![(format!("t{t}.{i}"), Bytes::from(format!("{t}:{i}")))],
+                        Some(Duration::from_secs(60)),
+                    )
+                    .await
+                    .expect("hset");
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("task");
+    }
+    let fields = f.store().hget_all(&key).await.expect("hget_all");
+    assert_eq!(fields.len(), TASKS * EACH);
+    for (name, value) in fields {
+        let (t, i) = name[1..].split_once('.').expect("field name");
+        assert_eq!(value, Bytes::from(format!("{t}:{i}")));
+    }
 }

@@ -163,6 +163,20 @@ impl Store for SlowStore {
     async fn incr_by(&self, key: &str, delta: i64, ttl: Option<Duration>) -> kv_core::Result<i64> {
         self.slow(self.inner.incr_by(key, delta, ttl)).await
     }
+    async fn hget_all(&self, key: &str) -> kv_core::Result<Vec<(String, Bytes)>> {
+        self.slow(self.inner.hget_all(key)).await
+    }
+    async fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> kv_core::Result<()> {
+        self.slow(self.inner.hset(key, fields, ttl)).await
+    }
+    async fn hdel(&self, key: &str, fields: Vec<String>) -> kv_core::Result<usize> {
+        self.slow(self.inner.hdel(key, fields)).await
+    }
 }
 
 #[tokio::test(start_paused = true)]

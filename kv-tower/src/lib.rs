@@ -9,7 +9,9 @@
 //! - [`cache`]: [`CacheLayer`] — RFC 9111 response caching (freshness, `Vary`, `Age`,
 //!   `304`s, revalidation, stale-while-revalidate / stale-if-error, request coalescing,
 //!   invalidation), bodies streamed while they are copied.
-//! - Sessions (`SessionLayer` and the `Session` extractor) arrive with their issue.
+//! - [`session`] (feature `session`): `SessionLayer` and the axum `Session` extractor —
+//!   lazy, store-backed sessions with idle and absolute timeouts, id cycling, signed or
+//!   private cookies, and "log out everywhere".
 //!
 //! Every decision lives in `kv-core`; this crate only translates `http` requests and
 //! responses, so the actix-web adapters (`kv-actix`) answer the same way.
@@ -17,7 +19,8 @@
 //! ## Features
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>` |
+//! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>`; the `Session` extractor |
+//! | `session` | the `session` module |
 //!
 //! Without `axum`, the peer address is read from a `SocketAddr` or
 //! [`kv_core::PeerAddr`] request extension.
@@ -28,11 +31,9 @@
 pub mod cache;
 pub mod rate_limit;
 mod request;
-
-/// The README's examples, compiled and run as doc-tests so that they cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-mod readme {}
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
 
 pub use cache::{CacheLayer, CacheService};
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};

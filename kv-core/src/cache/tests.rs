@@ -1053,42 +1053,12 @@ async fn an_invalid_targeted_field_is_ignored() {
 
 /// A store shared by "replicas": a MemoryStore behind a type the cache does not recognise,
 /// so that it takes the cross-replica lock as it would on Redis.
-#[derive(Debug, Clone)]
-struct Shared(MemoryStore);
-
-impl Store for Shared {
-    async fn get(&self, key: &str) -> crate::Result<Option<Bytes>> {
-        self.0.get(key).await
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<()> {
-        self.0.set(key, value, ttl).await
-    }
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<bool> {
-        self.0.set_nx(key, value, ttl).await
-    }
-    async fn del(&self, key: &str) -> crate::Result<bool> {
-        self.0.del(key).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> crate::Result<bool> {
-        self.0.expire(key, ttl).await
-    }
-    async fn ttl(&self, key: &str) -> crate::Result<Ttl> {
-        self.0.ttl(key).await
-    }
-    async fn incr_by(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> crate::Result<i64> {
-        self.0.incr_by(key, delta, ttl_if_new).await
-    }
-}
+type Shared = crate::testing::CountingStore<MemoryStore>;
 
 fn replicas() -> (Cache<Shared>, Cache<Shared>, MemoryStore) {
     let store = MemoryStore::new();
     let make = || {
-        Cache::builder(Shared(store.clone()))
+        Cache::builder(Shared::new(store.clone()))
             .lock_timeout(Duration::from_secs(3))
             .build()
             .expect("valid")

@@ -44,7 +44,9 @@
 //! Keys up to [`max_key_len`](MemoryStoreBuilder::max_key_len) bytes (16 KiB by default)
 //! and values up to [`max_value_len`](MemoryStoreBuilder::max_value_len) (1 MiB by
 //! default); larger input is [`KvError::InvalidInput`] on every method (as on
-//! `RedisStore`) and stores nothing.
+//! `RedisStore`) and stores nothing. A hash (see [`Store::hset`]) is one entry: its field
+//! names obey `max_key_len`, and the whole hash (names + values + 32 bytes per field)
+//! obeys `max_value_len`.
 //!
 //! Without active expiry ([`without_active_expiry`](MemoryStoreBuilder::without_active_expiry))
 //! the LRU clock does not move either, so eviction picks among the sampled keys by TTL
@@ -64,10 +66,12 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::clock::{Clock, ClockHandle};
+use crate::input::check_field_count;
 use crate::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
 use crate::janitor::Janitor;
 use crate::{KvError, Result, Store, Ttl};
-use shard::{Entry, Shard, ShardLimits, Value, cost};
+use compact_str::CompactString;
+use shard::{Entry, Fields, Shard, ShardLimits, Value, cost, fields_len};
 
 /// Entries examined per lock hold by active expiry.
 const EXPIRY_BATCH: usize = 256;
@@ -194,8 +198,9 @@ impl MemoryStore {
         if entry.expires_at != 0 && entry.is_expired(self.inner.clock.now_millis()) {
             return Ok(None);
         }
+        let value = entry.value.to_bytes()?;
         entry.touch(self.tick());
-        Ok(Some(entry.value.to_bytes()))
+        Ok(Some(value))
     }
 
     fn set_sync(&self, key: &str, value: Bytes, ttl: Option<Duration>, nx: bool) -> Result<bool> {
@@ -291,6 +296,7 @@ impl MemoryStore {
                 let current = match &entry.value {
                     Value::Int(i) => *i,
                     Value::Bytes(b) => parse_redis_int(b).ok_or(KvError::NotInteger)?,
+                    Value::Hash(_) => return Err(KvError::WrongType),
                 };
                 let next = current.checked_add(delta).ok_or(KvError::Overflow)?;
                 entry.touch(tick);
@@ -323,6 +329,194 @@ impl MemoryStore {
             tick,
         );
         Ok(delta)
+    }
+}
+
+/// The accounted size of `hash` (now `old_len`) once `fields` are set in it.
+fn merged_len(hash: &Fields, fields: &[(String, Bytes)], old_len: usize) -> usize {
+    let mut len = old_len;
+    for (i, (name, value)) in fields.iter().enumerate() {
+        // A name set earlier in this same call counts as present.
+        let earlier = fields[..i].iter().rev().find(|(n, _)| n == name);
+        let present = match earlier {
+            Some((_, v)) => Some(v.len()),
+            None => hash
+                .iter()
+                .find(|(n, _)| n == name.as_str())
+                .map(|(_, v)| v.len()),
+        };
+        len = match present {
+            Some(old) => len - old + value.len(),
+            None => len + name.len() + value.len() + shard::FIELD_OVERHEAD,
+        };
+    }
+    len
+}
+
+/// Hash fields.
+impl MemoryStore {
+    fn hget_all_sync(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+        self.check_key(key)?;
+        let shard = self.shard(key).read();
+        let Some(entry) = shard.map.get(key) else {
+            return Ok(Vec::new());
+        };
+        if entry.is_expired(self.inner.clock.now_millis()) {
+            return Ok(Vec::new());
+        }
+        let Value::Hash(fields) = &entry.value else {
+            return Err(KvError::WrongType);
+        };
+        entry.touch(self.tick());
+        Ok(fields
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect())
+    }
+
+    fn hset_sync(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.check_key(key)?;
+        check_field_count(fields.len())?;
+        for (name, value) in &fields {
+            check_len("field name", name.len(), self.inner.max_key_len)?;
+            self.check_value(value)?;
+        }
+        let ttl_ms = opt_ttl_millis(ttl)?;
+        let tick = self.tick();
+        let limits = self.inner.limits;
+        let mut shard = self.shard(key).write();
+        let now = self.inner.clock.now_millis();
+        let live = shard
+            .map
+            .get_full(key)
+            .filter(|(_, _, e)| !e.is_expired(now));
+        let (index, old_deadline, old_len) = match live {
+            Some((index, _, entry)) => match &entry.value {
+                Value::Hash(old) => (Some(index), entry.expires_at, fields_len(old)),
+                _ => return Err(KvError::WrongType),
+            },
+            None => (None, 0, 0),
+        };
+        let expires_at = match ttl_ms {
+            Some(ms) => now.saturating_add(ms),
+            None => old_deadline,
+        };
+        // The common case (a session save): update the live hash in place.
+        if let Some(index) = index {
+            let used = shard.used;
+            if let Some((_, entry)) = shard.map.get_index_mut(index)
+                && let Value::Hash(hash) = &mut entry.value
+            {
+                let new_len = merged_len(hash, &fields, old_len);
+                check_len("hash", new_len, self.inner.max_value_len)?;
+                if new_len <= old_len || used + (new_len - old_len) <= limits.max_bytes {
+                    for (name, value) in fields {
+                        match hash.iter_mut().find(|(n, _)| *n == name) {
+                            Some(slot) => slot.1 = value,
+                            None => hash.push((CompactString::from(name), value)),
+                        }
+                    }
+                    entry.touch(tick);
+                    shard.used = used + new_len - old_len;
+                    shard.set_deadline(index, expires_at);
+                    return Ok(());
+                }
+            }
+        }
+        // A new hash, or one that needs room made: build it and insert (evicting).
+        let mut merged: Fields = match index.and_then(|i| shard.map.get_index(i)) {
+            Some((
+                _,
+                Entry {
+                    value: Value::Hash(old),
+                    ..
+                },
+            )) => (**old).clone(),
+            _ => Vec::with_capacity(fields.len()),
+        };
+        for (name, value) in fields {
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => merged.push((CompactString::from(name), value)),
+            }
+        }
+        // A hash is one entry: as a whole it obeys the value limit (and so always fits
+        // in a shard).
+        check_len("hash", fields_len(&merged), self.inner.max_value_len)?;
+        let value = Value::Hash(Box::new(merged));
+        match shard.map.get_index_of(key) {
+            Some(index) => shard.replace(index, key, value, expires_at, &limits, now, tick),
+            None => shard.insert_new(key, Entry::new(value, expires_at, tick), &limits, now, tick),
+        }
+        Ok(())
+    }
+
+    /// Reads a hash and its TTL under one lock, handing the fields to `f` without
+    /// copying them: the session engine's load.
+    #[cfg(feature = "session")]
+    pub(crate) fn with_hash<R>(
+        &self,
+        key: &str,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a str, &'a Bytes)>, Ttl) -> R,
+    ) -> Result<R> {
+        self.check_key(key)?;
+        let shard = self.shard(key).read();
+        let now = self.inner.clock.now_millis();
+        let Some(entry) = shard.map.get(key).filter(|e| !e.is_expired(now)) else {
+            return Ok(f(&mut std::iter::empty(), Ttl::Missing));
+        };
+        let Value::Hash(fields) = &entry.value else {
+            return Err(KvError::WrongType);
+        };
+        entry.touch(self.tick());
+        let ttl = match entry.expires_at {
+            0 => Ttl::Persistent,
+            at => Ttl::Expires(Duration::from_millis(at - now)),
+        };
+        let mut iter = fields.iter().map(|(name, value)| (name.as_str(), value));
+        Ok(f(&mut iter, ttl))
+    }
+
+    fn hdel_sync(&self, key: &str, fields: Vec<String>) -> Result<usize> {
+        self.check_key(key)?;
+        check_field_count(fields.len())?;
+        let tick = self.tick();
+        let limits = self.inner.limits;
+        let mut shard = self.shard(key).write();
+        let now = self.inner.clock.now_millis();
+        let Some((index, _, entry)) = shard.map.get_full(key) else {
+            return Ok(0);
+        };
+        if entry.is_expired(now) {
+            return Ok(0);
+        }
+        let Value::Hash(old) = &entry.value else {
+            return Err(KvError::WrongType);
+        };
+        let mut kept: Fields = (**old).clone();
+        let before = kept.len();
+        kept.retain(|(name, _)| !fields.iter().any(|f| f == name.as_str()));
+        let removed = before - kept.len();
+        if kept.is_empty() {
+            shard.remove_index(index);
+        } else if removed > 0 {
+            let expires_at = entry.expires_at;
+            shard.replace(
+                index,
+                key,
+                Value::Hash(Box::new(kept)),
+                expires_at,
+                &limits,
+                now,
+                tick,
+            );
+        }
+        Ok(removed)
     }
 }
 
@@ -362,6 +556,20 @@ impl MemoryStore {
     ) -> Result<i64> {
         self.incr_by_sync(key, delta, ttl_if_new)
     }
+    pub(crate) fn hget_all_now(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+        self.hget_all_sync(key)
+    }
+    pub(crate) fn hset_now(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.hset_sync(key, fields, ttl)
+    }
+    pub(crate) fn hdel_now(&self, key: &str, fields: Vec<String>) -> Result<usize> {
+        self.hdel_sync(key, fields)
+    }
 }
 
 impl Store for MemoryStore {
@@ -391,6 +599,23 @@ impl Store for MemoryStore {
 
     async fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
         self.incr_by_now(key, delta, ttl_if_new)
+    }
+
+    async fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+        self.hget_all_now(key)
+    }
+
+    async fn hset(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.hset_now(key, fields, ttl)
+    }
+
+    async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
+        self.hdel_now(key, fields)
     }
 }
 

@@ -28,6 +28,22 @@ pub(crate) enum Value {
     /// A counter, kept as a number and rendered as decimal text on read (as Redis' int
     /// encoding does).
     Int(i64),
+    /// A hash: few fields in practice (a session record), so a vector searched linearly.
+    Hash(Box<Fields>),
+}
+
+/// The fields of a hash value.
+pub(crate) type Fields = Vec<(CompactString, Bytes)>;
+
+/// Accounted size of one hash field beyond its name and value bytes.
+pub(crate) const FIELD_OVERHEAD: usize = 32;
+
+/// The accounted size of a hash's fields.
+pub(crate) fn fields_len(fields: &Fields) -> usize {
+    fields
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + FIELD_OVERHEAD)
+        .sum()
 }
 
 impl Value {
@@ -35,13 +51,18 @@ impl Value {
         match self {
             Value::Bytes(b) => b.len(),
             Value::Int(_) => 8,
+            Value::Hash(fields) => fields_len(fields),
         }
     }
 
-    pub(crate) fn to_bytes(&self) -> Bytes {
+    /// The value as a string command reads it; `WrongType` for a hash.
+    pub(crate) fn to_bytes(&self) -> crate::Result<Bytes> {
         match self {
-            Value::Bytes(b) => b.clone(),
-            Value::Int(i) => Bytes::copy_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Value::Bytes(b) => Ok(b.clone()),
+            Value::Int(i) => Ok(Bytes::copy_from_slice(
+                itoa::Buffer::new().format(*i).as_bytes(),
+            )),
+            Value::Hash(_) => Err(crate::KvError::WrongType),
         }
     }
 }

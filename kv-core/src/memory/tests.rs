@@ -1,5 +1,6 @@
 //! Internal invariants of the shards: byte accounting and the count of keys with a TTL
-//! stay exact through every kind of write, expiry and eviction.
+//! stay exact through every kind of write (strings, counters and hashes), expiry and
+//! eviction.
 
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ fn accounting_stays_exact_through_random_operations() {
                 _ => Some(Duration::from_secs(3600)),
             };
             let value = Bytes::from(vec![b'1'; (next() % 2048) as usize]);
-            match next() % 8 {
+            match next() % 11 {
                 0 => drop(store.set(&key, value, ttl).await),
                 1 => drop(store.set_nx(&key, value, ttl).await),
                 2 => drop(store.incr_by(&key, 1, ttl).await),
@@ -68,6 +69,21 @@ fn accounting_stays_exact_through_random_operations() {
                         .await,
                 ),
                 5 => drop(store.get(&key).await),
+                8 => {
+                    let field = format!("f{}", next() % 8);
+                    let len = (next() % 600) as usize;
+                    drop(
+                        store
+                            .hset(
+                                &key,
+                                vec![(field, value.slice(..len.min(value.len())))],
+                                ttl,
+                            )
+                            .await,
+                    )
+                }
+                9 => drop(store.hdel(&key, vec![format!("f{}", next() % 8)]).await),
+                10 => drop(store.hget_all(&key).await),
                 6 => clock.advance(Duration::from_millis(next() % 100)),
                 _ => {
                     if step % 500 == 0 {

@@ -141,11 +141,15 @@ where
                     Some(Ok(frame)) => {
                         if let (Some(s), Some(data)) = (sink.as_mut(), frame.data_ref()) {
                             s.push(data);
-                            if !s.is_recording() || (s.is_complete() && s.finish_now()) {
+                            // Complete when the announced bytes are all here, or when the
+                            // inner body says it has ended: a server that knows the length
+                            // from the size hint (axum handlers' bodies) stops polling once
+                            // that many bytes went out, so the end is never polled.
+                            let complete =
+                                s.is_complete() || inner.as_ref().get_ref().is_end_stream();
+                            if !s.is_recording() || (complete && s.finish_now()) {
                                 *sink = None;
-                            } else if s.is_complete()
-                                && let Some(s) = sink.take()
-                            {
+                            } else if complete && let Some(s) = sink.take() {
                                 // Every announced byte is here, and a server may not poll
                                 // the body again: store now, without holding the last chunk
                                 // when a runtime can finish the write.

@@ -1,0 +1,379 @@
+//! Sessions for actix-web (feature `session`): [`SessionMiddleware`] and the [`Session`]
+//! extractor over the same engine as `kv_tower`'s `SessionLayer`
+//! ([`kv_core::session`]): same records, cookies, timeouts, lifecycle and failures.
+//!
+//! ```
+//! # #[actix_web::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use actix_web::{App, HttpResponse, test, web};
+//! use kv_actix::session::{Session, SessionFailure, SessionMiddleware};
+//! use kv_core::{MemoryStore, session::SessionManager};
+//!
+//! async fn visit(session: Session) -> Result<String, SessionFailure> {
+//!     let n: u32 = session.get("visits")?.unwrap_or(0) + 1; // loaded by the extractor
+//!     session.insert("visits", n)?;
+//!     Ok(format!("visit {n}"))
+//! }
+//!
+//! let sessions = SessionManager::builder(MemoryStore::new()).build()?;
+//! let app = test::init_service(
+//!     App::new().wrap(SessionMiddleware::new(sessions)).route("/", web::get().to(visit)),
+//! )
+//! .await;
+//! let response = test::call_service(&app, test::TestRequest::get().to_request()).await;
+//! assert!(response.headers().get("set-cookie").is_some());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! As in actix-session, the extractor loads the session before the handler runs, so its
+//! methods are synchronous; a handler that does not take a `Session` costs no store call
+//! and no cookie check. [`Session::renew`] is the engine's `cycle_id` and
+//! [`Session::purge`] its `flush`. Using the extractor without the middleware is a `500`
+//! naming `SessionMiddleware` (actix-session silently hands out an empty session).
+
+use std::fmt;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready as ready_poll};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{self, HeaderValue as ActixValue};
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::Either;
+use kv_core::session::{Finish, SessionError, SessionManager};
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::view::status;
+
+pub use kv_core::session::{Key, SameSite, SessionManagerBuilder};
+
+/// The session middleware: `App::wrap(SessionMiddleware::new(manager))`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionMiddleware {
+    manager: SessionManager,
+}
+
+impl SessionMiddleware {
+    /// A middleware over `manager` (its store, cookie and timeouts).
+    pub fn new(manager: SessionManager) -> Self {
+        SessionMiddleware { manager }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            manager: self.manager.clone(),
+        }))
+    }
+}
+
+/// The service [`SessionMiddleware`] wraps around the inner one.
+pub struct SessionService<S> {
+    service: Rc<S>,
+    manager: SessionManager,
+}
+
+impl<S> fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = SessionFuture<S::Future, B>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        // No store call and no cookie check here: the extractor loads the session.
+        let cookies = req
+            .headers()
+            .get_all(header::COOKIE)
+            .map(ActixValue::as_bytes);
+        let session = self.manager.start_with_cookies(cookies);
+        req.extensions_mut().insert(session.clone());
+        SessionFuture {
+            state: State::Calling {
+                fut: self.service.call(req),
+                session: Some(session),
+            },
+        }
+    }
+}
+
+type Saving = Pin<Box<dyn Future<Output = Result<Option<http::HeaderValue>, SessionError>>>>;
+
+pin_project! {
+    /// The response future of [`SessionService`].
+    pub struct SessionFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = Proj]
+    enum State<F, B> {
+        Calling { #[pin] fut: F, session: Option<kv_core::session::Session> },
+        // Only for a save that waits on the store.
+        Saving { saving: Saving, response: Option<ServiceResponse<B>> },
+    }
+}
+
+impl<F, B> Future for SessionFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                Proj::Calling { fut, session } => {
+                    let response = ready_poll!(fut.poll(cx))?;
+                    let Some(session) = session.take().filter(|s| s.is_touched()) else {
+                        return Poll::Ready(Ok(response.map_into_left_body()));
+                    };
+                    match session.end(status(response.status())) {
+                        Finish::Done(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Finish::Save(save) => this.state.set(State::Saving {
+                            saving: Box::pin(save.run()),
+                            response: Some(response),
+                        }),
+                    }
+                }
+                Proj::Saving { saving, response } => {
+                    let outcome = ready_poll!(saving.as_mut().poll(cx));
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(apply(outcome, response))),
+                        None => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The response once the session is finished: with its `Set-Cookie`, or a 500.
+fn apply<B>(
+    outcome: Result<Option<http::HeaderValue>, SessionError>,
+    mut response: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    match outcome {
+        Ok(None) => response.map_into_left_body(),
+        Ok(Some(cookie)) => {
+            if let Ok(value) = ActixValue::from_bytes(cookie.as_bytes()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response.map_into_left_body()
+        }
+        // Logged by the engine, without the session id.
+        Err(_) => response
+            .into_response(internal_error())
+            .map_into_right_body(),
+    }
+}
+
+fn internal_error() -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type("text/plain; charset=utf-8")
+        .body("Internal Server Error")
+}
+
+/// The request's session, loaded: the actix-web extractor (synchronous methods, as in
+/// actix-session). A cheap clone of the handle [`SessionMiddleware`] put in the request;
+/// [`inner`](Session::inner) gives the engine's handle for its async methods.
+#[derive(Debug, Clone)]
+pub struct Session(kv_core::session::Session);
+
+impl Session {
+    /// The value under `key`, deserialized as `T`; `None` when absent.
+    ///
+    /// # Errors
+    /// A `T` that does not match the stored value (answers 500 through `?`).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionFailure> {
+        Ok(self.0.get_loaded(key)?)
+    }
+
+    /// Stores `value` under `key`; written when the request ends.
+    ///
+    /// # Errors
+    /// A reserved key (`__kv.…`) or a value that cannot be serialized.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionFailure> {
+        Ok(self.0.insert_loaded(key, value)?)
+    }
+
+    /// Removes `key`; whether it was present.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn remove(&self, key: &str) -> Result<bool, SessionFailure> {
+        Ok(self.0.remove_loaded(key)?)
+    }
+
+    /// The keys present.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn keys(&self) -> Result<Vec<String>, SessionFailure> {
+        Ok(self.0.keys_loaded()?)
+    }
+
+    /// Removes every key; the session and its id stay.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn clear(&self) -> Result<(), SessionFailure> {
+        Ok(self.0.clear_loaded()?)
+    }
+
+    /// A new id at the end of the request, same data, old record deleted (the engine's
+    /// `cycle_id`; actix-session's `renew`).
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn renew(&self) -> Result<(), SessionFailure> {
+        Ok(self.0.cycle_id_loaded()?)
+    }
+
+    /// Logs out: record deleted, cookie expired (the engine's `flush`; actix-session's
+    /// `purge`).
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn purge(&self) -> Result<(), SessionFailure> {
+        Ok(self.0.flush_loaded()?)
+    }
+
+    /// Logs in as `user`: new id, new absolute lifetime, per-user index entry.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn login(&self, user: &str) -> Result<(), SessionFailure> {
+        Ok(self.0.login_loaded(user)?)
+    }
+
+    /// The user logged in, if any.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn user(&self) -> Result<Option<String>, SessionFailure> {
+        Ok(self.0.user_loaded()?)
+    }
+
+    /// Ends every other session of this session's user now; how many were live.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn end_other_sessions(&self) -> Result<usize, SessionFailure> {
+        Ok(self.0.end_other_sessions().await?)
+    }
+
+    /// The engine's handle.
+    pub fn inner(&self) -> &kv_core::session::Session {
+        &self.0
+    }
+}
+
+impl FromRequest for Session {
+    type Error = Error;
+    type Future = Either<
+        Ready<Result<Session, Error>>,
+        Pin<Box<dyn Future<Output = Result<Session, Error>>>>,
+    >;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(session) = req.extensions().get::<kv_core::session::Session>().cloned() else {
+            return Either::Left(ready(Err(MissingSessionMiddleware.into())));
+        };
+        // Loaded without a future when it can be (no cookie, the embedded store).
+        match session.load_if_ready() {
+            Some(Ok(())) => Either::Left(ready(Ok(Session(session)))),
+            Some(Err(err)) => Either::Left(ready(Err(SessionFailure(err).into()))),
+            None => Either::Right(Box::pin(async move {
+                session.load().await.map_err(SessionFailure)?;
+                Ok(Session(session))
+            })),
+        }
+    }
+}
+
+/// The error of [`Session`] on a route without [`SessionMiddleware`]: a 500 naming it.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingSessionMiddleware;
+
+impl fmt::Display for MissingSessionMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "Missing request extension: kv_core::session::Session. Is \
+             `kv_actix::session::SessionMiddleware` installed on this route? Perhaps you \
+             forgot to add it.",
+        )
+    }
+}
+
+impl ResponseError for MissingSessionMiddleware {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        tracing::error!("kv session: the Session extractor was used without SessionMiddleware");
+        HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(self.to_string())
+    }
+}
+
+/// A session error in a handler: `?` answers an opaque 500 (the cause is logged).
+#[derive(Debug)]
+pub struct SessionFailure(pub SessionError);
+
+impl From<SessionError> for SessionFailure {
+    fn from(err: SessionError) -> Self {
+        SessionFailure(err)
+    }
+}
+
+impl fmt::Display for SessionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl ResponseError for SessionFailure {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        tracing::error!(error = %self.0, "kv session: the handler gave up on a session error");
+        internal_error()
+    }
+}

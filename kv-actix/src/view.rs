@@ -1,0 +1,90 @@
+//! actix-web's request types as kv-core's [`RequestView`], and the header conversions
+//! between actix-web's `http` 0.2 types and the `http` 1.x types the engines speak.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::ServiceRequest;
+use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
+use http::{HeaderName, Method};
+use kv_core::RequestView;
+
+/// A request as the engines read it: only the method is converted up front (once);
+/// headers are looked up by name when an engine asks.
+pub(crate) struct View<'a> {
+    req: &'a actix_web::HttpRequest,
+    method: Method,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(req: &'a ServiceRequest) -> Self {
+        View {
+            req: req.request(),
+            method: method(req.method()),
+        }
+    }
+}
+
+/// The `http` 1.x twin of an actix-web method.
+pub(crate) fn method(m: &actix_web::http::Method) -> Method {
+    match m.as_str() {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
+        "PATCH" => Method::PATCH,
+        "OPTIONS" => Method::OPTIONS,
+        other => Method::from_bytes(other.as_bytes()).unwrap_or(Method::GET),
+    }
+}
+
+impl RequestView for View<'_> {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        self.req.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.req.uri().query()
+    }
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.req
+            .headers()
+            .get(name.as_str())
+            .map(ActixValue::as_bytes)
+    }
+    fn for_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
+        for value in self.req.headers().get_all(name.as_str()) {
+            f(value.as_bytes());
+        }
+    }
+    /// The TCP peer (never a header): the engines apply their trusted-proxy rules to
+    /// `X-Forwarded-For` / `Forwarded` themselves, as for tower.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.req.peer_addr()
+    }
+}
+
+/// An `http` 1.x header as actix-web's; `None` if actix refuses it (it never should:
+/// both validate the same grammar).
+pub(crate) fn header(
+    name: &HeaderName,
+    value: &http::HeaderValue,
+) -> Option<(ActixName, ActixValue)> {
+    let name = ActixName::from_bytes(name.as_str().as_bytes()).ok()?;
+    let value = ActixValue::from_bytes(value.as_bytes()).ok()?;
+    Some((name, value))
+}
+
+/// An actix-web status as `http` 1.x's.
+#[cfg_attr(not(feature = "session"), allow(dead_code))]
+pub(crate) fn status(s: actix_web::http::StatusCode) -> http::StatusCode {
+    http::StatusCode::from_u16(s.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An `http` 1.x status as actix-web's.
+pub(crate) fn actix_status(s: http::StatusCode) -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(s.as_u16())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+}

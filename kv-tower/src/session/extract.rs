@@ -1,0 +1,73 @@
+use std::ops::Deref;
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+use kv_core::session::SessionError;
+
+/// The axum extractor for the request's session (feature `axum`): a cheap clone of the
+/// handle [`SessionLayer`](super::SessionLayer) put in the request. Every method of
+/// [`kv_core::session::Session`] is available through `Deref`.
+///
+/// Extracting it costs nothing; the first method call loads the session.
+#[derive(Debug, Clone)]
+pub struct Session(pub kv_core::session::Session);
+
+impl Deref for Session {
+    type Target = kv_core::session::Session;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<kv_core::session::Session>()
+            .cloned()
+            .map(Session)
+            .ok_or(MissingSessionLayer)
+    }
+}
+
+/// The rejection of [`Session`] on a route without [`SessionLayer`](super::SessionLayer):
+/// a 500 that names the missing layer.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingSessionLayer;
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("kv session: the Session extractor was used without SessionLayer");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Missing request extension: kv_core::session::Session. \
+             Is `kv_tower::session::SessionLayer` installed on this route? \
+             Perhaps you forgot to add it.",
+        )
+            .into_response()
+    }
+}
+
+/// A handler's error for session calls (feature `axum`): `?` on a
+/// [`SessionError`] in a handler returning `Result<_, SessionFailure>` answers an opaque
+/// 500 (the cause is logged; store failures are also logged by the engine).
+#[derive(Debug)]
+pub struct SessionFailure(pub SessionError);
+
+impl From<SessionError> for SessionFailure {
+    fn from(err: SessionError) -> Self {
+        SessionFailure(err)
+    }
+}
+
+impl IntoResponse for SessionFailure {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "kv session: the handler gave up on a session error");
+        (self.0.status(), "Internal Server Error").into_response()
+    }
+}

@@ -549,3 +549,33 @@ async fn the_layer_makes_a_hyper_client_a_caching_proxy() {
     assert_eq!(calls.get(), 1);
     server.abort();
 }
+
+#[tokio::test]
+async fn an_empty_body_is_stored_even_if_never_polled() {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let cache = Cache::builder(MemoryStore::new()).build().expect("valid");
+    let app = Router::new()
+        .route(
+            "/empty",
+            get(move || {
+                let c = c.clone();
+                async move {
+                    c.hit();
+                    (StatusCode::NO_CONTENT, [("cache-control", "max-age=60")])
+                }
+            }),
+        )
+        .layer(CacheLayer::new(cache));
+    for expected in ["MISS", "HIT"] {
+        // servers never poll a 204's body: the body is dropped unread
+        let response = app
+            .clone()
+            .oneshot(Request::get("/empty").body(Body::empty()).expect("req"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(response.headers(), "x-cache"), expected);
+    }
+    assert_eq!(calls.get(), 1);
+}

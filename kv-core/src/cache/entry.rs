@@ -75,15 +75,20 @@ impl Entry {
             || self.headers.contains_key(http::header::LAST_MODIFIED)
     }
 
-    pub(crate) fn encode(&self) -> Bytes {
-        let mut size = 2 + 8 * 5 + 1 + 2 + 2 + 2 + self.body.len();
+    /// The size of [`encode_head`](Self::encode_head)'s output.
+    pub(crate) fn head_len(&self) -> usize {
+        let mut size = 2 + 8 * 5 + 1 + 2 + 2 + 2;
         for (n, v) in &self.vary {
             size += 2 + n.as_str().len() + 1 + 4 + v.as_ref().map_or(0, |v| v.len());
         }
         for (n, v) in &self.headers {
             size += 2 + n.as_str().len() + 4 + v.len();
         }
-        let mut out = BytesMut::with_capacity(size);
+        size
+    }
+
+    /// Everything but the body (which follows it in the stored form).
+    pub(crate) fn encode_head(&self, out: &mut BytesMut) {
         out.put_u8(b'R');
         out.put_u8(1);
         for n in [
@@ -99,7 +104,7 @@ impl Entry {
         out.put_u16(self.status.as_u16());
         out.put_u16(len16(self.vary.len()));
         for (n, v) in &self.vary {
-            put_name(&mut out, n);
+            put_name(out, n);
             match v {
                 Some(v) => {
                     out.put_u8(1);
@@ -111,10 +116,15 @@ impl Entry {
         }
         out.put_u16(len16(self.headers.len()));
         for (n, v) in &self.headers {
-            put_name(&mut out, n);
+            put_name(out, n);
             out.put_u32(len32(v.len()));
             out.put_slice(v.as_bytes());
         }
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.head_len() + self.body.len());
+        self.encode_head(&mut out);
         out.put_slice(&self.body);
         out.freeze()
     }

@@ -189,25 +189,30 @@ impl<St: Store> Forward<St> {
         }
         self.label(headers, "MISS");
         let capacity = expected_len.map_or(0, |n| n as usize);
+        let entry = Entry {
+            response_time: now,
+            initial_age: freshness.initial_age,
+            fresh: freshness.fresh,
+            swr: freshness.swr,
+            sie: freshness.sie,
+            flags: freshness.flags,
+            status,
+            vary,
+            headers: stored_headers,
+            body: Bytes::new(),
+            hit_headers: std::sync::OnceLock::new(),
+        };
+        // One buffer: the encoded head, then the body as it streams (stored as is).
+        let mut buf = BytesMut::with_capacity(entry.head_len() + capacity);
+        entry.encode_head(&mut buf);
         Outcome::Record(Box::new(Recorder {
             cache: cache.clone(),
             primary,
             marker: self.marker.take(),
-            entry: Some(Entry {
-                response_time: now,
-                initial_age: freshness.initial_age,
-                fresh: freshness.fresh,
-                swr: freshness.swr,
-                sie: freshness.sie,
-                flags: freshness.flags,
-                status,
-                vary,
-                headers: stored_headers,
-                body: Bytes::new(),
-                hit_headers: std::sync::OnceLock::new(),
-            }),
+            head: buf.len(),
+            entry: Some(entry),
             ttl,
-            body: BytesMut::with_capacity(capacity),
+            body: buf,
             expected_len,
             flight: self.flight.take(),
             lock: self.lock.take(),
@@ -269,7 +274,9 @@ impl<St: Store> Forward<St> {
             apply(&mut entry, f);
             let entry = Arc::new(entry);
             if let Some(ttl) = f.store_ttl(config, entry.has_validator())
-                && let Err(err) = cache.write(primary, self.marker.take(), &entry, ttl).await
+                && let Err(err) = cache
+                    .write(primary, self.marker.take(), &entry, None, ttl)
+                    .await
             {
                 bump(&cache.inner.counters.store_errors);
                 tracing::warn!(error = %err, "kv cache: store write failed");

@@ -53,6 +53,8 @@
 //!   `Authorization` unless the response says `public`, `s-maxage` or `must-revalidate`
 //!   (RFC 9111 section 3.5), or [`cache_authorized`](CacheBuilder::cache_authorized) is
 //!   on. Hop-by-hop headers and those listed in `Connection` are not stored.
+//!   Requests carrying a `Cookie` are cached like any other (RFC 9111 does): a handler
+//!   whose answer depends on the cookie must say `private` or `Vary: Cookie`.
 //! - **`no-cache`** responses are stored (when they carry a validator) but never served
 //!   without a successful revalidation; without a validator they are not stored.
 //! - **Request `Cache-Control`** (`no-cache`, `no-store`, `max-age`, `Pragma: no-cache`) is
@@ -68,8 +70,9 @@
 //! - **Stale**: `stale-while-revalidate` serves the stale entry and refreshes it in the
 //!   background; `stale-if-error` serves it when the origin answers 5xx or fails.
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid both.
-//! - **Coalescing**: concurrent misses for one key forward one request; the others wait (up
-//!   to [`lock_timeout`](CacheBuilder::lock_timeout)) and get its entry. On a shared store a
+//! - **Coalescing**: concurrent misses for one key (and concurrent revalidations of one stale
+//!   entry) forward one request; the others wait (up to
+//!   [`lock_timeout`](CacheBuilder::lock_timeout)) and get its entry. On a shared store a
 //!   `set_nx` lock does the same across replicas (waiters poll the store).
 //! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants; a
 //!   successful (2xx/3xx) unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, any method not
@@ -513,7 +516,7 @@ impl<St: Store> Cache<St> {
         let found = self.find(&ctx.primary, req.headers, ctx.now).await;
         match self.decide(ctx, found, req) {
             Decided::Done(lookup) => lookup,
-            Decided::Miss(ctx, marker) => self.miss(ctx, marker, req).await,
+            Decided::Miss(ctx, marker, stale) => self.miss(ctx, marker, stale, req).await,
         }
     }
 
@@ -528,20 +531,22 @@ impl<St: Store> Cache<St> {
             Begin::Find(ctx) => ctx,
         };
         let found = self.find_now(&ctx.primary, req.headers, ctx.now)?;
-        // A miss that would have to wait for (or take) a lock is left to `lookup`.
-        if found.0.is_none() && ctx.coalesce() && !self.can_lead_now(&ctx.primary) {
-            return None;
-        }
+        // A miss that would have to wait for (or take) a lock is left to `lookup`; deciding
+        // a miss counts nothing, so giving up here is free.
         match self.decide(ctx, found, req) {
             Decided::Done(lookup) => Some(lookup),
-            Decided::Miss(ctx, marker) => {
+            Decided::Miss(ctx, marker, stale) => {
                 if !ctx.coalesce() {
-                    return Some(self.plain_miss(ctx, marker, req));
+                    return Some(self.plain_miss(ctx, marker, stale, req));
+                }
+                if !self.can_lead_now(&ctx.primary) {
+                    return None;
                 }
                 let flight = self.lead(&ctx.primary)?;
                 bump(&self.inner.counters.misses);
                 let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
                 f.marker = marker;
+                f.stale = stale;
                 f.flight = Some(flight);
                 Some(Lookup::Forward(Box::new(f)))
             }
@@ -600,7 +605,7 @@ impl<St: Store> Cache<St> {
     fn decide(&self, ctx: Ctx, (found, marker): Found, req: RequestHead<'_>) -> Decided<St> {
         let now = ctx.now;
         let Some(entry) = found else {
-            return Decided::Miss(ctx, marker);
+            return Decided::Miss(ctx, marker, None);
         };
         let forced = ctx.request_cc.is_some_and(|d| {
             d.no_cache
@@ -629,12 +634,8 @@ impl<St: Store> Cache<St> {
             });
             return Decided::Done(Lookup::Hit { response, refresh });
         }
-        bump(&self.inner.counters.misses);
-        let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary));
-        f.stale = Some(entry);
-        f.marker = marker;
-        f.is_head = ctx.is_head;
-        Decided::Done(Lookup::Forward(Box::new(f)))
+        // Stale: revalidate (coalesced like a miss).
+        Decided::Miss(ctx, marker, Some(entry))
     }
 
     /// A miss: coalesce with a fill in flight, or lead one.
@@ -642,6 +643,7 @@ impl<St: Store> Cache<St> {
         &self,
         ctx: Ctx,
         marker: Option<Arc<Marker>>,
+        stale: Option<Arc<Entry>>,
         req: RequestHead<'_>,
     ) -> Lookup<St> {
         if ctx.coalesce() {
@@ -660,6 +662,7 @@ impl<St: Store> Cache<St> {
                     bump(&self.inner.counters.misses);
                     let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
                     f.marker = marker;
+                    f.stale = stale;
                     f.flight = Some(flight);
                     f.lock = lock;
                     return Lookup::Forward(Box::new(f));
@@ -667,18 +670,20 @@ impl<St: Store> Cache<St> {
                 Joined::Alone => {}
             }
         }
-        self.plain_miss(ctx, marker, req)
+        self.plain_miss(ctx, marker, stale, req)
     }
 
     fn plain_miss(
         &self,
         ctx: Ctx,
         marker: Option<Arc<Marker>>,
+        stale: Option<Arc<Entry>>,
         req: RequestHead<'_>,
     ) -> Lookup<St> {
         bump(&self.inner.counters.misses);
         let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
         f.marker = marker;
+        f.stale = stale;
         f.is_head = ctx.is_head;
         Lookup::Forward(Box::new(f))
     }
@@ -896,12 +901,14 @@ impl<St: Store> Cache<St> {
         primary: &str,
         marker: Option<Arc<Marker>>,
         entry: &Arc<Entry>,
+        encoded: Option<Bytes>,
         ttl: Duration,
     ) -> Result<()> {
         let store = &self.inner.store;
+        let encoded = encoded.unwrap_or_else(|| entry.encode());
         let now = self.now();
         if entry.vary.is_empty() {
-            store.set(primary, entry.encode(), Some(ttl)).await?;
+            store.set(primary, encoded, Some(ttl)).await?;
             #[cfg(feature = "near-cache")]
             if let Some(near) = &self.inner.near {
                 near.insert(primary, &Stored::Entry(Arc::clone(entry)), now);
@@ -931,7 +938,7 @@ impl<St: Store> Cache<St> {
             };
             // The variant key, from the request values the entry was stored for.
             let vkey = variant_key_for(primary, &marker, entry);
-            store.set(&vkey, entry.encode(), Some(ttl)).await?;
+            store.set(&vkey, encoded, Some(ttl)).await?;
             // Keep the marker at least as long as its variants.
             store.expire(primary, max_ttl).await?;
             #[cfg(feature = "near-cache")]
@@ -998,7 +1005,7 @@ enum Begin<St: Store> {
 #[allow(clippy::large_enum_variant)]
 enum Decided<St: Store> {
     Done(Lookup<St>),
-    Miss(Ctx, Option<Arc<Marker>>),
+    Miss(Ctx, Option<Arc<Marker>>, Option<Arc<Entry>>),
 }
 
 /// A request on its way through `lookup`.

@@ -10,7 +10,10 @@ pub struct Recorder<St: Store> {
     /// `None` once abandoned.
     pub(super) entry: Option<Entry>,
     pub(super) ttl: Duration,
+    /// The encoded entry: its head, then the body bytes recorded so far.
     pub(super) body: BytesMut,
+    /// The length of the encoded head at the start of `body`.
+    pub(super) head: usize,
     pub(super) expected_len: Option<u64>,
     pub(super) flight: Option<FlightGuard<St>>,
     pub(super) lock: Option<String>,
@@ -20,7 +23,7 @@ impl<St: Store> fmt::Debug for Recorder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorder")
             .field("recording", &self.entry.is_some())
-            .field("bytes", &self.body.len())
+            .field("bytes", &self.body_len())
             .finish_non_exhaustive()
     }
 }
@@ -32,12 +35,17 @@ impl<St: Store> Recorder<St> {
         if self.entry.is_none() {
             return;
         }
-        if self.body.len() + chunk.len() > self.cache.inner.config.max_body {
+        if self.body_len() + chunk.len() > self.cache.inner.config.max_body {
             tracing::debug!("kv cache: body over max_body_bytes; not stored");
             self.abandon();
             return;
         }
         self.body.extend_from_slice(chunk);
+    }
+
+    /// The body bytes recorded so far.
+    fn body_len(&self) -> usize {
+        self.body.len().saturating_sub(self.head)
     }
 
     /// Whether the body is still being recorded.
@@ -48,7 +56,7 @@ impl<St: Store> Recorder<St> {
     /// Whether the whole body announced by `Content-Length` has been recorded: the entry
     /// can be finished now (servers may stop polling a body once that many bytes went out).
     pub fn is_complete(&self) -> bool {
-        self.entry.is_some() && self.expected_len == Some(self.body.len() as u64)
+        self.entry.is_some() && self.expected_len == Some(self.body_len() as u64)
     }
 
     /// Stops recording: nothing will be stored (a body error, a client gone).
@@ -89,10 +97,11 @@ impl<St: Store> Recorder<St> {
             let mut stored = None;
             if self
                 .expected_len
-                .is_none_or(|n| n == self.body.len() as u64)
+                .is_none_or(|n| n == self.body_len() as u64)
             {
-                entry.body = std::mem::take(&mut self.body).freeze();
-                match memory.set_now(&self.primary, entry.encode(), Some(self.ttl)) {
+                let encoded = std::mem::take(&mut self.body).freeze();
+                entry.body = encoded.slice(self.head..);
+                match memory.set_now(&self.primary, encoded, Some(self.ttl)) {
                     Ok(()) => {
                         bump(&counters.stored);
                         stored = Some(Arc::new(entry));
@@ -122,16 +131,22 @@ impl<St: Store> Recorder<St> {
         if let Some(mut entry) = entry {
             let complete = self
                 .expected_len
-                .is_none_or(|n| n == self.body.len() as u64);
+                .is_none_or(|n| n == self.body_len() as u64);
             if complete {
-                entry.body = std::mem::take(&mut self.body).freeze();
+                let encoded = std::mem::take(&mut self.body).freeze();
+                entry.body = encoded.slice(self.head..);
                 let entry = Arc::new(entry);
                 if let Some(flight) = self.flight.take() {
                     flight.finish(Some(Arc::clone(&entry)));
                 }
-                if let Err(err) =
-                    Box::pin(cache.write(&self.primary, self.marker.take(), &entry, self.ttl)).await
-                {
+                let write = cache.write(
+                    &self.primary,
+                    self.marker.take(),
+                    &entry,
+                    Some(encoded),
+                    self.ttl,
+                );
+                if let Err(err) = Box::pin(write).await {
                     bump(&cache.inner.counters.store_errors);
                     tracing::warn!(error = %err, "kv cache: store write failed");
                 }

@@ -1123,3 +1123,47 @@ async fn a_fill_that_stores_nothing_releases_the_lock_at_once() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_a_stale_entry_revalidate_once() {
+    let h = harness();
+    let origin = ok(
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        b"body",
+    );
+    h.get("/stale", &[], &origin).await;
+    h.advance(11);
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let cache = h.cache.clone();
+        let forwarded = forwarded.clone();
+        tasks.push(tokio::spawn(async move {
+            let uri = Uri::from_static("http://example.com/stale");
+            let empty = HeaderMap::new();
+            match cache
+                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+                .await
+            {
+                Lookup::Hit { response, .. } => response.body,
+                Lookup::Forward(f) => {
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                    let mut sent = HeaderMap::new();
+                    f.prepare(&mut sent);
+                    assert_eq!(sent["if-none-match"], "\"v1\"");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let mut resp = headers(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+                    match f.response(StatusCode::NOT_MODIFIED, &mut resp).await {
+                        Outcome::Replace(s) => s.body,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), Bytes::from_static(b"body"));
+    }
+    assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+    assert_eq!(h.cache.stats().revalidated, 1);
+}

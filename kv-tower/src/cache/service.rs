@@ -11,6 +11,7 @@ use kv_core::cache::{Cache, Forward, Lookup, Outcome, RequestHead, Served};
 use tower_service::Service;
 
 use super::body::Sink;
+use super::future::respond;
 use super::{CacheBody, CacheLayer, ResponseFuture};
 
 /// The caching service: see the [module docs](crate::cache).
@@ -81,7 +82,7 @@ where
 {
     type Response = Response<CacheBody<ResB>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Self::Response, S::Error>;
+    type Future = ResponseFuture<S::Future, St, ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -97,15 +98,19 @@ where
             }
             return ResponseFuture::ready(served(response));
         }
+        if let Some(Lookup::Forward(forward)) = quick {
+            // Decided in process: call the service that was polled ready, unboxed.
+            let (mut parts, body) = req.into_parts();
+            forward.prepare(&mut parts.headers);
+            let fut = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::calling(fut, forward);
+        }
         // Keep the service that was polled ready for this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
-        match quick {
-            Some(Lookup::Forward(forward)) => {
-                ResponseFuture::new(Box::pin(forward_to(inner, forward, req)))
-            }
-            _ => ResponseFuture::new(Box::pin(async move {
+        {
+            ResponseFuture::work(Box::pin(async move {
                 let (parts, body) = req.into_parts();
                 let lookup = cache
                     .lookup(RequestHead::new(&parts.method, &parts.uri, &parts.headers))
@@ -121,7 +126,7 @@ where
                         forward_to(inner, forward, Request::from_parts(parts, body)).await
                     }
                 }
-            })),
+            }))
         }
     }
 }
@@ -151,22 +156,13 @@ where
     let (mut head, body) = response.into_parts();
     let outcome = match forward.response_now(head.status, &mut head.headers) {
         Ok(outcome) => outcome,
-        // Invalidation or freshening: the store is awaited (boxed: rare, and it keeps this
-        // future small).
-        Err(forward) => Box::pin(forward.response(head.status, &mut head.headers)).await,
+        Err(forward) => forward.response(head.status, &mut head.headers).await,
     };
-    Ok(match outcome {
-        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
-        Outcome::Record(recorder) => {
-            let sink: Box<dyn Sink> = recorder;
-            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
-        }
-        Outcome::Replace(replacement) => served(replacement),
-    })
+    Ok(respond(head, body, outcome))
 }
 
 /// A response from the cache.
-fn served<B>(s: Served) -> Response<CacheBody<B>> {
+pub(crate) fn served<B>(s: Served) -> Response<CacheBody<B>> {
     let mut response = Response::new(CacheBody::stored(s.body));
     *response.status_mut() = s.status;
     *response.headers_mut() = s.headers;

@@ -27,6 +27,21 @@ pub(crate) fn check_field_count(count: usize) -> Result<()> {
     Ok(())
 }
 
+/// The checks of an `hset` call's fields, the same on every backend: 1 to
+/// [`MAX_HASH_FIELDS`] fields, names within `max_name`, values within `max_value`.
+pub(crate) fn check_fields(
+    fields: &[(String, bytes::Bytes)],
+    max_name: usize,
+    max_value: usize,
+) -> Result<()> {
+    check_field_count(fields.len())?;
+    for (name, value) in fields {
+        check_len("field name", name.len(), max_name)?;
+        check_len("value", value.len(), max_value)?;
+    }
+    Ok(())
+}
+
 /// A TTL in whole milliseconds, as Redis' `PX` takes it.
 ///
 /// Zero is refused (`SET ... PX 0` is an error in Redis); a sub-millisecond TTL is rounded

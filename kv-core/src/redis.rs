@@ -61,7 +61,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bytes::Bytes;
 
-use crate::input::{check_field_count, check_len, opt_ttl_millis, ttl_millis};
+use crate::input::{check_field_count, check_fields, check_len, opt_ttl_millis, ttl_millis};
 use crate::{KvError, Result, Store, Ttl};
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
@@ -365,11 +365,11 @@ impl Store for RedisStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let key = self.key(key)?;
-        check_field_count(fields.len())?;
-        for (name, value) in &fields {
-            check_len("field name", name.len(), self.config().max_key_len)?;
-            self.check_value(value)?;
-        }
+        check_fields(
+            &fields,
+            self.config().max_key_len,
+            self.config().max_value_len,
+        )?;
         match opt_ttl_millis(ttl)? {
             None => {
                 let mut cmd = ::redis::cmd("HSET");

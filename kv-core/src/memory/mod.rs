@@ -66,7 +66,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::clock::{Clock, ClockHandle};
-use crate::input::check_field_count;
+use crate::input::{check_field_count, check_fields};
 use crate::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
 use crate::janitor::Janitor;
 use crate::{KvError, Result, Store, Ttl};
@@ -381,11 +381,7 @@ impl MemoryStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         self.check_key(key)?;
-        check_field_count(fields.len())?;
-        for (name, value) in &fields {
-            check_len("field name", name.len(), self.inner.max_key_len)?;
-            self.check_value(value)?;
-        }
+        check_fields(&fields, self.inner.max_key_len, self.inner.max_value_len)?;
         let ttl_ms = opt_ttl_millis(ttl)?;
         let tick = self.tick();
         let limits = self.inner.limits;

@@ -92,6 +92,18 @@ fn routes() -> Router {
             post(|s: Session| async move { Answer::Ok(s.end_other_sessions().await?.to_string()) }),
         )
         .route(
+            "/devices",
+            get(|s: Session| async move {
+                let list = s.user_sessions().await?;
+                Answer::Ok(
+                    list.iter()
+                        .map(|d| format!("{}{}", d.handle, if d.current { "*" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            }),
+        )
+        .route(
             "/fail/{key}/{value}",
             post(
                 |s: Session, Path((key, value)): Path<(String, String)>| async move {
@@ -722,4 +734,40 @@ async fn asvs_v3_3_3_terminate_all_other_sessions_after_a_password_change() {
     assert_eq!(manager.end_user_sessions("alice").await.expect("end"), 1);
     assert_eq!(who(devices[0].clone()).await, "anonymous");
     assert_eq!(who(mallory).await, "mallory");
+}
+
+/// V3.3.4: users can view their active sessions (devices) and log out of any of them.
+#[tokio::test]
+async fn asvs_v3_3_4_users_can_view_and_end_their_active_sessions() {
+    let manager = SessionManager::builder(MemoryStore::new())
+        .build()
+        .expect("config");
+    let app = app(manager.clone());
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let (_, headers, _) = send(&app, "POST", "/login/frank", None).await;
+        devices.push(pair(&headers).expect("cookie"));
+    }
+    let (_, _, body) = send(&app, "GET", "/devices", Some(&devices[0])).await;
+    let listed = String::from_utf8(body.to_vec()).expect("utf8");
+    let handles: Vec<&str> = listed.split(',').collect();
+    assert_eq!(handles.len(), 2, "{listed}");
+    assert_eq!(handles.iter().filter(|h| h.ends_with('*')).count(), 1);
+    // No handle is (part of) a session id shown in a cookie.
+    for device in &devices {
+        assert!(
+            handles
+                .iter()
+                .all(|h| !device.contains(h.trim_end_matches('*')))
+        );
+    }
+    let other = handles
+        .iter()
+        .find(|h| !h.ends_with('*'))
+        .expect("the other device");
+    assert!(manager.end_user_session("frank", other).await.expect("end"));
+    let (_, _, body) = send(&app, "GET", "/whoami", Some(&devices[1])).await;
+    assert_eq!(&body[..], b"anonymous");
+    let (_, _, body) = send(&app, "GET", "/whoami", Some(&devices[0])).await;
+    assert_eq!(&body[..], b"frank");
 }

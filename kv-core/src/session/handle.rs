@@ -137,7 +137,7 @@ impl Op {
                 created,
                 now,
             } => m
-                .index_add(&user, &id, m.absolute_deadline(created), now)
+                .index_add(&user, &id, created, now)
                 .await
                 .map(|()| Ran::Done),
             Op::Move {
@@ -556,6 +556,29 @@ impl Session {
                 manager.end_other_sessions(&user, &id).await
             }
             None => Ok(0),
+        }
+    }
+
+    /// The live sessions of this session's user, oldest first, this one marked
+    /// `current` (see [`SessionManager::user_sessions`](super::SessionManager::user_sessions)).
+    /// Empty for an anonymous session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when the store fails.
+    pub async fn user_sessions(&self) -> Result<Vec<super::UserSession>, SessionError> {
+        self.load().await?;
+        let target = self.with_loaded(|state| {
+            let current = state.loaded.as_ref().and_then(|l| l.current.as_ref());
+            Ok(current.and_then(|(id, r)| Some((r.user.clone()?, id.clone()))))
+        })?;
+        match target {
+            Some((user, id)) => {
+                let manager = super::SessionManager {
+                    inner: Arc::clone(&self.inner.manager),
+                };
+                manager.list_for(&user, &id).await
+            }
+            None => Ok(Vec::new()),
         }
     }
 

@@ -68,7 +68,7 @@ mod tests;
 
 pub use ::cookie::{Key, SameSite};
 pub use handle::{Finish, Save, Session};
-pub use manager::{MAX_USER_SESSIONS, SessionManager, SessionManagerBuilder};
+pub use manager::{MAX_USER_SESSIONS, SessionManager, SessionManagerBuilder, UserSession};
 
 use crate::KvError;
 

@@ -578,6 +578,77 @@ async fn a_user_keeps_at_most_max_user_sessions_and_the_oldest_end_first() {
 }
 
 #[tokio::test]
+async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
+    let f = fixture(); // idle 10 min
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let s = f.sessions.start(&HeaderMap::new());
+        s.login("erin").await.expect("login");
+        devices.push(cookie_from(
+            &s.finish(StatusCode::OK).await.expect("f").expect("c"),
+        ));
+        f.clock.advance(Duration::from_secs(60));
+    }
+    let list = |c: &HeaderMap| {
+        let s = f.sessions.start(c);
+        async move {
+            let sessions = s.user_sessions().await.expect("list");
+            s.finish(StatusCode::OK).await.expect("finish");
+            sessions
+        }
+    };
+    let seen = list(&devices[0]).await;
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.iter().filter(|s| s.current).count(), 1);
+    assert!(seen[0].current, "oldest first: device 0 is the first login");
+    assert!(seen[0].created < seen[1].created && seen[1].created < seen[2].created);
+    assert!(
+        seen.iter()
+            .all(|s| s.expires > s.created && s.handle.len() == 12)
+    );
+    // The handle is not (part of) a session id.
+    for device in &devices {
+        let id = cookie_value(&cookie_header_as_set(device));
+        assert!(seen.iter().all(|s| !id.contains(&s.handle)));
+    }
+    // End device 1 by its handle.
+    assert!(
+        f.sessions
+            .end_user_session("erin", &seen[1].handle)
+            .await
+            .expect("end")
+    );
+    assert!(
+        !f.sessions
+            .end_user_session("erin", &seen[1].handle)
+            .await
+            .expect("end")
+    );
+    assert!(!f.sessions.end_user_session("erin", "").await.expect("end"));
+    assert_eq!(f.read(&devices[1], "x").await, None);
+    let s = f.sessions.start(&devices[1]);
+    assert_eq!(s.user().await.expect("user"), None);
+    // Device 2 idles out (device 0 stays active): the list shows what is alive.
+    f.clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(list(&devices[0]).await.len(), 2);
+    f.clock.advance(Duration::from_secs(6 * 60));
+    let left = list(&devices[0]).await;
+    assert_eq!(left.len(), 1, "device 2 idled out");
+    assert!(left[0].current);
+    assert_eq!(
+        f.sessions.user_sessions("erin").await.expect("list").len(),
+        1
+    );
+    assert!(
+        f.sessions
+            .user_sessions("nobody")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn signed_cookies_refuse_tampering() {
     let key = Key::generate();
     let f = fixture_with(|b| b.signed(key.clone()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kv_benches::{KEYS, Walk, keys, ready, timed_on_threads, value};
-use kv_core::testing::CountingStore;
+use kv_core::testing::RemoteLike;
 use kv_core::{AnyStore, MemoryStore, Store};
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -68,7 +68,7 @@ impl Contenders {
         Contenders {
             keys,
             any: AnyStore::new(memory.clone()),
-            custom: AnyStore::new(CountingStore::new(custom_inner)),
+            custom: AnyStore::new(RemoteLike(custom_inner)),
             memory,
             dashmap,
             moka,

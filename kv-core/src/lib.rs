@@ -41,35 +41,35 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod answer;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
 pub mod clock;
+mod config;
 mod error;
-mod input;
 mod janitor;
-#[cfg(feature = "memory")]
-pub mod memory;
 pub mod rate_limit;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub mod redis;
 pub mod request;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
-mod store;
+mod step;
+pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use answer::Answer;
 #[cfg(feature = "test-util")]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
+pub use config::ConfigError;
 pub use error::{BoxError, KvError, Result};
-pub use input::{MAX_HASH_FIELDS, MAX_TTL};
-#[cfg(feature = "memory")]
-pub use memory::{MemoryStore, MemoryStoreBuilder};
-#[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreBuilder};
 pub use request::{PeerAddr, RequestView};
-pub use store::{AnyStore, Store, Ttl};
+pub use step::Step;
+pub use store::input::{MAX_HASH_FIELDS, MAX_TTL};
+#[cfg(feature = "memory")]
+pub use store::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use store::{AnyStore, LocalStore, Store, Ttl};

@@ -1,6 +1,19 @@
 //! [`CacheBuilder`]: the cache configuration, validated in `build()`.
 
-use super::*;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use parking_lot::Mutex;
+
+#[cfg(feature = "near-cache")]
+use super::near;
+use super::stats::Counters;
+use super::{Cache, Config, Inner, memo};
+use crate::clock::{Clock, ClockHandle};
+use crate::{KvError, Result, Store};
 
 /// Builds a [`Cache`]; see each method for its default.
 #[must_use]
@@ -158,20 +171,9 @@ impl<St: Store> CacheBuilder<St> {
         if c.default_ttl.is_some_and(|t| t.is_zero()) {
             return Err(KvError::invalid_input("cache default_ttl must be positive"));
         }
-        #[allow(unused_mut)] // changed only with the `memory` feature
         let mut config = self.config;
-        #[cfg(feature = "memory")]
-        let memory = {
-            let any = &self.store as &dyn std::any::Any;
-            any.downcast_ref::<crate::MemoryStore>()
-                .cloned()
-                .or_else(|| {
-                    any.downcast_ref::<crate::AnyStore>()
-                        .and_then(|a| a.as_memory().cloned())
-                })
-        };
-        #[cfg(feature = "memory")]
-        if memory.is_some() {
+        // A store that answers in process is not shared with other processes.
+        if self.store.local().is_some() {
             config.lock_across_replicas = false;
         }
         #[cfg(feature = "near-cache")]
@@ -195,8 +197,6 @@ impl<St: Store> CacheBuilder<St> {
                 flights: Mutex::new(HashMap::new()),
                 #[cfg(feature = "near-cache")]
                 near,
-                #[cfg(feature = "memory")]
-                memory,
                 memo: memo::Memo::new(),
             }),
         })

@@ -1,6 +1,22 @@
 //! [`Forward`]: a request the inner service answers, and the hand-over of its response.
 
-use super::*;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_LOCATION, LOCATION};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+
+use super::entry::{self, Entry, Marker};
+use super::flight::FlightGuard;
+use super::policy::{self, Freshness};
+use super::recorder::Recorder;
+use super::stats::bump;
+use super::{Cache, Config, Outcome, key};
+use crate::{Answer, Step, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -40,6 +56,25 @@ impl<St: Store> fmt::Debug for Forward<St> {
     }
 }
 
+/// The part of a [`Forward::response`] that waits for the store: an invalidation, or a
+/// `304` freshening a stale entry.
+#[must_use = "a hand-over does nothing unless it is awaited"]
+pub struct Handover<St: Store>(Pin<Box<dyn Future<Output = Outcome<St>> + Send>>);
+
+impl<St: Store> fmt::Debug for Handover<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handover").finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> Future for Handover<St> {
+    type Output = Outcome<St>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 impl<St: Store> Forward<St> {
     /// Whether the cache stays out of this request (the response is only labelled, and
     /// invalidates on success when the method is unsafe).
@@ -76,60 +111,52 @@ impl<St: Store> Forward<St> {
     }
 
     /// Hands the inner service's response head to the cache; see [`Outcome`].
-    pub async fn response(
-        self: Box<Self>,
-        status: StatusCode,
-        headers: &mut HeaderMap,
-    ) -> Outcome<St> {
-        let mut this = match self.response_now(status, headers) {
-            Ok(outcome) => return outcome,
-            Err(this) => this,
-        };
-        if this.kind == Kind::Bypass {
-            if let Some(inv) = this.invalidate.take() {
-                Box::pin(this.invalidate_urls(&inv, headers)).await;
-            }
-            this.label(headers, "BYPASS");
-            return Outcome::Pass;
-        }
-        // A 304 to our revalidation.
-        let now = this.cache.now();
-        let primary = this.primary.take().unwrap_or_default();
-        let request_headers = this.request_headers.take().unwrap_or_default();
-        match this.stale.clone() {
-            Some(stale) => {
-                Box::pin(this.freshen(&primary, &stale, headers, &request_headers, now)).await
-            }
-            None => Outcome::Pass,
-        }
-    }
-
-    /// [`response`](Forward::response) without waiting: everything but an invalidation
-    /// (a successful unsafe request) and a `304` freshening a stale entry, which give the
-    /// forward back to be awaited.
     ///
-    /// # Errors
-    /// The forward itself, when the outcome needs the store to be awaited.
-    pub fn response_now(
+    /// [`Step::Ready`] for everything but an invalidation (a successful unsafe request)
+    /// and a `304` freshening a stale entry; those give the [`Handover`] to await (it owns
+    /// what it needs of `headers`, which are final when this returns).
+    pub fn response(
         self: Box<Self>,
         status: StatusCode,
         headers: &mut HeaderMap,
-    ) -> Result<Outcome<St>, Box<Self>> {
+    ) -> Step<Outcome<St>, Handover<St>> {
         let cache = self.cache.clone();
         let config = &cache.inner.config;
         if self.kind == Kind::Bypass {
-            if self.invalidate.is_some() && (status.is_success() || status.is_redirection()) {
-                return Err(self);
-            }
-            self.label(headers, "BYPASS");
-            return Ok(Outcome::Pass);
+            let mut this = self;
+            this.label(headers, "BYPASS");
+            return match this.invalidate.take() {
+                Some(inv) if status.is_success() || status.is_redirection() => {
+                    let targets = [LOCATION, CONTENT_LOCATION].map(|name| {
+                        headers
+                            .get(&name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    });
+                    Step::Pending(Handover(Box::pin(async move {
+                        this.invalidate_urls(&inv, &targets).await;
+                        Outcome::Pass
+                    })))
+                }
+                _ => Step::Ready(Outcome::Pass),
+            };
         }
         // A 304 answers the validators we sent, so it selects the stale entry (RFC 9111
         // section 4.3.3), even when it carries a changed ETag.
-        if self.stale.is_some() && status == StatusCode::NOT_MODIFIED {
-            return Err(self);
+        if let Some(stale) = self.stale.clone()
+            && status == StatusCode::NOT_MODIFIED
+        {
+            let mut this = self;
+            let update = headers.clone();
+            return Step::Pending(Handover(Box::pin(async move {
+                let now = this.cache.now();
+                let primary = this.primary.take().unwrap_or_default();
+                let request_headers = this.request_headers.take().unwrap_or_default();
+                this.freshen(&primary, &stale, &update, &request_headers, now)
+                    .await
+            })));
         }
-        Ok(self.decide_response(&cache, config, status, headers))
+        Step::Ready(self.decide_response(&cache, config, status, headers))
     }
 
     fn decide_response(
@@ -295,7 +322,7 @@ impl<St: Store> Forward<St> {
 
     /// The inner service failed (no response at all): the stale entry, if
     /// `stale-if-error` allows it.
-    pub fn error(self) -> Option<Served> {
+    pub fn error(self) -> Option<Answer> {
         let stale = self.stale.as_ref()?;
         let now = self.cache.now();
         if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
@@ -318,13 +345,12 @@ impl<St: Store> Forward<St> {
         }
     }
 
-    async fn invalidate_urls(&self, inv: &Invalidate, headers: &HeaderMap) {
+    /// Purges the request's URL and the same-host `Location` / `Content-Location` targets.
+    async fn invalidate_urls(&self, inv: &Invalidate, targets: &[Option<String>]) {
         let cache = &self.cache;
         let mut keys = vec![cache.primary(&inv.host, &inv.path, inv.query.as_deref())];
-        for name in [LOCATION, CONTENT_LOCATION] {
-            if let Some(target) = headers.get(&name).and_then(|v| v.to_str().ok())
-                && let Some((path, query)) = same_host_target(&inv.host, &inv.path, target)
-            {
+        for target in targets.iter().flatten() {
+            if let Some((path, query)) = same_host_target(&inv.host, &inv.path, target) {
                 keys.push(cache.primary(&inv.host, &path, query.as_deref()));
             }
         }

@@ -5,7 +5,6 @@
 //! alive, so the allocation cannot be reused for another value while it is remembered.
 //! For other stores (fresh bytes on every read) the comparison simply fails and the entry
 //! is decoded again. Each shard is bounded; a full shard is cleared.
-#![cfg_attr(not(feature = "memory"), allow(dead_code))]
 
 use std::collections::HashMap;
 

@@ -1,6 +1,19 @@
 //! [`Recorder`]: a response body copied as it streams, stored when complete.
 
-use super::*;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::Cache;
+use super::entry::{Entry, Marker};
+use super::flight::FlightGuard;
+use super::stats::bump;
+use crate::{Step, Store};
 
 /// Copies a response body as it streams, and stores it when complete.
 pub struct Recorder<St: Store> {
@@ -25,6 +38,25 @@ impl<St: Store> fmt::Debug for Recorder<St> {
             .field("recording", &self.entry.is_some())
             .field("bytes", &self.body_len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The write of a recorded response that waits for the store, returned by
+/// [`Recorder::finish`].
+#[must_use = "a write does nothing unless it is awaited"]
+pub struct Storing(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl fmt::Debug for Storing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storing").finish_non_exhaustive()
+    }
+}
+
+impl Future for Storing {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
     }
 }
 
@@ -68,10 +100,9 @@ impl<St: Store> Recorder<St> {
         }
     }
 
-    /// Stores the recorded response at once when that needs no waiting (an in-process
-    /// store and one write); `false` means [`finish`](Recorder::finish) must be awaited.
-    /// After `true`, `finish` has nothing left to do.
-    pub fn finish_now(&mut self) -> bool {
+    /// Stores the recorded response at once when that needs no waiting (a store with a
+    /// local face and one write); `false` when the store must be awaited.
+    fn finish_now(&mut self) -> bool {
         if self.lock.is_some() {
             return false;
         }
@@ -79,8 +110,7 @@ impl<St: Store> Recorder<St> {
         if self.cache.inner.near.is_some() {
             return false;
         }
-        #[cfg(feature = "memory")]
-        if let Some(memory) = &self.cache.inner.memory {
+        if let Some(local) = self.cache.inner.store.local() {
             let Some(entry) = self.entry.as_ref() else {
                 if let Some(flight) = self.flight.take() {
                     flight.finish(None);
@@ -101,7 +131,7 @@ impl<St: Store> Recorder<St> {
             {
                 let encoded = std::mem::take(&mut self.body).freeze();
                 entry.body = encoded.slice(self.head..);
-                match memory.set_now(&self.primary, encoded, Some(self.ttl)) {
+                match local.set(&self.primary, encoded, Some(self.ttl)) {
                     Ok(()) => {
                         bump(&counters.stored);
                         stored = Some(Arc::new(entry));
@@ -122,10 +152,18 @@ impl<St: Store> Recorder<St> {
 
     /// Stores the recorded response (the body is complete) and hands it to coalesced
     /// waiters. Store failures are logged and counted, never returned.
-    pub async fn finish(mut self) {
+    ///
+    /// [`Step::Ready`] when it was stored at once (a store with a
+    /// [`LocalStore`](crate::LocalStore) face, no `Vary` marker, no cross-replica lock);
+    /// [`Step::Pending`] with the write to await otherwise (spawn it, or await it).
+    pub fn finish(mut self) -> Step<(), Storing> {
         if self.finish_now() {
-            return;
+            return Step::Ready(());
         }
+        Step::Pending(Storing(Box::pin(self.store())))
+    }
+
+    async fn store(mut self) {
         let cache = self.cache.clone();
         let entry = self.entry.take();
         if let Some(mut entry) = entry {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::{MemoryStore, Store, Ttl};
 
 /// What the client got, and whether the origin was asked.
@@ -1051,14 +1051,14 @@ async fn an_invalid_targeted_field_is_ignored() {
     }
 }
 
-/// A store shared by "replicas": a MemoryStore behind a type the cache does not recognise,
-/// so that it takes the cross-replica lock as it would on Redis.
-type Shared = crate::testing::CountingStore<MemoryStore>;
+/// A store shared by "replicas": a MemoryStore without its local face, so that the cache
+/// takes the cross-replica lock as it would on Redis.
+type Shared = crate::testing::RemoteLike<MemoryStore>;
 
 fn replicas() -> (Cache<Shared>, Cache<Shared>, MemoryStore) {
     let store = MemoryStore::new();
     let make = || {
-        Cache::builder(Shared::new(store.clone()))
+        Cache::builder(crate::testing::RemoteLike(store.clone()))
             .lock_timeout(Duration::from_secs(3))
             .build()
             .expect("valid")

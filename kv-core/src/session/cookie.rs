@@ -7,7 +7,7 @@ use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::{HeaderMap, HeaderValue, header};
 
 use super::id::SessionId;
-use crate::KvError;
+use crate::ConfigError;
 
 /// How the id is protected inside the cookie.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ pub(crate) struct CookieConfig {
 }
 
 impl CookieConfig {
-    pub(crate) fn validate(&self) -> Result<(), KvError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let token = |s: &str| {
             !s.is_empty()
                 && s.bytes().all(|b| {
@@ -73,38 +73,44 @@ impl CookieConfig {
                 })
         };
         if !token(&self.name) {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "the session cookie name must be a non-empty RFC 6265 token",
             ));
         }
         let attr = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b';');
         if !self.path.starts_with('/') || !attr(&self.path) {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "the session cookie path must start with '/' and hold no ';', space or control character",
             ));
         }
         if let Some(domain) = &self.domain
             && (domain.is_empty() || !attr(domain))
         {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "the session cookie domain must be non-empty and hold no ';', space or control character",
             ));
         }
         if self.name.starts_with("__Host-")
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "a `__Host-` cookie name requires Secure, Path=/ and no Domain (browsers drop it \
                  otherwise); choose another `cookie_name` for plain-HTTP development",
             ));
         }
         if self.name.starts_with("__Secure-") && !self.secure {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "a `__Secure-` cookie name requires Secure",
             ));
         }
         if self.same_site == SameSite::None && !self.secure {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "session manager",
                 "SameSite=None requires Secure (browsers drop it otherwise)",
             ));
         }

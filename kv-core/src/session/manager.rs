@@ -2,19 +2,18 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
 use cookie::{Key, SameSite};
-use futures_util::future::try_join_all;
 use http::HeaderMap;
 
 use super::SessionError;
 use super::cookie::{CookieConfig, Protection, cookie_headers};
 use super::handle::Session;
-use super::id::SessionId;
+use super::index::UserSession;
+use super::shared::ManagerInner;
 use crate::clock::{Clock, ClockHandle};
-use crate::{AnyStore, KvError, MAX_TTL, Store};
+use crate::{AnyStore, ConfigError, MAX_TTL, Store};
 
 /// The session engine: configuration, store and clock, shared by every request.
 ///
@@ -23,210 +22,7 @@ use crate::{AnyStore, KvError, MAX_TTL, Store};
 /// [`Session::finish`] when the handler has answered.
 #[derive(Clone)]
 pub struct SessionManager {
-    pub(crate) inner: Arc<ManagerInner>,
-}
-
-pub(crate) struct ManagerInner {
-    pub(crate) store: AnyStore,
-    pub(crate) clock: ClockHandle,
-    pub(crate) cookie: CookieConfig,
-    pub(crate) idle: Duration,
-    pub(crate) absolute: Duration,
-    /// Refresh the record's TTL once this much of the idle timeout has passed.
-    pub(crate) refresh_after: Duration,
-    pub(crate) prefix: String,
-}
-
-/// The most live sessions one user keeps: a login beyond it ends the oldest.
-pub const MAX_USER_SESSIONS: usize = 256;
-
-impl ManagerInner {
-    pub(crate) fn record_key(&self, id: &SessionId) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + super::id::ID_LEN);
-        key.push_str(&self.prefix);
-        key.push_str(id.as_str());
-        key
-    }
-
-    /// The per-user index: a hash of session id → absolute deadline (Unix ms). `user:`
-    /// holds a `:`, which ids never do, so the two kinds of keys cannot meet.
-    pub(crate) fn user_key(&self, user: &str) -> String {
-        format!("{}user:{user}", self.prefix)
-    }
-
-    /// The TTL a record gets now: the idle timeout, cut at the absolute deadline.
-    /// `None` once the absolute deadline has passed.
-    pub(crate) fn ttl_at(&self, created_ms: u64, now_ms: u64) -> Option<Duration> {
-        let deadline = created_ms.saturating_add(millis(self.absolute));
-        let left = deadline.checked_sub(now_ms).filter(|l| *l > 0)?;
-        Some(self.idle.min(Duration::from_millis(left)))
-    }
-
-    pub(crate) fn absolute_deadline(&self, created_ms: u64) -> u64 {
-        created_ms.saturating_add(millis(self.absolute))
-    }
-
-    /// Removes `ids` from `user`'s index and deletes their records; how many were live.
-    async fn end_sessions(&self, user: &str, skip: Option<&SessionId>) -> Result<usize, KvError> {
-        let index = self.user_key(user);
-        let entries = self.store.hget_all(&index).await?;
-        let ids: Vec<(String, SessionId)> = entries
-            .into_iter()
-            .filter_map(|(field, _)| SessionId::parse(&field).map(|id| (field, id)))
-            .filter(|(_, id)| Some(id) != skip)
-            .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let keys: Vec<String> = ids.iter().map(|(_, id)| self.record_key(id)).collect();
-        let removed = try_join_all(keys.iter().map(|k| self.store.del(k))).await?;
-        // Only the entries read: a login racing with this call keeps its own entry.
-        let fields: Vec<String> = ids.into_iter().map(|(field, _)| field).collect();
-        self.store.hdel(&index, fields).await?;
-        Ok(removed.into_iter().filter(|r| *r).count())
-    }
-
-    /// Adds `id` to `user`'s index, dropping entries whose sessions are past their
-    /// absolute deadline (so that the index of a user who logs in often stays small).
-    pub(crate) async fn index_add(
-        &self,
-        user: &str,
-        id: &SessionId,
-        created_ms: u64,
-        now_ms: u64,
-    ) -> Result<(), KvError> {
-        let index = self.user_key(user);
-        let entries = self.store.hget_all(&index).await?;
-        let deadline_of = |v: &Bytes| IndexEntry::parse(v).map(|e| e.deadline_ms);
-        let (mut live, dead): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .partition(|(_, v)| deadline_of(v).is_some_and(|d| d > now_ms));
-        let mut dead: Vec<String> = dead.into_iter().map(|(field, _)| field).collect();
-        // At most MAX_USER_SESSIONS live sessions per user: logging in beyond ends the
-        // oldest (so that the index, read at every login, stays small).
-        if live.len() >= MAX_USER_SESSIONS {
-            live.sort_by_key(|(_, v)| deadline_of(v));
-            let excess = live.len() + 1 - MAX_USER_SESSIONS;
-            for (field, _) in live.drain(..excess) {
-                if let Some(id) = SessionId::parse(&field) {
-                    self.store.del(&self.record_key(&id)).await?;
-                }
-                dead.push(field);
-            }
-        }
-        let entry = IndexEntry {
-            deadline_ms: self.absolute_deadline(created_ms),
-            created_ms,
-            handle: SessionId::random().as_str()[..12].to_owned(),
-        };
-        let add = self.store.hset(
-            &index,
-            vec![(id.as_str().to_owned(), Bytes::from(entry.encode()))],
-            Some(self.absolute),
-        );
-        if dead.is_empty() {
-            add.await
-        } else {
-            futures_util::future::try_join(add, self.store.hdel(&index, dead))
-                .await
-                .map(drop)
-        }
-    }
-
-    /// The live sessions of `user`, oldest first; `current` marks `current_id`'s.
-    pub(crate) async fn list(
-        &self,
-        user: &str,
-        current_id: Option<&SessionId>,
-    ) -> Result<Vec<UserSession>, KvError> {
-        let now = self.clock.now_millis();
-        let entries = self.store.hget_all(&self.user_key(user)).await?;
-        let candidates: Vec<(SessionId, IndexEntry)> = entries
-            .into_iter()
-            .filter_map(|(field, value)| {
-                Some((SessionId::parse(&field)?, IndexEntry::parse(&value)?))
-            })
-            .filter(|(_, e)| e.deadline_ms > now)
-            .collect();
-        // A session that ended by idle timeout is still in the index: ask the store.
-        let alive = try_join_all(
-            candidates
-                .iter()
-                .map(|(id, _)| async move { self.store.ttl(&self.record_key(id)).await }),
-        )
-        .await?;
-        let mut sessions: Vec<UserSession> = candidates
-            .into_iter()
-            .zip(alive)
-            .filter(|(_, ttl)| *ttl != crate::Ttl::Missing)
-            .map(|((id, e), _)| UserSession {
-                handle: e.handle,
-                created: UNIX_EPOCH + Duration::from_millis(e.created_ms),
-                expires: UNIX_EPOCH + Duration::from_millis(e.deadline_ms),
-                current: Some(&id) == current_id,
-            })
-            .collect();
-        sessions.sort_by_key(|s| s.created);
-        Ok(sessions)
-    }
-
-    /// Ends the session of `user` whose handle is `handle`; whether it was live.
-    pub(crate) async fn end_by_handle(&self, user: &str, handle: &str) -> Result<bool, KvError> {
-        let index = self.user_key(user);
-        let entries = self.store.hget_all(&index).await?;
-        let Some((field, id)) = entries.into_iter().find_map(|(field, value)| {
-            let entry = IndexEntry::parse(&value)?;
-            let id = SessionId::parse(&field)?;
-            (!entry.handle.is_empty() && entry.handle == handle).then_some((field, id))
-        }) else {
-            return Ok(false);
-        };
-        let removed = self.store.del(&self.record_key(&id)).await?;
-        self.store.hdel(&index, vec![field]).await?;
-        Ok(removed)
-    }
-}
-
-/// One session of a user, for a "your devices" page (OWASP ASVS V3.3.4): no secret in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UserSession {
-    /// An opaque, random handle (not the session id): pass it to
-    /// [`SessionManager::end_user_session`] to end that session.
-    pub handle: String,
-    /// When the session logged in.
-    pub created: SystemTime,
-    /// Its absolute deadline.
-    pub expires: SystemTime,
-    /// Whether it is the session of the request that asked
-    /// ([`Session::user_sessions`](super::Session::user_sessions)).
-    pub current: bool,
-}
-
-/// The value of a session's entry in its user's index: `"<deadline ms> <created ms> <handle>"`.
-struct IndexEntry {
-    deadline_ms: u64,
-    created_ms: u64,
-    handle: String,
-}
-
-impl IndexEntry {
-    fn parse(value: &[u8]) -> Option<IndexEntry> {
-        let text = std::str::from_utf8(value).ok()?;
-        let mut parts = text.split(' ');
-        let deadline_ms = parts.next()?.parse().ok()?;
-        let created_ms = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        let handle = parts.next().unwrap_or_default().to_owned();
-        Some(IndexEntry {
-            deadline_ms,
-            created_ms,
-            handle,
-        })
-    }
-
-    fn encode(&self) -> String {
-        format!("{} {} {}", self.deadline_ms, self.created_ms, self.handle)
-    }
+    inner: Arc<ManagerInner>,
 }
 
 impl SessionManager {
@@ -283,22 +79,6 @@ impl SessionManager {
         Ok(self.inner.end_by_handle(user, handle).await?)
     }
 
-    pub(crate) async fn list_for(
-        &self,
-        user: &str,
-        current: &SessionId,
-    ) -> Result<Vec<UserSession>, SessionError> {
-        Ok(self.inner.list(user, Some(current)).await?)
-    }
-
-    pub(crate) async fn end_other_sessions(
-        &self,
-        user: &str,
-        keep: &SessionId,
-    ) -> Result<usize, SessionError> {
-        Ok(self.inner.end_sessions(user, Some(keep)).await?)
-    }
-
     /// The name of the session cookie.
     pub fn cookie_name(&self) -> &str {
         &self.inner.cookie.name
@@ -317,10 +97,6 @@ impl fmt::Debug for SessionManager {
             .field("key_prefix", &inner.prefix)
             .finish()
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Builds a [`SessionManager`]. Every setter has a secure default:
@@ -475,24 +251,28 @@ impl SessionManagerBuilder {
     /// Builds the manager.
     ///
     /// # Errors
-    /// [`KvError::InvalidInput`] for an invalid cookie name, path or domain, a `__Host-`
+    /// [`ConfigError`] for an invalid cookie name, path or domain, a `__Host-`
     /// or `__Secure-` name without the attributes browsers demand, `SameSite=None`
     /// without `Secure`, zero or over-long timeouts, or a refresh fraction outside
     /// `(0, 1]`.
-    pub fn build(self) -> Result<SessionManager, KvError> {
+    pub fn build(self) -> Result<SessionManager, ConfigError> {
         self.cookie.validate()?;
         for (what, d) in [
             ("idle_timeout", self.idle),
             ("absolute_timeout", self.absolute),
         ] {
             if d.is_zero() || d > MAX_TTL {
-                return Err(KvError::invalid_input(format!(
-                    "{what} must be positive and at most kv_core::MAX_TTL"
-                )));
+                return Err(ConfigError::new(
+                    "session manager",
+                    format!("{what} must be positive and at most kv_core::MAX_TTL"),
+                ));
             }
         }
         if !(self.refresh_fraction > 0.0 && self.refresh_fraction <= 1.0) {
-            return Err(KvError::invalid_input("refresh_fraction must be in (0, 1]"));
+            return Err(ConfigError::new(
+                "session manager",
+                "refresh_fraction must be in (0, 1]",
+            ));
         }
         let refresh_after = self.idle.mul_f64(self.refresh_fraction);
         Ok(SessionManager {

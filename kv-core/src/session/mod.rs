@@ -14,7 +14,7 @@
 //! // Request 1: no cookie; the handler stores something.
 //! let session = sessions.start(&HeaderMap::new());
 //! session.insert("cart", vec![17, 42]).await?;
-//! let set_cookie = session.finish(StatusCode::OK).await?.expect("a new session");
+//! let set_cookie = session.end(StatusCode::OK).await?.expect("a new session");
 //! assert!(set_cookie.to_str()?.starts_with("__Host-session="));
 //!
 //! // Request 2: the browser sends the cookie back.
@@ -23,7 +23,7 @@
 //! headers.insert(header::COOKIE, pair.parse()?);
 //! let session = sessions.start(&headers);
 //! assert_eq!(session.get::<Vec<u32>>("cart").await?, Some(vec![17, 42]));
-//! assert_eq!(session.finish(StatusCode::OK).await?, None); // read only: nothing to send
+//! assert_eq!(session.end(StatusCode::OK).await?, None); // read only: nothing to send
 //! # Ok(())
 //! # }
 //! ```
@@ -58,17 +58,32 @@
 //! The stored format is documented in the `record` module source: one hash per session,
 //! one field per key holding the value as JSON text, readable with `redis-cli HGETALL`.
 
+//! # Where things are
+//! `manager.rs` ([`SessionManager`] and its builder), `handle.rs` ([`Session`]: loading
+//! and the `async` calls), `data.rs` ([`SessionData`], the same calls in place),
+//! `state.rs` (what a request loaded and changed), `save.rs` (planning and making the
+//! writes at the end of a request), `index.rs` (the per-user index), `record.rs` (the
+//! stored layout), `cookie.rs` and `id.rs`, `shared.rs` (what every request shares).
+
 mod cookie;
+mod data;
 mod handle;
 mod id;
+mod index;
 mod manager;
 mod record;
+mod save;
+mod shared;
+mod state;
 #[cfg(test)]
 mod tests;
 
 pub use ::cookie::{Key, SameSite};
-pub use handle::{Finish, Save, Session};
-pub use manager::{MAX_USER_SESSIONS, SessionManager, SessionManagerBuilder, UserSession};
+pub use data::SessionData;
+pub use handle::{Loading, Session};
+pub use index::{MAX_USER_SESSIONS, UserSession};
+pub use manager::{SessionManager, SessionManagerBuilder};
+pub use save::Save;
 
 use crate::KvError;
 
@@ -100,7 +115,7 @@ pub enum SessionError {
     /// Keys starting with `__kv.` are the engine's own.
     #[error("session key {0:?} is reserved (keys starting with `__kv.` are)")]
     ReservedKey(String),
-    /// A `*_loaded` method was called before the session was loaded.
+    /// A [`SessionData`] call was made before the session was loaded.
     #[error("the session was not loaded yet: call `load().await` first")]
     NotLoaded,
 }

@@ -41,34 +41,50 @@ impl Record {
         fields: impl IntoIterator<Item = (&'a str, &'a Bytes)>,
         ttl: Ttl,
     ) -> Option<Record> {
+        let mut reader = RecordReader::default();
+        for (name, value) in fields {
+            reader.field(name, value);
+        }
+        reader.finish(ttl)
+    }
+}
+
+/// [`Record::decode`] one field at a time, for stores that lend their fields.
+#[derive(Default)]
+pub(crate) struct RecordReader {
+    created_ms: Option<u64>,
+    user: Option<String>,
+    data: Vec<Field>,
+}
+
+impl RecordReader {
+    pub(crate) fn field(&mut self, name: &str, value: &Bytes) {
+        match name {
+            CREATED => {
+                self.created_ms = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok());
+            }
+            USER => self.user = String::from_utf8(value.to_vec()).ok(),
+            _ if name.starts_with(RESERVED_PREFIX) => {}
+            _ => self.data.push(Field {
+                key: name.to_owned(),
+                value: value.clone(),
+                dirty: false,
+            }),
+        }
+    }
+
+    pub(crate) fn finish(self, ttl: Ttl) -> Option<Record> {
         let ttl_left = match ttl {
             Ttl::Missing => return None,
             Ttl::Persistent => None,
             Ttl::Expires(left) => Some(left),
         };
-        let mut created_ms = None;
-        let mut user = None;
-        let mut data = Vec::new();
-        for (name, value) in fields {
-            match name {
-                CREATED => {
-                    created_ms = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|t| t.parse::<u64>().ok());
-                }
-                USER => user = String::from_utf8(value.to_vec()).ok(),
-                _ if name.starts_with(RESERVED_PREFIX) => {}
-                _ => data.push(Field {
-                    key: name.to_owned(),
-                    value: value.clone(),
-                    dirty: false,
-                }),
-            }
-        }
         Some(Record {
-            created_ms: created_ms?,
-            user,
-            data,
+            created_ms: self.created_ms?,
+            user: self.user,
+            data: self.data,
             ttl_left,
         })
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::*;
+use crate::Step;
 use crate::clock::ManualClock;
 use crate::testing::{CountingStore, UnavailableStore};
 use crate::{MemoryStore, Store, Ttl};
@@ -59,7 +60,7 @@ impl Fixture {
         let s = self.sessions.start(&HeaderMap::new());
         s.insert(key, value).await.expect("insert");
         let set = s
-            .finish(StatusCode::OK)
+            .end(StatusCode::OK)
             .await
             .expect("finish")
             .expect("cookie");
@@ -69,7 +70,7 @@ impl Fixture {
     async fn read(&self, cookie: &HeaderMap, key: &str) -> Option<String> {
         let s = self.sessions.start(cookie);
         let v = s.get::<String>(key).await.expect("get");
-        s.finish(StatusCode::OK).await.expect("finish");
+        s.end(StatusCode::OK).await.expect("finish");
         v
     }
 
@@ -86,7 +87,7 @@ async fn an_untouched_session_makes_no_store_call_and_sets_no_cookie() {
     for headers in [HeaderMap::new(), cookie] {
         let s = f.sessions.start(&headers);
         assert!(!s.is_touched());
-        assert_eq!(s.finish(StatusCode::OK).await.expect("finish"), None);
+        assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
     }
     assert_eq!(f.store.calls().total(), 0);
 }
@@ -100,7 +101,7 @@ async fn a_new_session_is_written_once_with_the_default_secure_cookie() {
     // A new session has nothing to read: no store call before the end of the request.
     assert_eq!(f.store.calls().total(), 0);
     let set = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("cookie");
@@ -139,7 +140,7 @@ async fn a_read_only_request_loads_once_and_writes_nothing() {
     );
     assert_eq!(s.get::<String>("b").await.expect("get"), None);
     assert_eq!(s.keys().await.expect("keys"), vec!["a".to_owned()]);
-    assert_eq!(s.finish(StatusCode::OK).await.expect("finish"), None);
+    assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
     let calls = f.store.calls();
     assert_eq!((calls.hget_all, calls.ttl, calls.writes()), (1, 1, 0));
 }
@@ -153,7 +154,7 @@ async fn a_change_is_one_write_and_keeps_the_id() {
     s.insert("b", "2").await.expect("insert");
     assert!(s.remove("a").await.expect("remove"));
     assert!(!s.remove("zz").await.expect("remove"));
-    assert_eq!(s.finish(StatusCode::OK).await.expect("finish"), None);
+    assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
     let calls = f.store.calls();
     assert_eq!((calls.hset, calls.hdel, calls.reads()), (1, 1, 2));
     assert_eq!(f.read(&cookie, "a").await, None);
@@ -173,7 +174,7 @@ async fn an_unknown_id_is_never_adopted() {
     let s = f.sessions.start(&headers);
     s.insert("user", "victim").await.expect("insert");
     let set = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("cookie");
@@ -190,7 +191,7 @@ async fn an_unknown_id_is_never_adopted() {
     let s = f.sessions.start(&headers);
     assert_eq!(s.get::<String>("user").await.expect("get"), None);
     let removal = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("removal");
@@ -215,7 +216,7 @@ async fn garbage_cookies_cost_no_store_call() {
         );
         let s = f.sessions.start(&headers);
         assert_eq!(s.get::<String>("a").await.expect("get"), None);
-        s.finish(StatusCode::OK).await.expect("finish");
+        s.end(StatusCode::OK).await.expect("finish");
     }
     assert_eq!(f.store.calls().total(), 0);
 }
@@ -297,7 +298,7 @@ async fn cycle_id_moves_the_data_to_a_new_id_and_deletes_the_old() {
     s.cycle_id().await.expect("cycle");
     s.insert("b", "2").await.expect("insert");
     let set = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("cookie");
@@ -317,7 +318,7 @@ async fn flush_deletes_the_record_and_expires_the_cookie() {
     s.flush().await.expect("flush");
     assert_eq!(s.get::<String>("a").await.expect("get"), None);
     let removal = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("removal");
@@ -336,7 +337,7 @@ async fn keys_inserted_after_flush_start_a_new_session() {
     s.flush().await.expect("flush");
     s.insert("flash", "bye").await.expect("insert");
     let set = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("cookie");
@@ -355,7 +356,7 @@ async fn clear_removes_every_key_and_keeps_the_session() {
     s.insert("b", "2").await.expect("insert");
     s.clear().await.expect("clear");
     s.insert("c", "3").await.expect("insert");
-    assert_eq!(s.finish(StatusCode::OK).await.expect("finish"), None);
+    assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
     let s = f.sessions.start(&cookie);
     assert_eq!(s.keys().await.expect("keys"), vec!["c".to_owned()]);
 }
@@ -372,8 +373,8 @@ async fn concurrent_writers_of_different_keys_lose_nothing() {
     first.insert("x", "from first").await.expect("insert");
     second.insert("y", "from second").await.expect("insert");
     second.remove("a").await.expect("remove");
-    first.finish(StatusCode::OK).await.expect("finish");
-    second.finish(StatusCode::OK).await.expect("finish");
+    first.end(StatusCode::OK).await.expect("finish");
+    second.end(StatusCode::OK).await.expect("finish");
     assert_eq!(f.read(&cookie, "x").await.as_deref(), Some("from first"));
     assert_eq!(f.read(&cookie, "y").await.as_deref(), Some("from second"));
     assert_eq!(f.read(&cookie, "a").await, None);
@@ -387,8 +388,8 @@ async fn a_write_racing_with_logout_does_not_revive_the_session() {
     writer.insert("cart", "[1]").await.expect("insert");
     let logout = f.sessions.start(&cookie);
     logout.flush().await.expect("flush");
-    logout.finish(StatusCode::OK).await.expect("finish");
-    writer.finish(StatusCode::OK).await.expect("finish");
+    logout.end(StatusCode::OK).await.expect("finish");
+    writer.end(StatusCode::OK).await.expect("finish");
     // The leftover field is not a session.
     assert_eq!(f.read(&cookie, "cart").await, None);
     assert_eq!(f.read(&cookie, "user").await, None);
@@ -400,7 +401,7 @@ async fn a_cycle_racing_with_logout_or_end_user_sessions_does_not_revive_the_ses
         let f = fixture();
         let s = f.sessions.start(&HeaderMap::new());
         s.login("alice").await.expect("login");
-        let cookie = cookie_from(&s.finish(StatusCode::OK).await.expect("f").expect("cookie"));
+        let cookie = cookie_from(&s.end(StatusCode::OK).await.expect("f").expect("cookie"));
         // A slow request (a stolen cookie, say) loads the session and cycles its id…
         let cycler = f.sessions.start(&cookie);
         cycler.cycle_id().await.expect("cycle");
@@ -410,9 +411,9 @@ async fn a_cycle_racing_with_logout_or_end_user_sessions_does_not_revive_the_ses
         } else {
             let other = f.sessions.start(&cookie);
             other.flush().await.expect("flush");
-            other.finish(StatusCode::OK).await.expect("finish");
+            other.end(StatusCode::OK).await.expect("finish");
         }
-        let answer = cycler.finish(StatusCode::OK).await.expect("finish");
+        let answer = cycler.end(StatusCode::OK).await.expect("finish");
         let removal = answer.expect("the dead cookie is dropped");
         assert!(removal.to_str().expect("ascii").contains("Max-Age=0"));
         // Nothing revived: no record at all (the index entry went with the session).
@@ -433,7 +434,7 @@ async fn a_5xx_answer_saves_nothing() {
     s.insert("a", "half-done").await.expect("insert");
     s.cycle_id().await.expect("cycle");
     assert_eq!(
-        s.finish(StatusCode::INTERNAL_SERVER_ERROR)
+        s.end(StatusCode::INTERNAL_SERVER_ERROR)
             .await
             .expect("finish"),
         None
@@ -459,14 +460,14 @@ async fn a_store_failure_fails_the_request() {
         Err(SessionError::Store(_))
     ));
     assert!(matches!(
-        s.finish(StatusCode::OK).await,
+        s.end(StatusCode::OK).await,
         Err(SessionError::Store(_))
     ));
     // A new session fails at the write.
     let s = sessions.start(&HeaderMap::new());
     s.insert("a", 1).await.expect("insert needs no read");
     assert!(matches!(
-        s.finish(StatusCode::OK).await,
+        s.end(StatusCode::OK).await,
         Err(SessionError::Store(_))
     ));
 }
@@ -481,7 +482,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
         s.login("alice").await.expect("login");
         assert_eq!(s.user().await.expect("user").as_deref(), Some("alice"));
         let set = s
-            .finish(StatusCode::OK)
+            .end(StatusCode::OK)
             .await
             .expect("finish")
             .expect("cookie");
@@ -494,7 +495,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
         let s = f.sessions.start(&HeaderMap::new());
         s.login("bob").await.expect("login");
         cookie_from(
-            &s.finish(StatusCode::OK)
+            &s.end(StatusCode::OK)
                 .await
                 .expect("finish")
                 .expect("cookie"),
@@ -508,7 +509,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
     // From alice's first session: end the others.
     let s = f.sessions.start(&alice[0]);
     assert_eq!(s.end_other_sessions().await.expect("end"), 2);
-    s.finish(StatusCode::OK).await.expect("finish");
+    s.end(StatusCode::OK).await.expect("finish");
     assert_eq!(f.read(&alice[0], "theme").await.as_deref(), Some("dark"));
     assert_eq!(f.read(&alice[1], "theme").await, None);
     assert_eq!(f.read(&alice[2], "theme").await, None);
@@ -529,7 +530,7 @@ async fn the_user_index_is_pruned_of_dead_sessions_at_login() {
     for _ in 0..5 {
         let s = f.sessions.start(&HeaderMap::new());
         s.login("carol").await.expect("login");
-        s.finish(StatusCode::OK).await.expect("finish");
+        s.end(StatusCode::OK).await.expect("finish");
         f.clock.advance(ABSOLUTE / 2 + Duration::from_secs(1));
     }
     let index = f
@@ -550,7 +551,7 @@ async fn a_user_keeps_at_most_max_user_sessions_and_the_oldest_end_first() {
         let s = f.sessions.start(&HeaderMap::new());
         s.login("dave").await.expect("login");
         cookies.push(cookie_from(
-            &s.finish(StatusCode::OK).await.expect("f").expect("c"),
+            &s.end(StatusCode::OK).await.expect("f").expect("c"),
         ));
         f.clock.advance(Duration::from_millis(10));
     }
@@ -585,7 +586,7 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
         let s = f.sessions.start(&HeaderMap::new());
         s.login("erin").await.expect("login");
         devices.push(cookie_from(
-            &s.finish(StatusCode::OK).await.expect("f").expect("c"),
+            &s.end(StatusCode::OK).await.expect("f").expect("c"),
         ));
         f.clock.advance(Duration::from_secs(60));
     }
@@ -593,7 +594,7 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
         let s = f.sessions.start(c);
         async move {
             let sessions = s.user_sessions().await.expect("list");
-            s.finish(StatusCode::OK).await.expect("finish");
+            s.end(StatusCode::OK).await.expect("finish");
             sessions
         }
     };
@@ -732,7 +733,7 @@ async fn cookie_attributes_follow_the_configuration() {
     let s = f.sessions.start(&HeaderMap::new());
     s.insert("a", 1).await.expect("insert");
     let set = s
-        .finish(StatusCode::OK)
+        .end(StatusCode::OK)
         .await
         .expect("finish")
         .expect("cookie");
@@ -773,7 +774,7 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
         note: Some("gift".into()),
     };
     s.insert("cart", &cart).await.expect("insert");
-    let cookie = cookie_from(&s.finish(StatusCode::OK).await.expect("f").expect("cookie"));
+    let cookie = cookie_from(&s.end(StatusCode::OK).await.expect("f").expect("cookie"));
     let s = f.sessions.start(&cookie);
     assert_eq!(s.get::<Cart>("cart").await.expect("get"), Some(cart));
     assert!(matches!(
@@ -785,7 +786,7 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
         Err(SessionError::ReservedKey(_))
     ));
     assert!(matches!(
-        f.sessions.start(&cookie).get_loaded::<u8>("cart"),
+        f.sessions.start(&cookie).data().get::<u8>("cart"),
         Err(SessionError::NotLoaded)
     ));
 }
@@ -810,7 +811,7 @@ fn invalid_configurations_are_typed_errors() {
         |b| b.refresh_fraction(0.0),
         |b| b.refresh_fraction(f64::NAN),
     ] {
-        assert!(matches!(build(bad), Err(KvError::InvalidInput(_))));
+        assert!(matches!(build(bad), Err(e) if e.component() == "session manager"));
     }
     assert!(build(|b| b.cookie_name("sid").secure(false)).is_ok());
 }
@@ -832,8 +833,8 @@ async fn debug_output_shows_no_id_or_key() {
     let finish = fresh.end(StatusCode::OK);
     let shown = format!("{finish:?}");
     let set_cookie = match finish {
-        Finish::Done(done) => done.expect("saved").expect("a cookie"),
-        Finish::Save(save) => save.run().await.expect("saved").expect("a cookie"),
+        Step::Ready(done) => done.expect("saved").expect("a cookie"),
+        Step::Pending(save) => save.await.expect("saved").expect("a cookie"),
     };
     let value = cookie_value(&set_cookie);
     let id = &value[value.len() - 22..];

@@ -61,8 +61,9 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bytes::Bytes;
 
-use crate::input::{check_field_count, check_fields, check_len, opt_ttl_millis, ttl_millis};
-use crate::{KvError, Result, Store, Ttl};
+use super::input::{check_field_count, check_fields, check_len, opt_ttl_millis, ttl_millis};
+use super::{Store, Ttl};
+use crate::{KvError, Result};
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
 /// because a Lua number is a double and would round counters beyond 2^53.
@@ -344,7 +345,7 @@ impl Store for RedisStore {
                 let mut invocation = INCR_SCRIPT.prepare_invoke();
                 invocation.key(&key).arg(delta).arg(ms);
                 let text: Bytes = self.run(invocation.invoke_async(&mut conn)).await?;
-                crate::input::parse_redis_int(&text).ok_or_else(|| {
+                super::input::parse_redis_int(&text).ok_or_else(|| {
                     KvError::Backend(Arc::new(std::io::Error::other(
                         "INCRBY script returned a non-integer",
                     )))

@@ -1,4 +1,5 @@
 //! Input rules shared by every backend, so that they refuse the same things the same way.
+#![cfg_attr(not(any(feature = "memory", feature = "redis")), allow(dead_code))]
 
 use std::time::Duration;
 

@@ -65,11 +65,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use super::input::{check_field_count, check_fields};
+use super::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
+use super::{LocalStore, Store, Ttl};
 use crate::clock::{Clock, ClockHandle};
-use crate::input::{check_field_count, check_fields};
-use crate::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
 use crate::janitor::Janitor;
-use crate::{KvError, Result, Store, Ttl};
+use crate::{ConfigError, KvError, Result};
 use compact_str::CompactString;
 use shard::{Entry, Fields, Shard, ShardLimits, Value, cost, fields_len};
 
@@ -189,7 +190,7 @@ impl MemoryStore {
         ttl_ms.map_or(0, |ms| now.saturating_add(ms))
     }
 
-    pub(crate) fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
+    fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
         self.check_key(key)?;
         let shard = self.shard(key).read();
         let Some(entry) = shard.map.get(key) else {
@@ -279,12 +280,7 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn incr_by_sync(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> Result<i64> {
+    fn incr_by_sync(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
         self.check_key(key)?;
         let ttl_ms = opt_ttl_millis(ttl_if_new)?;
         let tick = self.tick();
@@ -452,32 +448,6 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Reads a hash and its TTL under one lock, handing the fields to `f` without
-    /// copying them: the session engine's load.
-    #[cfg(feature = "session")]
-    pub(crate) fn with_hash<R>(
-        &self,
-        key: &str,
-        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a str, &'a Bytes)>, Ttl) -> R,
-    ) -> Result<R> {
-        self.check_key(key)?;
-        let shard = self.shard(key).read();
-        let now = self.inner.clock.now_millis();
-        let Some(entry) = shard.map.get(key).filter(|e| !e.is_expired(now)) else {
-            return Ok(f(&mut std::iter::empty(), Ttl::Missing));
-        };
-        let Value::Hash(fields) = &entry.value else {
-            return Err(KvError::WrongType);
-        };
-        entry.touch(self.tick());
-        let ttl = match entry.expires_at {
-            0 => Ttl::Persistent,
-            at => Ttl::Expires(Duration::from_millis(at - now)),
-        };
-        let mut iter = fields.iter().map(|(name, value)| (name.as_str(), value));
-        Ok(f(&mut iter, ttl))
-    }
-
     fn hdel_sync(&self, key: &str, fields: Vec<String>) -> Result<usize> {
         self.check_key(key)?;
         check_field_count(fields.len())?;
@@ -516,89 +486,95 @@ impl MemoryStore {
     }
 }
 
-/// The memory store's answers, computed at once (its futures are always ready).
-impl MemoryStore {
-    pub(crate) fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
+/// The memory store answers in process: this is the face the engines call.
+impl LocalStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.get_sync(key)
     }
-    pub(crate) fn set_now(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+    fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.set_sync(key, value, ttl, false).map(drop)
     }
-    pub(crate) fn set_nx_now(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
+    fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         self.set_sync(key, value, ttl, true)
     }
-    pub(crate) fn del_now(&self, key: &str) -> Result<bool> {
+    fn del(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         Ok(self.del_sync(key))
     }
-    pub(crate) fn expire_now(&self, key: &str, ttl: Duration) -> Result<bool> {
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.check_key(key)?;
         self.expire_sync(key, ttl)
     }
-    pub(crate) fn ttl_now(&self, key: &str) -> Result<Ttl> {
+    fn ttl(&self, key: &str) -> Result<Ttl> {
         self.check_key(key)?;
         Ok(self.ttl_sync(key))
     }
-    pub(crate) fn incr_by_now(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> Result<i64> {
+    fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
         self.incr_by_sync(key, delta, ttl_if_new)
     }
-    pub(crate) fn hget_all_now(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+    fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
         self.hget_all_sync(key)
     }
-    pub(crate) fn hset_now(
-        &self,
-        key: &str,
-        fields: Vec<(String, Bytes)>,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
+    fn hset(&self, key: &str, fields: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
         self.hset_sync(key, fields, ttl)
     }
-    pub(crate) fn hdel_now(&self, key: &str, fields: Vec<String>) -> Result<usize> {
+    fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
         self.hdel_sync(key, fields)
+    }
+    /// Both reads under one shard lock, the fields lent without copies.
+    fn hget_all_with_ttl(&self, key: &str, visit: &mut dyn FnMut(&str, &Bytes)) -> Result<Ttl> {
+        self.check_key(key)?;
+        let shard = self.shard(key).read();
+        let now = self.inner.clock.now_millis();
+        let Some(entry) = shard.map.get(key).filter(|e| !e.is_expired(now)) else {
+            return Ok(Ttl::Missing);
+        };
+        let Value::Hash(fields) = &entry.value else {
+            return Err(KvError::WrongType);
+        };
+        entry.touch(self.tick());
+        for (name, value) in fields.iter() {
+            visit(name.as_str(), value);
+        }
+        Ok(match entry.expires_at {
+            0 => Ttl::Persistent,
+            at => Ttl::Expires(Duration::from_millis(at - now)),
+        })
     }
 }
 
+/// Every call is answered before its future is first polled.
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.get_now(key)
+        LocalStore::get(self, key)
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.set_now(key, value, ttl)
+        LocalStore::set(self, key, value, ttl)
     }
 
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-        self.set_nx_now(key, value, ttl)
+        LocalStore::set_nx(self, key, value, ttl)
     }
 
     async fn del(&self, key: &str) -> Result<bool> {
-        self.del_now(key)
+        LocalStore::del(self, key)
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.expire_now(key, ttl)
+        LocalStore::expire(self, key, ttl)
     }
 
     async fn ttl(&self, key: &str) -> Result<Ttl> {
-        self.ttl_now(key)
+        LocalStore::ttl(self, key)
     }
 
     async fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64> {
-        self.incr_by_now(key, delta, ttl_if_new)
+        LocalStore::incr_by(self, key, delta, ttl_if_new)
     }
 
     async fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
-        self.hget_all_now(key)
+        LocalStore::hget_all(self, key)
     }
 
     async fn hset(
@@ -607,11 +583,15 @@ impl Store for MemoryStore {
         fields: Vec<(String, Bytes)>,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        self.hset_now(key, fields, ttl)
+        LocalStore::hset(self, key, fields, ttl)
     }
 
     async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
-        self.hdel_now(key, fields)
+        LocalStore::hdel(self, key, fields)
+    }
+
+    fn local(&self) -> Option<&dyn LocalStore> {
+        Some(self)
     }
 }
 
@@ -733,22 +713,27 @@ impl MemoryStoreBuilder {
     /// Builds the store.
     ///
     /// # Errors
-    /// [`KvError::InvalidInput`] when a bound is zero, the shard count is not a power of
+    /// [`ConfigError`] when a bound is zero, the shard count is not a power of
     /// two in 1..=1024, the expiry interval is zero, or the largest accepted entry (key +
     /// value + overhead) would not fit in one shard's share of `max_bytes`.
-    pub fn build(self) -> Result<MemoryStore> {
+    pub fn build(self) -> std::result::Result<MemoryStore, ConfigError> {
         if !self.shards.is_power_of_two() || self.shards > 1024 {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "memory store",
                 "shards must be a power of two from 1 to 1024",
             ));
         }
         if self.max_bytes == 0 || self.max_entries == Some(0) {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "memory store",
                 "max_bytes and max_entries must be positive",
             ));
         }
         if self.expiry_interval.is_some_and(|i| i.is_zero()) {
-            return Err(KvError::invalid_input("expiry_interval must be positive"));
+            return Err(ConfigError::new(
+                "memory store",
+                "expiry_interval must be positive",
+            ));
         }
         let mut shards = self.shards;
         if let Some(max_entries) = self.max_entries {
@@ -763,12 +748,15 @@ impl MemoryStoreBuilder {
         };
         let largest = cost(self.max_key_len, self.max_value_len);
         if largest > limits.max_bytes {
-            return Err(KvError::invalid_input(format!(
-                "the largest entry ({largest} accounted bytes: max_key_len + max_value_len + \
+            return Err(ConfigError::new(
+                "memory store",
+                format!(
+                    "the largest entry ({largest} accounted bytes: max_key_len + max_value_len + \
                  overhead) does not fit in one shard's share of max_bytes ({} bytes); raise \
                  max_bytes, or lower max_value_len or shards",
-                limits.max_bytes
-            )));
+                    limits.max_bytes
+                ),
+            ));
         }
         Ok(self.build_with(shards, limits))
     }

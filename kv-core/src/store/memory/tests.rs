@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::MemoryStore;
 use super::shard::cost;
-use super::*;
+use crate::Store;
 use crate::clock::ManualClock;
 
 fn check_invariants(store: &MemoryStore) {

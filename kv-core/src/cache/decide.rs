@@ -1,0 +1,338 @@
+//! What a request gets: a bypass, a hit, a `304`, a stale entry, or a miss to forward.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AGE, RANGE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::entry::{Entry, Marker};
+use super::flight::Joined;
+use super::forward::{Forward, Invalidate, Kind};
+use super::policy::{self};
+use super::read::Found;
+use super::stats::bump;
+use super::{Cache, Lookup, RequestHead, directives};
+use crate::{Answer, Store};
+
+/// Request methods that are safe (RFC 9110 section 9.2.1): they never invalidate.
+pub(super) fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+impl<St: Store> Cache<St> {
+    pub(super) async fn lookup_wait(&self, req: RequestHead<'_>) -> Lookup<St> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return lookup,
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find(&ctx.primary, req.headers, ctx.now).await;
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => lookup,
+            Decided::Miss(ctx, marker, stale) => self.miss(ctx, marker, stale, req).await,
+        }
+    }
+
+    /// The lookup without waiting, when the answer is at hand; `None` (nothing counted)
+    /// when the store must be awaited.
+    pub(super) fn lookup_now(&self, req: RequestHead<'_>) -> Option<Lookup<St>> {
+        let ctx = match self.begin(req) {
+            Begin::Done(lookup) => return Some(lookup),
+            Begin::Find(ctx) => ctx,
+        };
+        let found = self.find_now(&ctx.primary, req.headers, ctx.now)?;
+        // A miss that would have to wait for (or take) a lock is left to `lookup`; deciding
+        // a miss counts nothing, so giving up here is free.
+        match self.decide(ctx, found, req) {
+            Decided::Done(lookup) => Some(lookup),
+            Decided::Miss(ctx, marker, stale) => {
+                if !ctx.coalesce() {
+                    return Some(self.plain_miss(ctx, marker, stale, req));
+                }
+                if !self.can_lead_now(&ctx.primary) {
+                    return None;
+                }
+                let flight = self.lead(&ctx.primary)?;
+                bump(&self.inner.counters.misses);
+                let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+                f.marker = marker;
+                f.stale = stale;
+                f.flight = Some(flight);
+                Some(Lookup::Forward(Box::new(f)))
+            }
+        }
+    }
+
+    /// The checks that need no store: bypasses, and the primary key.
+    pub(super) fn begin(&self, req: RequestHead<'_>) -> Begin<St> {
+        let config = &self.inner.config;
+        let now = self.now();
+        let method = req.method;
+        if !is_safe(method) {
+            bump(&self.inner.counters.bypasses);
+            let f = self.forward(Kind::Bypass, now, Some(req), None);
+            return Begin::Done(Lookup::Forward(Box::new(f)));
+        }
+        let cacheable_method = *method == Method::GET || *method == Method::HEAD;
+        if !cacheable_method || req.headers.contains_key(RANGE) {
+            bump(&self.inner.counters.bypasses);
+            return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                Kind::Bypass,
+                now,
+                None,
+                None,
+            ))));
+        }
+        let request_cc = if config.honor_request_cc {
+            let d = directives::Directives::parse(req.headers);
+            if d.no_store {
+                bump(&self.inner.counters.bypasses);
+                return Begin::Done(Lookup::Forward(Box::new(self.forward(
+                    Kind::Bypass,
+                    now,
+                    None,
+                    None,
+                ))));
+            }
+            Some(d)
+        } else {
+            None
+        };
+        Begin::Find(Ctx {
+            primary: self.primary(req.host(), req.uri.path(), req.uri.query()),
+            is_head: *method == Method::HEAD,
+            request_cc,
+            now,
+            coalesce: config.coalesce,
+        })
+    }
+
+    /// What a found (or missing) entry means for the request.
+    pub(super) fn decide(
+        &self,
+        ctx: Ctx,
+        (found, marker): Found,
+        req: RequestHead<'_>,
+    ) -> Decided<St> {
+        let now = ctx.now;
+        let Some(entry) = found else {
+            return Decided::Miss(ctx, marker, None);
+        };
+        let forced = ctx.request_cc.is_some_and(|d| {
+            d.no_cache
+                || d.pragma_no_cache
+                || d.max_age
+                    .is_some_and(|m| entry.age(now) > m.saturating_mul(1000))
+        });
+        if !forced && entry.is_fresh(now) {
+            bump(&self.inner.counters.hits);
+            return Decided::Done(Lookup::Hit {
+                response: self.serve(&entry, req.headers, ctx.is_head, now),
+                refresh: None,
+            });
+        }
+        if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
+            bump(&self.inner.counters.stale);
+            let response = self.serve(&entry, req.headers, ctx.is_head, now);
+            // One background refresh per key at a time.
+            let refresh = self.lead(&ctx.primary).map(|flight| {
+                let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary.clone()));
+                f.stale = Some(Arc::clone(&entry));
+                f.marker = marker.clone();
+                f.flight = Some(flight);
+                f.background = true;
+                Box::new(f)
+            });
+            return Decided::Done(Lookup::Hit { response, refresh });
+        }
+        // Stale: revalidate (coalesced like a miss).
+        Decided::Miss(ctx, marker, Some(entry))
+    }
+
+    /// A miss: coalesce with a fill in flight, or lead one.
+    pub(super) async fn miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        stale: Option<Arc<Entry>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
+        if ctx.coalesce() {
+            match self
+                .join_or_lead(&ctx.primary, req.headers, ctx.is_head, ctx.now)
+                .await
+            {
+                Joined::Answer(response) => {
+                    bump(&self.inner.counters.hits);
+                    return Lookup::Hit {
+                        response,
+                        refresh: None,
+                    };
+                }
+                Joined::Lead(flight, lock) => {
+                    bump(&self.inner.counters.misses);
+                    let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+                    f.marker = marker;
+                    f.stale = stale;
+                    f.flight = Some(flight);
+                    f.lock = lock;
+                    return Lookup::Forward(Box::new(f));
+                }
+                Joined::Alone => {}
+            }
+        }
+        self.plain_miss(ctx, marker, stale, req)
+    }
+
+    pub(super) fn plain_miss(
+        &self,
+        ctx: Ctx,
+        marker: Option<Arc<Marker>>,
+        stale: Option<Arc<Entry>>,
+        req: RequestHead<'_>,
+    ) -> Lookup<St> {
+        bump(&self.inner.counters.misses);
+        let mut f = self.forward(Kind::Miss, ctx.now, Some(req), Some(ctx.primary));
+        f.marker = marker;
+        f.stale = stale;
+        f.is_head = ctx.is_head;
+        Lookup::Forward(Box::new(f))
+    }
+
+    pub(super) fn forward(
+        &self,
+        kind: Kind,
+        now: u64,
+        req: Option<RequestHead<'_>>,
+        primary: Option<String>,
+    ) -> Forward<St> {
+        let invalidate = match (kind, req) {
+            (Kind::Bypass, Some(r)) => Some(Invalidate {
+                host: r.host().to_owned(),
+                path: r.uri.path().to_owned(),
+                query: r.uri.query().map(str::to_owned),
+            }),
+            _ => None,
+        };
+        let request_headers = match (kind, req) {
+            (Kind::Miss, Some(r)) => Some(r.headers.clone()),
+            _ => None,
+        };
+        Forward {
+            cache: self.clone(),
+            kind,
+            request_time: now,
+            primary,
+            request_headers,
+            invalidate,
+            stale: None,
+            marker: None,
+            flight: None,
+            lock: None,
+            is_head: false,
+            background: false,
+        }
+    }
+
+    /// Builds the response for a stored entry: the entry, or a `304` when the request's
+    /// conditionals match; `Age` and the status header added.
+    pub(super) fn serve(
+        &self,
+        entry: &Entry,
+        request: &HeaderMap,
+        is_head: bool,
+        now: u64,
+    ) -> Answer {
+        let age = entry.age(now) / 1000;
+        let (status, mut headers, body) = if policy::not_modified(entry, request) {
+            let mut h = HeaderMap::with_capacity(8);
+            for name in &policy::HEADERS_OF_304 {
+                for v in entry.headers.get_all(name) {
+                    h.append(name.clone(), v.clone());
+                }
+            }
+            (StatusCode::NOT_MODIFIED, h, Bytes::new())
+        } else {
+            let mut headers = entry
+                .hit_headers
+                .get_or_init(|| {
+                    let mut h = HeaderMap::with_capacity(entry.headers.len() + 2);
+                    for (name, value) in &entry.headers {
+                        h.append(name.clone(), value.clone());
+                    }
+                    h.insert(AGE, age_value(0));
+                    if let Some(name) = &self.inner.config.status_header {
+                        h.insert(name.clone(), HeaderValue::from_static("HIT"));
+                    }
+                    h
+                })
+                .clone();
+            headers.insert(AGE, age_value(age));
+            let body = if is_head {
+                Bytes::new()
+            } else {
+                entry.body.clone()
+            };
+            return Answer {
+                status: entry.status,
+                headers,
+                body,
+            };
+        };
+        headers.insert(AGE, age_value(age));
+        if let Some(name) = &self.inner.config.status_header {
+            headers.insert(name.clone(), HeaderValue::from_static("HIT"));
+        }
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// An `Age` header value; the first hour's are made once and shared.
+pub(super) fn age_value(secs: u64) -> HeaderValue {
+    static AGES: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    const SHARED: u64 = 3600;
+    if secs < SHARED {
+        let ages = AGES.get_or_init(|| (0..SHARED).map(HeaderValue::from).collect());
+        if let Some(v) = usize::try_from(secs).ok().and_then(|i| ages.get(i)) {
+            return v.clone();
+        }
+    }
+    HeaderValue::from(secs)
+}
+
+/// The outcome of the store-free checks (transient: not boxed, to spare an allocation).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Begin<St: Store> {
+    Done(Lookup<St>),
+    Find(Ctx),
+}
+
+/// The outcome of a found (or missing) entry.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Decided<St: Store> {
+    Done(Lookup<St>),
+    Miss(Ctx, Option<Arc<Marker>>, Option<Arc<Entry>>),
+}
+
+/// A request on its way through `lookup`.
+pub(super) struct Ctx {
+    primary: String,
+    is_head: bool,
+    request_cc: Option<directives::Directives>,
+    now: u64,
+    coalesce: bool,
+}
+
+impl Ctx {
+    /// Whether a miss joins or leads a fill (a `HEAD` stores nothing to share).
+    fn coalesce(&self) -> bool {
+        self.coalesce && !self.is_head
+    }
+}

@@ -1,0 +1,124 @@
+//! Reading entries: the near cache, a local store (through the memo), a remote one.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::entry::{self, Entry, Marker, Stored};
+use super::stats::bump;
+use super::{Cache, key};
+use crate::Store;
+
+impl<St: Store> Cache<St> {
+    /// Reads what a key holds (near cache first), counting store errors as misses.
+    pub(super) async fn read(&self, key: &str, now: u64) -> Option<Stored> {
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near
+            && let Some(found) = near.get(key)
+        {
+            match &found {
+                // A copy that went stale by our clock: ask the store (another replica
+                // may have freshened it).
+                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
+                _ => return Some(found),
+            }
+        }
+        let _ = now;
+        match self.inner.store.get(key).await {
+            Ok(Some(bytes)) => {
+                let found = self.decode(key, bytes);
+                if found.is_none() {
+                    tracing::debug!("kv cache: undecodable entry ignored");
+                }
+                #[cfg(feature = "near-cache")]
+                if let (Some(near), Some(found)) = (&self.inner.near, &found) {
+                    near.insert(key, found, now);
+                }
+                found
+            }
+            Ok(None) => None,
+            Err(err) => {
+                bump(&self.inner.counters.store_errors);
+                tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Decodes what a key holds (through the memo on an in-process store).
+    pub(super) fn decode(&self, key: &str, bytes: Bytes) -> Option<Stored> {
+        if self.inner.store.local().is_some() {
+            return self.inner.memo.decode(key, bytes);
+        }
+        entry::decode(bytes)
+    }
+
+    /// Reads a key without waiting: from the near cache, or from an in-process store.
+    /// `None` when the store would have to be awaited.
+    pub(super) fn read_now(&self, key: &str, now: u64) -> Option<Option<Stored>> {
+        let _ = key;
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.inner.near
+            && let Some(found) = near.get(key)
+        {
+            match &found {
+                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
+                _ => return Some(Some(found)),
+            }
+        }
+        let _ = now;
+        if let Some(local) = self.inner.store.local() {
+            return Some(match local.get(key) {
+                Ok(Some(bytes)) => self.inner.memo.decode(key, bytes),
+                Ok(None) => None,
+                Err(err) => {
+                    bump(&self.inner.counters.store_errors);
+                    tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                    None
+                }
+            });
+        }
+        None
+    }
+
+    /// [`find`](Self::find) without waiting, when the reads can be answered at once.
+    pub(super) fn find_now(&self, primary: &str, headers: &HeaderMap, now: u64) -> Option<Found> {
+        Some(match self.read_now(primary, now)? {
+            Some(Stored::Entry(e)) => (Some(e), None),
+            Some(Stored::Marker(m)) => {
+                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let found = match self.read_now(&vkey, now)? {
+                    Some(Stored::Entry(e)) if e.vary == values => Some(e),
+                    _ => None,
+                };
+                (found, Some(m))
+            }
+            None => (None, None),
+        })
+    }
+
+    /// Finds the entry for a request: the primary key's, or its variant's.
+    pub(super) async fn find(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> (Option<Arc<Entry>>, Option<Arc<Marker>>) {
+        match self.read(primary, now).await {
+            Some(Stored::Entry(e)) => (Some(e), None),
+            Some(Stored::Marker(m)) => {
+                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let found = match self.read(&vkey, now).await {
+                    Some(Stored::Entry(e)) if e.vary == values => Some(e),
+                    _ => None,
+                };
+                (found, Some(m))
+            }
+            None => (None, None),
+        }
+    }
+}
+
+/// An entry found for a request, and the URL's `Vary` marker.
+pub(super) type Found = (Option<Arc<Entry>>, Option<Arc<Marker>>);

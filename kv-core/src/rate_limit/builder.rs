@@ -1,0 +1,225 @@
+//! [`RateLimiterBuilder`]: the limiter's configuration, validated once in `build()`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::decision::{self, HeaderOptions};
+use super::gcra::Gcra;
+use super::policy::{Algorithm, Policy};
+use super::{CostFn, FailureMode, Inner, Predicate, RateLimiter};
+use crate::clock::{Clock, ClockHandle};
+use crate::janitor::Janitor;
+use crate::request::RequestView;
+use crate::{ConfigError, MAX_TTL, Store};
+
+/// Builds a [`RateLimiter`].
+#[must_use]
+pub struct RateLimiterBuilder<S> {
+    store: S,
+    policies: Vec<Policy>,
+    prefix: String,
+    failure: FailureMode,
+    shadow: bool,
+    bypass: Option<Predicate>,
+    cost: Option<CostFn>,
+    headers: HeaderOptions,
+    clock: ClockHandle,
+    prune_interval: Duration,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimiterBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiterBuilder")
+            .field("policies", &self.policies)
+            .field("prefix", &self.prefix)
+            .field("failure", &self.failure)
+            .field("shadow", &self.shadow)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> RateLimiterBuilder<S> {
+    pub(super) fn new(store: S) -> Self {
+        RateLimiterBuilder {
+            store,
+            policies: Vec::new(),
+            prefix: "rl:".to_owned(),
+            failure: FailureMode::Open,
+            shadow: false,
+            bypass: None,
+            cost: None,
+            headers: HeaderOptions::default(),
+            clock: ClockHandle::System,
+            prune_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Adds a policy; a request must pass every policy.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// The store key prefix of the counters (default `"rl:"`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// What happens when the store fails (default [`FailureMode::Open`]).
+    pub fn on_store_error(mut self, mode: FailureMode) -> Self {
+        self.failure = mode;
+        self
+    }
+
+    /// Shadow mode: decide, count and report (headers, logs), never reject.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// Requests for which `bypass` answers `true` are not limited, nor counted.
+    pub fn bypass(
+        mut self,
+        bypass: impl Fn(&dyn RequestView) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.bypass = Some(Arc::new(bypass));
+        self
+    }
+
+    /// The weight of a request (default 1; 0 counts as 1 — use `bypass` for free requests).
+    pub fn cost(mut self, cost: impl Fn(&dyn RequestView) -> u32 + Send + Sync + 'static) -> Self {
+        self.cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// The headers written and the body of a `429`.
+    pub fn header_options(mut self, options: HeaderOptions) -> Self {
+        self.headers = options;
+        self
+    }
+
+    /// The clock windows are measured with (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = ClockHandle::new(clock);
+        self
+    }
+
+    /// How often the in-process GCRA state is pruned (default 10 s).
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.prune_interval = interval;
+        self
+    }
+
+    /// Builds the limiter.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when there is no policy, two policies share a name, a
+    /// name is empty, longer than 64 bytes or not made of `A-Z a-z 0-9 - _ . : /`, a limit
+    /// or burst is zero, a window is shorter than 1 ms (or than one nanosecond per request
+    /// for GCRA) or longer than half of [`MAX_TTL`] (50 years), or the prune interval is zero.
+    pub fn build(self) -> Result<RateLimiter<S>, ConfigError> {
+        if self.policies.is_empty() {
+            return Err(ConfigError::new(
+                "rate limiter",
+                "a rate limiter needs at least one policy",
+            ));
+        }
+        if self.prune_interval.is_zero() {
+            return Err(ConfigError::new(
+                "rate limiter",
+                "prune_interval must be positive",
+            ));
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            let name = &*p.name;
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+            if !valid_name {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!(
+                        "policy name {name:?} must be 1 to 64 characters of A-Z a-z 0-9 - _ . : /"
+                    ),
+                ));
+            }
+            if self.policies[..i].iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!("two policies are named {name:?}"),
+                ));
+            }
+            if p.limit == 0 || p.burst == Some(0) {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!("policy {name:?}: limit and burst must be positive"),
+                ));
+            }
+            // A sliding-window counter lives two windows: both must fit in a TTL.
+            if p.window < Duration::from_millis(1) || p.window > MAX_TTL / 2 {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!("policy {name:?}: window must be 1 ms to 50 years"),
+                ));
+            }
+        }
+        let mut policies = Vec::with_capacity(self.policies.len());
+        for policy in self.policies {
+            let gcra = match policy.algorithm {
+                Algorithm::Gcra => {
+                    Some(Gcra::new(&policy, self.clock.clone()).ok_or_else(|| {
+                        ConfigError::new(
+                            "rate limiter",
+                            format!("policy {:?}: window too short for its limit", policy.name),
+                        )
+                    })?)
+                }
+                _ => None,
+            };
+            policies.push((policy, gcra));
+        }
+        let any_gcra = policies.iter().any(|(_, g)| g.is_some());
+        let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
+        // GCRA advertises its rate (`limit` per `window`), not its burst.
+        let policy_header = decision::policy_value(
+            policies
+                .iter()
+                .map(|(p, _)| (&*p.name, u64::from(p.limit), p.window)),
+        );
+        let inner = Arc::new(Inner {
+            store: self.store,
+            policies,
+            prefix: self.prefix,
+            failure: self.failure,
+            shadow: self.shadow,
+            bypass: self.bypass,
+            cost: self.cost,
+            headers: self.headers,
+            clock: self.clock,
+            janitor: Janitor::default(),
+            any_store_policy,
+            policy_header,
+        });
+        if any_gcra {
+            Janitor::start(
+                &inner,
+                |i| &i.janitor,
+                "kv-ratelimit-prune",
+                self.prune_interval,
+                prune::<S>,
+            );
+        }
+        Ok(RateLimiter { inner })
+    }
+}
+
+fn prune<S>(inner: &Inner<S>) {
+    for gcra in inner.policies.iter().filter_map(|(_, g)| g.as_ref()) {
+        gcra.prune();
+    }
+}

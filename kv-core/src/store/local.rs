@@ -1,0 +1,68 @@
+//! The in-process face of a store: the same commands, answered before they return.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Ttl;
+use crate::Result;
+
+/// The synchronous face of a [`Store`](super::Store) whose data lives in this process.
+///
+/// A backend that can answer without waiting (the embedded
+/// [`MemoryStore`](crate::MemoryStore), or any store of your own that keeps its data in
+/// memory) implements `LocalStore` and returns itself from
+/// [`Store::local`](super::Store::local). The engines then decide a request in place —
+/// a rate-limit count, a cache hit, a session load or save — with no future and no
+/// allocation for one, and fall back to the `async` methods when `local()` is `None`
+/// (a remote store such as Redis). Wrapper stores forward `local()` (see
+/// [`AnyStore`](super::AnyStore) and `kv_core::testing::CountingStore`), so they keep the
+/// fast path of what they wrap.
+///
+/// Every method has the contract of its [`Store`](super::Store) twin, and a store's two
+/// faces must agree: a value written through one is read through the other. The methods
+/// are named like the `Store` ones; call them through `store.local()` (a `&dyn
+/// LocalStore`), so that the two traits never meet in one method call.
+pub trait LocalStore: Send + Sync {
+    /// [`Store::get`](super::Store::get), answered now.
+    fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// [`Store::set`](super::Store::set), answered now.
+    fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+    /// [`Store::set_nx`](super::Store::set_nx), answered now.
+    fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool>;
+    /// [`Store::del`](super::Store::del), answered now.
+    fn del(&self, key: &str) -> Result<bool>;
+    /// [`Store::expire`](super::Store::expire), answered now.
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool>;
+    /// [`Store::ttl`](super::Store::ttl), answered now.
+    fn ttl(&self, key: &str) -> Result<Ttl>;
+    /// [`Store::incr_by`](super::Store::incr_by), answered now.
+    fn incr_by(&self, key: &str, delta: i64, ttl_if_new: Option<Duration>) -> Result<i64>;
+    /// [`Store::hget_all`](super::Store::hget_all), answered now.
+    fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;
+    /// [`Store::hset`](super::Store::hset), answered now.
+    fn hset(&self, key: &str, fields: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()>;
+    /// [`Store::hdel`](super::Store::hdel), answered now.
+    fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize>;
+
+    /// `HGETALL` and `PTTL` of one key read together: each field is lent to `visit`
+    /// (no copy of names or values is needed), then the key's TTL is returned
+    /// ([`Ttl::Missing`] and no field for a missing key).
+    ///
+    /// The default calls [`hget_all`](LocalStore::hget_all) then [`ttl`](LocalStore::ttl);
+    /// a store that can read both under one lock should override it (`MemoryStore` does).
+    ///
+    /// # Errors
+    /// [`KvError::WrongType`](crate::KvError::WrongType) when the key holds a string.
+    fn hget_all_with_ttl(&self, key: &str, visit: &mut dyn FnMut(&str, &Bytes)) -> Result<Ttl> {
+        let fields = self.hget_all(key)?;
+        let ttl = self.ttl(key)?;
+        if ttl == Ttl::Missing {
+            return Ok(Ttl::Missing);
+        }
+        for (name, value) in &fields {
+            visit(name, value);
+        }
+        Ok(ttl)
+    }
+}

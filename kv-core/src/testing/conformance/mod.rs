@@ -1,0 +1,89 @@
+//! The store conformance suite: every row of the [`Store`](crate::Store) contract, as
+//! Redis behaves, and the agreement of a store's [`LocalStore`](crate::LocalStore) face
+//! with its `async` one.
+
+mod hashes;
+mod local;
+mod strings;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Fixture;
+use hashes::*;
+use local::*;
+use strings::*;
+
+/// Keys of one case: `<run prefix>:<case>:<name>`.
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn k(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+}
+
+fn unique_prefix() -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("kvct:{:x}.{nanos:x}.{run}", std::process::id())
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// The names of the suite's cases, in the order [`run_all`] runs them.
+        pub const CASES: &[&str] = &[$(stringify!($name)),*];
+
+        /// Runs every case of the suite against `fixture`; panics on the first failure,
+        /// naming the case.
+        pub async fn run_all<F: Fixture>(fixture: &F) {
+            let run = unique_prefix();
+            $(
+                let keys = Keys { prefix: format!("{run}:{}", stringify!($name)) };
+                tracing::info!(case = stringify!($name), "kv conformance");
+                eprintln!("kv conformance: {}", stringify!($name));
+                $name(fixture, &keys).await;
+            )*
+        }
+    };
+}
+
+cases!(
+    get_missing_is_none,
+    set_then_get_round_trips_any_bytes,
+    keys_are_independent,
+    set_overwrites_value_and_ttl,
+    set_refuses_zero_and_too_long_ttl_and_keeps_the_old_value,
+    set_with_ttl_expires,
+    set_nx_stores_only_without_a_live_key,
+    del_reports_live_keys_only,
+    expire_sets_ttl_on_live_keys_only,
+    expire_zero_deletes,
+    ttl_reports_missing_persistent_expires,
+    incr_by_creates_counts_and_renders_decimal,
+    incr_by_sets_ttl_only_on_creation,
+    incr_by_on_expired_key_starts_over,
+    incr_by_increments_text_set_by_set,
+    incr_by_refuses_non_integers_and_keeps_them,
+    incr_by_overflow_keeps_the_value,
+    incr_by_refuses_zero_ttl_and_creates_nothing,
+    incr_by_is_atomic_under_concurrency,
+    set_nx_has_one_winner_under_concurrency,
+    hset_then_hget_all_round_trips,
+    hset_with_ttl_sets_it_and_without_keeps_it,
+    hash_expires_with_its_ttl,
+    hdel_removes_fields_and_an_empty_hash,
+    hash_and_string_commands_refuse_the_other_kind,
+    hash_calls_refuse_bad_input_and_change_nothing,
+    hset_of_different_fields_under_concurrency_loses_none,
+    local_face_agrees_with_the_async_one,
+);
+
+pub(super) fn is_invalid_input<T: std::fmt::Debug>(r: &Result<T, crate::KvError>) -> bool {
+    matches!(r, Err(crate::KvError::InvalidInput(_)))
+}

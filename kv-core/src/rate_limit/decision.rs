@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use crate::Answer;
 use http::{HeaderName, HeaderValue, StatusCode};
 use smallvec::SmallVec;
 
@@ -134,14 +135,11 @@ pub enum Verdict {
         /// The decision, when one was made (none when bypassed or failing open).
         decision: Option<Decision>,
     },
-    /// Answer with this response instead of calling the service.
+    /// Answer with this response instead of calling the service: a `429`, a `503` (store
+    /// down, fail-closed), or the missing-key status; `Content-Type` included.
     Reject {
-        /// `429`, `503` (store down, fail-closed), or the missing-key status.
-        status: StatusCode,
-        /// Headers of the answer (`Content-Type` included).
-        headers: Headers,
-        /// The body.
-        body: Bytes,
+        /// The response.
+        answer: Answer,
         /// The decision behind a `429`.
         decision: Option<Decision>,
     },
@@ -155,12 +153,7 @@ impl Verdict {
 
     pub(crate) fn plain(status: StatusCode, text: &'static str) -> Verdict {
         Verdict::Reject {
-            status,
-            headers: smallvec::smallvec![(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            body: Bytes::from_static(text.as_bytes()),
+            answer: Answer::text(status, text),
             decision: None,
         }
     }
@@ -312,10 +305,12 @@ impl Decision {
                 Bytes::from(json)
             }
         };
+        let mut map = http::HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            map.append(name, value);
+        }
         Verdict::Reject {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            headers,
-            body,
+            answer: Answer::new(StatusCode::TOO_MANY_REQUESTS, map, body),
             decision: Some(self),
         }
     }

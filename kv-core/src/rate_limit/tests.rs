@@ -7,7 +7,7 @@ use http::StatusCode;
 use super::parse_rate_limit_header;
 use super::*;
 use crate::clock::ManualClock;
-use crate::{MemoryStore, Ttl};
+use crate::{Answer, MemoryStore, Ttl};
 
 fn request(peer: &str) -> http::Request<()> {
     let mut r = http::Request::builder()
@@ -19,11 +19,27 @@ fn request(peer: &str) -> http::Request<()> {
     r
 }
 
-fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.as_str() == name)
-        .and_then(|(_, v)| v.to_str().ok())
+/// A header of an allowed verdict (`Headers`) or of a rejection (`Answer::headers`).
+fn header<'a>(headers: &'a impl HeaderList, name: &str) -> Option<&'a str> {
+    headers.find(name)
+}
+
+trait HeaderList {
+    fn find(&self, name: &str) -> Option<&str>;
+}
+
+impl HeaderList for Headers {
+    fn find(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+}
+
+impl HeaderList for http::HeaderMap {
+    fn find(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 fn setup(policy: Policy) -> (RateLimiter<MemoryStore>, ManualClock) {
@@ -83,12 +99,7 @@ async fn fixed_windows_reset_on_time_and_say_when() {
         }
     }
     match limiter.check(&peer).await {
-        Verdict::Reject {
-            status,
-            headers,
-            body,
-            decision,
-        } => {
+        Verdict::Reject { answer: Answer { status, headers, body, .. }, decision, .. } => {
             assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
             assert_eq!(
                 header(&headers, "retry-after"),
@@ -112,7 +123,7 @@ async fn fixed_windows_reset_on_time_and_say_when() {
     }
     clock.advance(Duration::from_millis(5_500));
     match limiter.check(&peer).await {
-        Verdict::Reject { headers, .. } => assert_eq!(
+        Verdict::Reject { answer: Answer { headers, .. }, .. } => assert_eq!(
             header(&headers, "retry-after"),
             Some("1"),
             "rounded up, never 0"
@@ -171,9 +182,7 @@ async fn sliding_window_weighs_the_previous_window() {
     }
     assert_eq!(allowed, 4, "5.5 + 4 <= 10 < 5.5 + 5");
     match limiter.check(&peer).await {
-        Verdict::Reject {
-            headers, decision, ..
-        } => {
+        Verdict::Reject { answer: Answer { headers, .. }, decision, .. } => {
             let wait = decision.and_then(|d| d.retry_after()).expect("retry");
             // Current window holds 11 after this request: the wait runs into the next window.
             assert!(
@@ -197,9 +206,7 @@ async fn gcra_admits_a_burst_then_one_request_per_period() {
     assert!(limiter.check(&peer).await.is_allowed());
     assert!(limiter.check(&peer).await.is_allowed());
     match limiter.check(&peer).await {
-        Verdict::Reject {
-            headers, decision, ..
-        } => {
+        Verdict::Reject { answer: Answer { headers, .. }, decision, .. } => {
             let wait = decision.and_then(|d| d.retry_after()).expect("retry");
             assert!(
                 wait > Duration::ZERO && wait <= Duration::from_millis(200),
@@ -251,12 +258,7 @@ async fn two_policies_are_checked_together_and_the_denial_names_its_policy() {
         }
     }
     match limiter.check(&req).await {
-        Verdict::Reject {
-            headers,
-            body,
-            decision,
-            ..
-        } => {
+        Verdict::Reject { answer: Answer { headers, body, .. }, decision, .. } => {
             let d = decision.expect("decision");
             assert_eq!(d.denied_by().map(|p| &*p.name), Some("per-user"));
             assert!(d.policies()[0].allowed(), "per-ip still had room");
@@ -291,7 +293,7 @@ async fn problem_json_body_lists_the_violated_policies() {
     let req = request("198.51.100.8:1");
     assert!(limiter.check(&req).await.is_allowed());
     match limiter.check(&req).await {
-        Verdict::Reject { headers, body, .. } => {
+        Verdict::Reject { answer: Answer { headers, body, .. }, .. } => {
             assert_eq!(
                 header(&headers, "content-type"),
                 Some("application/problem+json")
@@ -369,7 +371,7 @@ async fn a_failing_store_fails_open_by_default_or_closed_when_asked() {
         .build()
         .expect("limiter");
     match closed.check(&request("198.51.100.10:1")).await {
-        Verdict::Reject { status, .. } => assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE),
+        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE),
         other => panic!("{other:?}"),
     }
 }
@@ -400,7 +402,7 @@ async fn bypass_cost_and_missing_keys() {
     // No peer address (the server did not pass it): 500 by default, never a panic.
     let no_peer = http::Request::new(());
     match limiter.check(&no_peer).await {
-        Verdict::Reject { status, .. } => assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR),
+        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR),
         other => panic!("{other:?}"),
     }
     let by_header = RateLimiter::builder(MemoryStore::new())
@@ -412,7 +414,7 @@ async fn bypass_cost_and_missing_keys() {
         .build()
         .expect("limiter");
     match by_header.check(&no_peer).await {
-        Verdict::Reject { status, .. } => assert_eq!(status, StatusCode::BAD_REQUEST),
+        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::BAD_REQUEST),
         other => panic!("{other:?}"),
     }
     let fallback = RateLimiter::builder(MemoryStore::new())
@@ -564,9 +566,7 @@ async fn a_request_that_can_never_pass_gets_no_retry_after() {
         let mut bulk = request("198.51.100.14:1");
         *bulk.uri_mut() = "/bulk".parse().expect("uri");
         match limiter.check(&bulk).await {
-            Verdict::Reject {
-                status, headers, ..
-            } => {
+            Verdict::Reject { answer: Answer { status, headers, .. }, .. } => {
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name}");
                 assert_eq!(
                     header(&headers, "retry-after"),

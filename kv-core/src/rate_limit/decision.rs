@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::Answer;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use smallvec::SmallVec;
 

@@ -99,7 +99,17 @@ async fn fixed_windows_reset_on_time_and_say_when() {
         }
     }
     match limiter.check(&peer).await {
-        Verdict::Reject { answer: Answer { status, headers, body, .. }, decision, .. } => {
+        Verdict::Reject {
+            answer:
+                Answer {
+                    status,
+                    headers,
+                    body,
+                    ..
+                },
+            decision,
+            ..
+        } => {
             assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
             assert_eq!(
                 header(&headers, "retry-after"),
@@ -123,7 +133,10 @@ async fn fixed_windows_reset_on_time_and_say_when() {
     }
     clock.advance(Duration::from_millis(5_500));
     match limiter.check(&peer).await {
-        Verdict::Reject { answer: Answer { headers, .. }, .. } => assert_eq!(
+        Verdict::Reject {
+            answer: Answer { headers, .. },
+            ..
+        } => assert_eq!(
             header(&headers, "retry-after"),
             Some("1"),
             "rounded up, never 0"
@@ -182,7 +195,11 @@ async fn sliding_window_weighs_the_previous_window() {
     }
     assert_eq!(allowed, 4, "5.5 + 4 <= 10 < 5.5 + 5");
     match limiter.check(&peer).await {
-        Verdict::Reject { answer: Answer { headers, .. }, decision, .. } => {
+        Verdict::Reject {
+            answer: Answer { headers, .. },
+            decision,
+            ..
+        } => {
             let wait = decision.and_then(|d| d.retry_after()).expect("retry");
             // Current window holds 11 after this request: the wait runs into the next window.
             assert!(
@@ -206,7 +223,11 @@ async fn gcra_admits_a_burst_then_one_request_per_period() {
     assert!(limiter.check(&peer).await.is_allowed());
     assert!(limiter.check(&peer).await.is_allowed());
     match limiter.check(&peer).await {
-        Verdict::Reject { answer: Answer { headers, .. }, decision, .. } => {
+        Verdict::Reject {
+            answer: Answer { headers, .. },
+            decision,
+            ..
+        } => {
             let wait = decision.and_then(|d| d.retry_after()).expect("retry");
             assert!(
                 wait > Duration::ZERO && wait <= Duration::from_millis(200),
@@ -258,7 +279,11 @@ async fn two_policies_are_checked_together_and_the_denial_names_its_policy() {
         }
     }
     match limiter.check(&req).await {
-        Verdict::Reject { answer: Answer { headers, body, .. }, decision, .. } => {
+        Verdict::Reject {
+            answer: Answer { headers, body, .. },
+            decision,
+            ..
+        } => {
             let d = decision.expect("decision");
             assert_eq!(d.denied_by().map(|p| &*p.name), Some("per-user"));
             assert!(d.policies()[0].allowed(), "per-ip still had room");
@@ -293,7 +318,10 @@ async fn problem_json_body_lists_the_violated_policies() {
     let req = request("198.51.100.8:1");
     assert!(limiter.check(&req).await.is_allowed());
     match limiter.check(&req).await {
-        Verdict::Reject { answer: Answer { headers, body, .. }, .. } => {
+        Verdict::Reject {
+            answer: Answer { headers, body, .. },
+            ..
+        } => {
             assert_eq!(
                 header(&headers, "content-type"),
                 Some("application/problem+json")
@@ -371,7 +399,10 @@ async fn a_failing_store_fails_open_by_default_or_closed_when_asked() {
         .build()
         .expect("limiter");
     match closed.check(&request("198.51.100.10:1")).await {
-        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE),
+        Verdict::Reject {
+            answer: Answer { status, .. },
+            ..
+        } => assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE),
         other => panic!("{other:?}"),
     }
 }
@@ -402,7 +433,10 @@ async fn bypass_cost_and_missing_keys() {
     // No peer address (the server did not pass it): 500 by default, never a panic.
     let no_peer = http::Request::new(());
     match limiter.check(&no_peer).await {
-        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR),
+        Verdict::Reject {
+            answer: Answer { status, .. },
+            ..
+        } => assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR),
         other => panic!("{other:?}"),
     }
     let by_header = RateLimiter::builder(MemoryStore::new())
@@ -414,7 +448,10 @@ async fn bypass_cost_and_missing_keys() {
         .build()
         .expect("limiter");
     match by_header.check(&no_peer).await {
-        Verdict::Reject { answer: Answer { status, .. }, .. } => assert_eq!(status, StatusCode::BAD_REQUEST),
+        Verdict::Reject {
+            answer: Answer { status, .. },
+            ..
+        } => assert_eq!(status, StatusCode::BAD_REQUEST),
         other => panic!("{other:?}"),
     }
     let fallback = RateLimiter::builder(MemoryStore::new())
@@ -566,7 +603,12 @@ async fn a_request_that_can_never_pass_gets_no_retry_after() {
         let mut bulk = request("198.51.100.14:1");
         *bulk.uri_mut() = "/bulk".parse().expect("uri");
         match limiter.check(&bulk).await {
-            Verdict::Reject { answer: Answer { status, headers, .. }, .. } => {
+            Verdict::Reject {
+                answer: Answer {
+                    status, headers, ..
+                },
+                ..
+            } => {
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name}");
                 assert_eq!(
                     header(&headers, "retry-after"),

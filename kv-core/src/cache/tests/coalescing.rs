@@ -1,0 +1,220 @@
+//! Coalescing, in process and across replicas sharing a store.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_misses_forward_once() {
+    let h = harness();
+    let cache = h.cache.clone();
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let cache = cache.clone();
+        let forwarded = forwarded.clone();
+        tasks.push(tokio::spawn(async move {
+            let uri = Uri::from_static("http://example.com/slow");
+            let empty = HeaderMap::new();
+            match cache
+                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+                .await
+            {
+                Lookup::Hit { response, .. } => response.body,
+                Lookup::Forward(f) => {
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                    // the slow origin
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let mut resp = headers(&[("cache-control", "max-age=60")]);
+                    let Outcome::Record(mut rec) = f.response(StatusCode::OK, &mut resp).await
+                    else {
+                        panic!("storable")
+                    };
+                    rec.push(b"slow");
+                    rec.finish().await;
+                    Bytes::from_static(b"slow")
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), Bytes::from_static(b"slow"));
+    }
+    assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+    assert_eq!(h.cache.stats().hits, 49);
+}
+
+#[tokio::test]
+async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
+    let h = harness();
+    let uri = Uri::from_static("http://example.com/private");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = h
+        .cache
+        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .await
+    else {
+        panic!("miss")
+    };
+    let cache = h.cache.clone();
+    let waiter = tokio::spawn(async move {
+        let uri = Uri::from_static("http://example.com/private");
+        let empty = HeaderMap::new();
+        matches!(
+            cache
+                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+                .await,
+            Lookup::Forward(_)
+        )
+    });
+    tokio::task::yield_now().await;
+    let mut resp = headers(&[("cache-control", "private, max-age=60")]);
+    assert!(matches!(
+        leader.response(StatusCode::OK, &mut resp).await,
+        Outcome::Pass
+    ));
+    assert!(waiter.await.expect("task"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_gives_up_after_the_lock_timeout() {
+    let h = harness_with(|b| b.lock_timeout(Duration::from_secs(2)));
+    let uri = Uri::from_static("http://example.com/hang");
+    let empty = HeaderMap::new();
+    let _leader = h
+        .cache
+        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .await;
+    let start = tokio::time::Instant::now();
+    let second = h
+        .cache
+        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .await;
+    assert!(matches!(second, Lookup::Forward(_)));
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_range_request_bypasses() {
+    let h = harness();
+    let origin = ok(&[("cache-control", "max-age=60")], b"x");
+    h.get("/r", &[], &origin).await;
+    let ranged = h.get("/r", &[("range", "bytes=0-0")], &origin).await;
+    assert!(!ranged.served_by_cache());
+    assert_eq!(ranged.header("x-cache"), Some("BYPASS"));
+}
+
+/// A store shared by "replicas": a MemoryStore without its local face, so that the cache
+/// takes the cross-replica lock as it would on Redis.
+type Shared = crate::testing::RemoteLike<MemoryStore>;
+
+fn replicas() -> (Cache<Shared>, Cache<Shared>, MemoryStore) {
+    let store = MemoryStore::new();
+    let make = || {
+        Cache::builder(crate::testing::RemoteLike(store.clone()))
+            .lock_timeout(Duration::from_secs(3))
+            .build()
+            .expect("valid")
+    };
+    (make(), make(), store)
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_store_coalesce_through_the_lock() {
+    let (a, b, _store) = replicas();
+    let uri = Uri::from_static("http://example.com/shared");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
+    else {
+        panic!("miss")
+    };
+    let waiter = tokio::spawn(async move {
+        let uri = Uri::from_static("http://example.com/shared");
+        let empty = HeaderMap::new();
+        match b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await {
+            Lookup::Hit { response, .. } => Some(response.body),
+            Lookup::Forward(_) => None,
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut resp = headers(&[("cache-control", "max-age=60")]);
+    let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut resp).await else {
+        panic!("storable")
+    };
+    rec.push(b"filled once");
+    rec.finish().await;
+    assert_eq!(
+        waiter.await.expect("task"),
+        Some(Bytes::from_static(b"filled once"))
+    );
+}
+
+#[tokio::test]
+async fn a_fill_that_stores_nothing_releases_the_lock_at_once() {
+    let (a, b, store) = replicas();
+    let uri = Uri::from_static("http://example.com/private");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
+    else {
+        panic!("miss")
+    };
+    let mut resp = headers(&[("cache-control", "private")]);
+    assert!(matches!(
+        leader.response(StatusCode::OK, &mut resp).await,
+        Outcome::Pass
+    ));
+    let start = std::time::Instant::now();
+    let second = b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await;
+    assert!(matches!(second, Lookup::Forward(_)));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(second);
+    // and nothing is left behind
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_a_stale_entry_revalidate_once() {
+    let h = harness();
+    let origin = ok(
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        b"body",
+    );
+    h.get("/stale", &[], &origin).await;
+    h.advance(11);
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let cache = h.cache.clone();
+        let forwarded = forwarded.clone();
+        tasks.push(tokio::spawn(async move {
+            let uri = Uri::from_static("http://example.com/stale");
+            let empty = HeaderMap::new();
+            match cache
+                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+                .await
+            {
+                Lookup::Hit { response, .. } => response.body,
+                Lookup::Forward(f) => {
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                    let mut sent = HeaderMap::new();
+                    f.prepare(&mut sent);
+                    assert_eq!(sent["if-none-match"], "\"v1\"");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let mut resp = headers(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+                    match f.response(StatusCode::NOT_MODIFIED, &mut resp).await {
+                        Outcome::Replace(s) => s.body,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), Bytes::from_static(b"body"));
+    }
+    assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+    assert_eq!(h.cache.stats().revalidated, 1);
+}

@@ -1,0 +1,163 @@
+//! Every rule of the cache policy, on a MemoryStore and a ManualClock (no sleeping).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+
+use super::*;
+
+mod coalescing;
+mod config;
+mod freshness;
+mod revalidation;
+use crate::clock::{Clock, ManualClock};
+use crate::{MemoryStore, Store, Ttl};
+
+/// What the client got, and whether the origin was asked.
+#[derive(Debug)]
+struct Got {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    /// The request the origin saw (its headers), if it was called.
+    origin_saw: Option<HeaderMap>,
+}
+
+impl Got {
+    fn served_by_cache(&self) -> bool {
+        self.origin_saw.is_none()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An origin answer.
+#[derive(Clone)]
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: &'static [u8],
+}
+
+fn ok(headers: &[(&'static str, &str)], body: &'static [u8]) -> Answer {
+    answer(200, headers, body)
+}
+
+fn answer(status: u16, headers: &[(&'static str, &str)], body: &'static [u8]) -> Answer {
+    Answer {
+        status: StatusCode::from_u16(status).expect("status"),
+        headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+        body,
+    }
+}
+
+struct Harness {
+    cache: Cache<MemoryStore>,
+    clock: ManualClock,
+    store: MemoryStore,
+}
+
+fn harness() -> Harness {
+    harness_with(|b| b)
+}
+
+fn harness_with(f: impl FnOnce(CacheBuilder<MemoryStore>) -> CacheBuilder<MemoryStore>) -> Harness {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    let cache = f(Cache::builder(store.clone()).clock(clock.clone()))
+        .build()
+        .expect("valid");
+    Harness {
+        cache,
+        clock,
+        store,
+    }
+}
+
+fn headers(list: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in list {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    h
+}
+
+impl Harness {
+    fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    fn date(&self) -> String {
+        httpdate::fmt_http_date(self.clock.now())
+    }
+
+    async fn get(&self, path: &str, req: &[(&str, &str)], origin: &Answer) -> Got {
+        self.request(Method::GET, path, req, origin).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        req: &[(&str, &str)],
+        origin: &Answer,
+    ) -> Got {
+        let uri: Uri = format!("http://example.com{path}").parse().expect("uri");
+        let req_headers = headers(req);
+        let lookup = self
+            .cache
+            .lookup(RequestHead::new(&method, &uri, &req_headers))
+            .await;
+        let forward = match lookup {
+            Lookup::Hit { response, .. } => {
+                return Got {
+                    status: response.status,
+                    headers: response.headers,
+                    body: response.body,
+                    origin_saw: None,
+                };
+            }
+            Lookup::Forward(f) => f,
+        };
+        let mut sent = req_headers.clone();
+        forward.prepare(&mut sent);
+        let mut resp_headers = HeaderMap::new();
+        for (n, v) in &origin.headers {
+            resp_headers.append(*n, HeaderValue::from_str(v).expect("value"));
+        }
+        let body = Bytes::from_static(origin.body);
+        match forward.response(origin.status, &mut resp_headers).await {
+            Outcome::Pass => Got {
+                status: origin.status,
+                headers: resp_headers,
+                body,
+                origin_saw: Some(sent),
+            },
+            Outcome::Record(mut rec) => {
+                for chunk in body.chunks(3) {
+                    rec.push(chunk);
+                }
+                rec.finish().await;
+                Got {
+                    status: origin.status,
+                    headers: resp_headers,
+                    body,
+                    origin_saw: Some(sent),
+                }
+            }
+            Outcome::Replace(s) => Got {
+                status: s.status,
+                headers: s.headers,
+                body: s.body,
+                origin_saw: Some(sent),
+            },
+        }
+    }
+}

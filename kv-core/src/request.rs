@@ -4,9 +4,10 @@
 //! types, exposing only what an engine reads (method, path, a few headers, the peer
 //! address), so that no engine depends on a web framework.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use http::{HeaderName, Method};
+use http::{HeaderMap, HeaderName, Method};
 
 /// What an engine may read of a request.
 pub trait RequestView {
@@ -26,6 +27,15 @@ pub trait RequestView {
     fn extensions(&self) -> Option<&http::Extensions> {
         None
     }
+    /// The authority of the request target (`host[:port]`) when the request line carries
+    /// one (absolute-form, as a proxy gets it); `None` for the usual origin-form.
+    fn authority(&self) -> Option<&str> {
+        None
+    }
+    /// Every header as `http` 1.x types: borrowed where the adapter holds them so,
+    /// converted otherwise. Only the response cache asks (it keeps the request headers
+    /// for `Vary` and revalidation); the other engines read single headers by name.
+    fn headers(&self) -> Cow<'_, HeaderMap>;
 }
 
 /// For `http` requests: the peer address is read from a [`SocketAddr`] or
@@ -56,6 +66,12 @@ impl<B> RequestView for http::Request<B> {
     }
     fn extensions(&self) -> Option<&http::Extensions> {
         Some(self.extensions())
+    }
+    fn authority(&self) -> Option<&str> {
+        self.uri().authority().map(http::uri::Authority::as_str)
+    }
+    fn headers(&self) -> Cow<'_, HeaderMap> {
+        Cow::Borrowed(self.headers())
     }
 }
 

@@ -102,7 +102,7 @@ impl<St: Store> Cache<St> {
             None
         };
         Begin::Find(Ctx {
-            primary: self.primary(req.host(), req.uri.path(), req.uri.query()),
+            primary: self.primary(req.host(), req.path, req.query),
             is_head: *method == Method::HEAD,
             request_cc,
             now,
@@ -212,8 +212,8 @@ impl<St: Store> Cache<St> {
         let invalidate = match (kind, req) {
             (Kind::Bypass, Some(r)) => Some(Invalidate {
                 host: r.host().to_owned(),
-                path: r.uri.path().to_owned(),
-                query: r.uri.query().map(str::to_owned),
+                path: r.path.to_owned(),
+                query: r.query.map(str::to_owned),
             }),
             _ => None,
         };

@@ -5,15 +5,15 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use bytes::Bytes;
-//! use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+//! use http::{HeaderMap, HeaderValue, StatusCode};
 //! use kv_core::MemoryStore;
-//! use kv_core::cache::{Cache, Lookup, Outcome, RequestHead};
+//! use kv_core::cache::{Cache, Lookup, Outcome};
 //!
 //! let cache = Cache::builder(MemoryStore::new()).build().expect("valid configuration");
-//! let (method, uri, headers) = (Method::GET, Uri::from_static("http://example.com/a"), HeaderMap::new());
+//! let request = http::Request::get("http://example.com/a").body(()).expect("a request");
 //!
 //! // 1. A miss: forward the request, then hand the response head to the cache.
-//! let Lookup::Forward(forward) = cache.lookup(RequestHead::new(&method, &uri, &headers)).await else {
+//! let Lookup::Forward(forward) = cache.lookup(&request).await else {
 //!     panic!("the cache is empty")
 //! };
 //! let mut response_headers = HeaderMap::new();
@@ -27,7 +27,7 @@
 //! recorder.finish().await;
 //!
 //! // 3. The next request is a hit: the inner service is not called.
-//! let Lookup::Hit { response, .. } = cache.lookup(RequestHead::new(&method, &uri, &headers)).await else {
+//! let Lookup::Hit { response, .. } = cache.lookup(&request).await else {
 //!     panic!("stored")
 //! };
 //! assert_eq!(response.body, Bytes::from_static(b"hello"));
@@ -145,44 +145,62 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::clock::ClockHandle;
+use std::future::Future;
+
+use crate::request::RequestView;
 use crate::{Answer, Result, Step, Store};
 use flight::Flight;
 use stats::Counters;
 
-/// What the cache reads of a request: its method, URI and headers (`http` 1.x types).
+/// What the cache reads of a request, borrowed from a [`RequestView`].
 #[derive(Debug, Clone, Copy)]
-pub struct RequestHead<'a> {
-    /// The request method.
-    pub method: &'a Method,
-    /// The request URI (origin-form or absolute-form).
-    pub uri: &'a Uri,
-    /// The request headers.
-    pub headers: &'a HeaderMap,
+pub(crate) struct RequestHead<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) authority: Option<&'a str>,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) headers: &'a HeaderMap,
 }
 
 impl<'a> RequestHead<'a> {
-    /// A request head from its parts.
-    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
-        RequestHead {
-            method,
-            uri,
-            headers,
-        }
-    }
-
     /// The host: the `Host` header, else the URI's authority, else empty.
-    fn host(&self) -> &'a str {
+    pub(crate) fn host(&self) -> &'a str {
         self.headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| self.uri.authority().map(http::uri::Authority::as_str))
+            .or(self.authority)
             .unwrap_or("")
     }
 }
 
-impl<'a, B> From<&'a http::Request<B>> for RequestHead<'a> {
-    fn from(req: &'a http::Request<B>) -> Self {
-        RequestHead::new(req.method(), req.uri(), req.headers())
+/// A request head that owns its parts: what a lookup that waits for the store keeps.
+struct OwnedHead {
+    method: Method,
+    authority: Option<String>,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+impl OwnedHead {
+    fn of(req: &dyn RequestView, headers: HeaderMap) -> OwnedHead {
+        OwnedHead {
+            method: req.method().clone(),
+            authority: req.authority().map(str::to_owned),
+            path: req.path().to_owned(),
+            query: req.query().map(str::to_owned),
+            headers,
+        }
+    }
+
+    fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: &self.method,
+            authority: self.authority.as_deref(),
+            path: &self.path,
+            query: self.query.as_deref(),
+            headers: &self.headers,
+        }
     }
 }
 
@@ -331,16 +349,25 @@ impl<St: Store> Cache<St> {
     /// [`Step::Ready`] when the answer is at hand: a bypass, or a store with a
     /// [`LocalStore`](crate::LocalStore) face (or the near cache) holds what is needed and
     /// no fill of the same key is in flight — so a hit costs no future at all.
-    /// [`Step::Pending`] otherwise: the future does nothing until it is first polled (and
-    /// nothing was counted yet), so an adapter that must first own the request may drop
-    /// it and call `lookup` again inside its own future.
-    pub fn lookup<'a>(
-        &'a self,
-        req: RequestHead<'a>,
-    ) -> Step<Lookup<St>, impl Future<Output = Lookup<St>> + Send + 'a> {
-        match self.lookup_now(req) {
-            Some(lookup) => Step::Ready(lookup),
-            None => Step::Pending(self.lookup_wait(req)),
+    /// [`Step::Pending`] otherwise, with a future that owns what it needs of the request
+    /// (`Send + 'static`).
+    pub fn lookup(
+        &self,
+        req: &dyn RequestView,
+    ) -> Step<Lookup<St>, impl Future<Output = Lookup<St>> + Send + 'static + use<St>> {
+        let headers = req.headers();
+        let head = RequestHead {
+            method: req.method(),
+            authority: req.authority(),
+            path: req.path(),
+            query: req.query(),
+            headers: &headers,
+        };
+        if let Some(lookup) = self.lookup_now(head) {
+            return Step::Ready(lookup);
         }
+        let owned = OwnedHead::of(req, headers.into_owned());
+        let cache = self.clone();
+        Step::Pending(async move { cache.lookup_wait(owned.head()).await })
     }
 }

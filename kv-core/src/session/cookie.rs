@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderValue;
 
 use super::id::SessionId;
 use crate::ConfigError;
@@ -218,9 +218,4 @@ fn sensitive(value: Option<HeaderValue>) -> Option<HeaderValue> {
         v.set_sensitive(true);
         v
     })
-}
-
-/// The request's `Cookie` header values (cheap clones; nothing is parsed yet).
-pub(crate) fn cookie_headers(headers: &HeaderMap) -> smallvec::SmallVec<[HeaderValue; 1]> {
-    headers.get_all(header::COOKIE).iter().cloned().collect()
 }

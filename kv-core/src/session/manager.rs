@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cookie::{Key, SameSite};
-use http::HeaderMap;
+use http::{HeaderValue, header};
+use smallvec::SmallVec;
 
 use super::SessionError;
-use super::cookie::{CookieConfig, Protection, cookie_headers};
+use super::cookie::{CookieConfig, Protection};
 use super::handle::Session;
 use super::index::UserSession;
 use super::shared::ManagerInner;
 use crate::clock::{Clock, ClockHandle};
+use crate::request::RequestView;
 use crate::{AnyStore, ConfigError, MAX_TTL, Store};
 
 /// The session engine: configuration, store and clock, shared by every request.
@@ -31,22 +33,16 @@ impl SessionManager {
         SessionManagerBuilder::new(AnyStore::new(store))
     }
 
-    /// The session of one request, from its headers. Makes no store call and checks no
-    /// signature: that happens when the handler first uses the session.
-    pub fn start(&self, headers: &HeaderMap) -> Session {
-        Session::new(Arc::clone(&self.inner), cookie_headers(headers))
-    }
-
-    /// [`start`](SessionManager::start) for adapters whose header types are not `http`
-    /// 1.x (actix-web): the raw values of the request's `Cookie` headers.
-    pub fn start_with_cookies<'a>(
-        &self,
-        cookie_values: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Session {
-        let cookies = cookie_values
-            .into_iter()
-            .filter_map(|v| http::HeaderValue::from_bytes(v).ok())
-            .collect();
+    /// The session of one request: only its `Cookie` headers are read (copied, no
+    /// parsing). Makes no store call and checks no signature: that happens when the
+    /// handler first uses the session.
+    pub fn start(&self, req: &dyn RequestView) -> Session {
+        let mut cookies = SmallVec::new();
+        req.for_each_header(&header::COOKIE, &mut |value| {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                cookies.push(value);
+            }
+        });
         Session::new(Arc::clone(&self.inner), cookies)
     }
 

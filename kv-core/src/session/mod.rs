@@ -5,23 +5,22 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use http::{HeaderMap, StatusCode, header};
+//! use http::{Request, StatusCode, header};
 //! use kv_core::MemoryStore;
 //! use kv_core::session::SessionManager;
 //!
 //! let sessions = SessionManager::builder(MemoryStore::new()).build()?;
 //!
 //! // Request 1: no cookie; the handler stores something.
-//! let session = sessions.start(&HeaderMap::new());
+//! let session = sessions.start(&Request::get("/cart").body(())?);
 //! session.insert("cart", vec![17, 42]).await?;
 //! let set_cookie = session.end(StatusCode::OK).await?.expect("a new session");
 //! assert!(set_cookie.to_str()?.starts_with("__Host-session="));
 //!
 //! // Request 2: the browser sends the cookie back.
 //! let pair = set_cookie.to_str()?.split(';').next().unwrap().to_owned();
-//! let mut headers = HeaderMap::new();
-//! headers.insert(header::COOKIE, pair.parse()?);
-//! let session = sessions.start(&headers);
+//! let request = Request::get("/cart").header(header::COOKIE, pair).body(())?;
+//! let session = sessions.start(&request);
 //! assert_eq!(session.get::<Vec<u32>>("cart").await?, Some(vec![17, 42]));
 //! assert_eq!(session.end(StatusCode::OK).await?, None); // read only: nothing to send
 //! # Ok(())

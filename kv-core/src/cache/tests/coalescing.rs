@@ -14,10 +14,7 @@ async fn fifty_concurrent_misses_forward_once() {
         tasks.push(tokio::spawn(async move {
             let uri = Uri::from_static("http://example.com/slow");
             let empty = HeaderMap::new();
-            match cache
-                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
-                .await
-            {
+            match cache.lookup(&request_of(&Method::GET, &uri, &empty)).await {
                 Lookup::Hit { response, .. } => response.body,
                 Lookup::Forward(f) => {
                     forwarded.fetch_add(1, Ordering::SeqCst);
@@ -49,7 +46,7 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
     let empty = HeaderMap::new();
     let Lookup::Forward(leader) = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await
     else {
         panic!("miss")
@@ -59,9 +56,7 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
         let uri = Uri::from_static("http://example.com/private");
         let empty = HeaderMap::new();
         matches!(
-            cache
-                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
-                .await,
+            cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
             Lookup::Forward(_)
         )
     });
@@ -81,12 +76,12 @@ async fn a_waiter_gives_up_after_the_lock_timeout() {
     let empty = HeaderMap::new();
     let _leader = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await;
     let start = tokio::time::Instant::now();
     let second = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await;
     assert!(matches!(second, Lookup::Forward(_)));
     assert_eq!(start.elapsed(), Duration::from_secs(2));
@@ -122,14 +117,13 @@ async fn replicas_sharing_a_store_coalesce_through_the_lock() {
     let (a, b, _store) = replicas();
     let uri = Uri::from_static("http://example.com/shared");
     let empty = HeaderMap::new();
-    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
-    else {
+    let Lookup::Forward(leader) = a.lookup(&request_of(&Method::GET, &uri, &empty)).await else {
         panic!("miss")
     };
     let waiter = tokio::spawn(async move {
         let uri = Uri::from_static("http://example.com/shared");
         let empty = HeaderMap::new();
-        match b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await {
+        match b.lookup(&request_of(&Method::GET, &uri, &empty)).await {
             Lookup::Hit { response, .. } => Some(response.body),
             Lookup::Forward(_) => None,
         }
@@ -152,8 +146,7 @@ async fn a_fill_that_stores_nothing_releases_the_lock_at_once() {
     let (a, b, store) = replicas();
     let uri = Uri::from_static("http://example.com/private");
     let empty = HeaderMap::new();
-    let Lookup::Forward(leader) = a.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await
-    else {
+    let Lookup::Forward(leader) = a.lookup(&request_of(&Method::GET, &uri, &empty)).await else {
         panic!("miss")
     };
     let mut resp = headers(&[("cache-control", "private")]);
@@ -162,7 +155,7 @@ async fn a_fill_that_stores_nothing_releases_the_lock_at_once() {
         Outcome::Pass
     ));
     let start = std::time::Instant::now();
-    let second = b.lookup(RequestHead::new(&Method::GET, &uri, &empty)).await;
+    let second = b.lookup(&request_of(&Method::GET, &uri, &empty)).await;
     assert!(matches!(second, Lookup::Forward(_)));
     assert!(
         start.elapsed() < Duration::from_secs(1),
@@ -192,10 +185,7 @@ async fn concurrent_requests_for_a_stale_entry_revalidate_once() {
         tasks.push(tokio::spawn(async move {
             let uri = Uri::from_static("http://example.com/stale");
             let empty = HeaderMap::new();
-            match cache
-                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
-                .await
-            {
+            match cache.lookup(&request_of(&Method::GET, &uri, &empty)).await {
                 Lookup::Hit { response, .. } => response.body,
                 Lookup::Forward(f) => {
                     forwarded.fetch_add(1, Ordering::SeqCst);

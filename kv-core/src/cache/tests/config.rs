@@ -13,9 +13,7 @@ async fn oversized_truncated_or_abandoned_bodies_are_not_stored() {
         let uri = uri.clone();
         let empty = empty.clone();
         async move {
-            let Lookup::Forward(f) = cache
-                .lookup(RequestHead::new(&Method::GET, &uri, &empty))
-                .await
+            let Lookup::Forward(f) = cache.lookup(&request_of(&Method::GET, &uri, &empty)).await
             else {
                 panic!("miss")
             };
@@ -51,7 +49,7 @@ async fn oversized_truncated_or_abandoned_bodies_are_not_stored() {
     let h = harness_with(|b| b.max_body_bytes(4));
     let Lookup::Forward(f) = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await
     else {
         panic!("miss")

@@ -78,6 +78,15 @@ fn harness_with(f: impl FnOnce(CacheBuilder<MemoryStore>) -> CacheBuilder<Memory
     }
 }
 
+/// A request with this method, URI and headers, as an adapter hands it to the cache.
+fn request_of(method: &Method, uri: &Uri, headers: &HeaderMap) -> http::Request<()> {
+    let mut request = http::Request::new(());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    request
+}
+
 fn headers(list: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (n, v) in list {
@@ -113,7 +122,7 @@ impl Harness {
         let req_headers = headers(req);
         let lookup = self
             .cache
-            .lookup(RequestHead::new(&method, &uri, &req_headers))
+            .lookup(&request_of(&method, &uri, &req_headers))
             .await;
         let forward = match lookup {
             Lookup::Hit { response, .. } => {

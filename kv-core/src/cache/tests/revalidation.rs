@@ -95,7 +95,7 @@ async fn stale_while_revalidate_serves_stale_once_and_hands_out_one_refresh() {
     let empty = HeaderMap::new();
     let Lookup::Hit { response, refresh } = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await
     else {
         panic!("stale served")
@@ -108,7 +108,7 @@ async fn stale_while_revalidate_serves_stale_once_and_hands_out_one_refresh() {
         refresh: second, ..
     } = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await
     else {
         panic!("stale served")
@@ -147,7 +147,7 @@ async fn stale_if_error_serves_stale_on_5xx_and_on_failure_within_its_window() {
     let empty = HeaderMap::new();
     let Lookup::Forward(f) = h
         .cache
-        .lookup(RequestHead::new(&Method::GET, &uri, &empty))
+        .lookup(&request_of(&Method::GET, &uri, &empty))
         .await
     else {
         panic!("stale: forwarded")

@@ -6,7 +6,7 @@ use super::*;
 async fn cycle_id_moves_the_data_to_a_new_id_and_deletes_the_old() {
     let f = fixture();
     let old = f.new_session("a", "1").await;
-    let s = f.sessions.start(&old);
+    let s = f.sessions.start(&with_headers(&old));
     s.cycle_id().await.expect("cycle");
     s.insert("b", "2").await.expect("insert");
     let set = s
@@ -26,7 +26,7 @@ async fn cycle_id_moves_the_data_to_a_new_id_and_deletes_the_old() {
 async fn flush_deletes_the_record_and_expires_the_cookie() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.flush().await.expect("flush");
     assert_eq!(s.get::<String>("a").await.expect("get"), None);
     let removal = s
@@ -45,7 +45,7 @@ async fn flush_deletes_the_record_and_expires_the_cookie() {
 async fn keys_inserted_after_flush_start_a_new_session() {
     let f = fixture();
     let cookie = f.new_session("user", "alice").await;
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.flush().await.expect("flush");
     s.insert("flash", "bye").await.expect("insert");
     let set = s
@@ -64,12 +64,12 @@ async fn keys_inserted_after_flush_start_a_new_session() {
 async fn clear_removes_every_key_and_keeps_the_session() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.insert("b", "2").await.expect("insert");
     s.clear().await.expect("clear");
     s.insert("c", "3").await.expect("insert");
     assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     assert_eq!(s.keys().await.expect("keys"), vec!["c".to_owned()]);
 }
 
@@ -78,8 +78,8 @@ async fn concurrent_writers_of_different_keys_lose_nothing() {
     let f = fixture();
     let cookie = f.new_session("a", "0").await;
     // Both requests load before either saves: the classic lost-update interleaving.
-    let first = f.sessions.start(&cookie);
-    let second = f.sessions.start(&cookie);
+    let first = f.sessions.start(&with_headers(&cookie));
+    let second = f.sessions.start(&with_headers(&cookie));
     first.load().await.expect("load");
     second.load().await.expect("load");
     first.insert("x", "from first").await.expect("insert");
@@ -96,9 +96,9 @@ async fn concurrent_writers_of_different_keys_lose_nothing() {
 async fn a_write_racing_with_logout_does_not_revive_the_session() {
     let f = fixture();
     let cookie = f.new_session("user", "alice").await;
-    let writer = f.sessions.start(&cookie);
+    let writer = f.sessions.start(&with_headers(&cookie));
     writer.insert("cart", "[1]").await.expect("insert");
-    let logout = f.sessions.start(&cookie);
+    let logout = f.sessions.start(&with_headers(&cookie));
     logout.flush().await.expect("flush");
     logout.end(StatusCode::OK).await.expect("finish");
     writer.end(StatusCode::OK).await.expect("finish");
@@ -111,17 +111,17 @@ async fn a_write_racing_with_logout_does_not_revive_the_session() {
 async fn a_cycle_racing_with_logout_or_end_user_sessions_does_not_revive_the_session() {
     for end_by_password_change in [false, true] {
         let f = fixture();
-        let s = f.sessions.start(&HeaderMap::new());
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
         s.login("alice").await.expect("login");
         let cookie = cookie_from(&s.end(StatusCode::OK).await.expect("f").expect("cookie"));
         // A slow request (a stolen cookie, say) loads the session and cycles its id…
-        let cycler = f.sessions.start(&cookie);
+        let cycler = f.sessions.start(&with_headers(&cookie));
         cycler.cycle_id().await.expect("cycle");
         // …while the session is ended elsewhere.
         if end_by_password_change {
             assert_eq!(f.sessions.end_user_sessions("alice").await.expect("end"), 1);
         } else {
-            let other = f.sessions.start(&cookie);
+            let other = f.sessions.start(&with_headers(&cookie));
             other.flush().await.expect("flush");
             other.end(StatusCode::OK).await.expect("finish");
         }
@@ -142,7 +142,7 @@ async fn a_5xx_answer_saves_nothing() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
     f.store.reset();
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.insert("a", "half-done").await.expect("insert");
     s.cycle_id().await.expect("cycle");
     assert_eq!(
@@ -166,7 +166,7 @@ async fn a_store_failure_fails_the_request() {
         header::COOKIE,
         HeaderValue::from_static("__Host-session=AAAAAAAAAAAAAAAAAAAAAA"),
     );
-    let s = sessions.start(&headers);
+    let s = sessions.start(&with_headers(&headers));
     assert!(matches!(
         s.get::<String>("a").await,
         Err(SessionError::Store(_))
@@ -176,7 +176,7 @@ async fn a_store_failure_fails_the_request() {
         Err(SessionError::Store(_))
     ));
     // A new session fails at the write.
-    let s = sessions.start(&HeaderMap::new());
+    let s = sessions.start(&with_headers(&HeaderMap::new()));
     s.insert("a", 1).await.expect("insert needs no read");
     assert!(matches!(
         s.end(StatusCode::OK).await,

@@ -83,7 +83,7 @@ async fn cookie_attributes_follow_the_configuration() {
             .same_site(SameSite::Strict)
             .browser_session_cookie()
     });
-    let s = f.sessions.start(&HeaderMap::new());
+    let s = f.sessions.start(&with_headers(&HeaderMap::new()));
     s.insert("a", 1).await.expect("insert");
     let set = s
         .end(StatusCode::OK)
@@ -121,14 +121,14 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
         note: Option<String>,
     }
     let f = fixture();
-    let s = f.sessions.start(&HeaderMap::new());
+    let s = f.sessions.start(&with_headers(&HeaderMap::new()));
     let cart = Cart {
         items: vec![1, 2],
         note: Some("gift".into()),
     };
     s.insert("cart", &cart).await.expect("insert");
     let cookie = cookie_from(&s.end(StatusCode::OK).await.expect("f").expect("cookie"));
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     assert_eq!(s.get::<Cart>("cart").await.expect("get"), Some(cart));
     assert!(matches!(
         s.get::<u64>("cart").await,
@@ -139,7 +139,10 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
         Err(SessionError::ReservedKey(_))
     ));
     assert!(matches!(
-        f.sessions.start(&cookie).data().get::<u8>("cart"),
+        f.sessions
+            .start(&with_headers(&cookie))
+            .data()
+            .get::<u8>("cart"),
         Err(SessionError::NotLoaded)
     ));
 }
@@ -175,13 +178,13 @@ async fn debug_output_shows_no_id_or_key() {
     let f = fixture_with(|b| b.signed(key));
     let cookie = f.new_session("secret-key", "secret-value").await;
     let id = cookie_value(&cookie_header_as_set(&cookie));
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.load().await.expect("load");
     let shown = format!("{s:?} {:?}", f.sessions);
     assert!(!shown.contains(&id) && !shown.contains("secret"), "{shown}");
     assert!(shown.contains("<key redacted>"));
     // Nor does the `Set-Cookie` value an adapter gets (it is marked sensitive).
-    let fresh = f.sessions.start(&HeaderMap::new());
+    let fresh = f.sessions.start(&with_headers(&HeaderMap::new()));
     fresh.insert("a", 1).await.expect("insert");
     let finish = fresh.end(StatusCode::OK);
     let shown = format!("{finish:?}");

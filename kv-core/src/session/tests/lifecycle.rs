@@ -8,7 +8,7 @@ async fn an_untouched_session_makes_no_store_call_and_sets_no_cookie() {
     let cookie = f.new_session("a", "1").await;
     f.store.reset();
     for headers in [HeaderMap::new(), cookie] {
-        let s = f.sessions.start(&headers);
+        let s = f.sessions.start(&with_headers(&headers));
         assert!(!s.is_touched());
         assert_eq!(s.end(StatusCode::OK).await.expect("finish"), None);
     }
@@ -18,7 +18,7 @@ async fn an_untouched_session_makes_no_store_call_and_sets_no_cookie() {
 #[tokio::test]
 async fn a_new_session_is_written_once_with_the_default_secure_cookie() {
     let f = fixture();
-    let s = f.sessions.start(&HeaderMap::new());
+    let s = f.sessions.start(&with_headers(&HeaderMap::new()));
     s.insert("user", "alice").await.expect("insert");
     s.insert("cart", vec![1, 2]).await.expect("insert");
     // A new session has nothing to read: no store call before the end of the request.
@@ -56,7 +56,7 @@ async fn a_read_only_request_loads_once_and_writes_nothing() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
     f.store.reset();
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     assert_eq!(
         s.get::<String>("a").await.expect("get").as_deref(),
         Some("1")
@@ -73,7 +73,7 @@ async fn a_change_is_one_write_and_keeps_the_id() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
     f.store.reset();
-    let s = f.sessions.start(&cookie);
+    let s = f.sessions.start(&with_headers(&cookie));
     s.insert("b", "2").await.expect("insert");
     assert!(s.remove("a").await.expect("remove"));
     assert!(!s.remove("zz").await.expect("remove"));
@@ -94,7 +94,7 @@ async fn an_unknown_id_is_never_adopted() {
         header::COOKIE,
         HeaderValue::try_from(format!("__Host-session={planted}")).expect("value"),
     );
-    let s = f.sessions.start(&headers);
+    let s = f.sessions.start(&with_headers(&headers));
     s.insert("user", "victim").await.expect("insert");
     let set = s
         .end(StatusCode::OK)
@@ -111,7 +111,7 @@ async fn an_unknown_id_is_never_adopted() {
             .is_empty()
     );
     // Read only with the planted id: the client is told to drop it.
-    let s = f.sessions.start(&headers);
+    let s = f.sessions.start(&with_headers(&headers));
     assert_eq!(s.get::<String>("user").await.expect("get"), None);
     let removal = s
         .end(StatusCode::OK)
@@ -137,7 +137,7 @@ async fn garbage_cookies_cost_no_store_call() {
             header::COOKIE,
             HeaderValue::try_from(format!("__Host-session={bad}")).expect("value"),
         );
-        let s = f.sessions.start(&headers);
+        let s = f.sessions.start(&with_headers(&headers));
         assert_eq!(s.get::<String>("a").await.expect("get"), None);
         s.end(StatusCode::OK).await.expect("finish");
     }

@@ -45,6 +45,13 @@ fn fixture_with(f: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder) 
 }
 
 /// The `Cookie` header a browser sends back after `set_cookie`.
+/// A request carrying these headers, as an adapter hands it to the engine.
+fn with_headers(headers: &HeaderMap) -> http::Request<()> {
+    let mut request = http::Request::new(());
+    *request.headers_mut() = headers.clone();
+    request
+}
+
 fn cookie_from(set_cookie: &HeaderValue) -> HeaderMap {
     let text = set_cookie.to_str().expect("ascii");
     let pair = text.split(';').next().expect("pair").to_owned();
@@ -62,7 +69,7 @@ fn cookie_value(set_cookie: &HeaderValue) -> String {
 impl Fixture {
     /// A new session holding `key = value`; the browser's `Cookie` header for it.
     async fn new_session(&self, key: &str, value: &str) -> HeaderMap {
-        let s = self.sessions.start(&HeaderMap::new());
+        let s = self.sessions.start(&with_headers(&HeaderMap::new()));
         s.insert(key, value).await.expect("insert");
         let set = s
             .end(StatusCode::OK)
@@ -73,7 +80,7 @@ impl Fixture {
     }
 
     async fn read(&self, cookie: &HeaderMap, key: &str) -> Option<String> {
-        let s = self.sessions.start(cookie);
+        let s = self.sessions.start(&with_headers(cookie));
         let v = s.get::<String>(key).await.expect("get");
         s.end(StatusCode::OK).await.expect("finish");
         v

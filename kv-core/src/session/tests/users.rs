@@ -8,7 +8,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
     let mut alice = Vec::new();
     for _ in 0..3 {
         let anon = f.new_session("theme", "dark").await;
-        let s = f.sessions.start(&anon);
+        let s = f.sessions.start(&with_headers(&anon));
         s.login("alice").await.expect("login");
         assert_eq!(s.user().await.expect("user").as_deref(), Some("alice"));
         let set = s
@@ -22,7 +22,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
         alice.push(logged_in);
     }
     let bob = {
-        let s = f.sessions.start(&HeaderMap::new());
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
         s.login("bob").await.expect("login");
         cookie_from(
             &s.end(StatusCode::OK)
@@ -37,7 +37,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
     assert_eq!(f.store.calls().total(), 2);
 
     // From alice's first session: end the others.
-    let s = f.sessions.start(&alice[0]);
+    let s = f.sessions.start(&with_headers(&alice[0]));
     assert_eq!(s.end_other_sessions().await.expect("end"), 2);
     s.end(StatusCode::OK).await.expect("finish");
     assert_eq!(f.read(&alice[0], "theme").await.as_deref(), Some("dark"));
@@ -46,7 +46,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
     // Then all of them.
     assert_eq!(f.sessions.end_user_sessions("alice").await.expect("end"), 1);
     assert_eq!(f.read(&alice[0], "theme").await, None);
-    let s = f.sessions.start(&bob);
+    let s = f.sessions.start(&with_headers(&bob));
     assert_eq!(s.user().await.expect("user").as_deref(), Some("bob"));
     assert_eq!(
         f.sessions.end_user_sessions("nobody").await.expect("end"),
@@ -58,7 +58,7 @@ async fn login_cycles_the_id_and_end_user_sessions_ends_every_session_of_that_us
 async fn the_user_index_is_pruned_of_dead_sessions_at_login() {
     let f = fixture();
     for _ in 0..5 {
-        let s = f.sessions.start(&HeaderMap::new());
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
         s.login("carol").await.expect("login");
         s.end(StatusCode::OK).await.expect("finish");
         f.clock.advance(ABSOLUTE / 2 + Duration::from_secs(1));
@@ -78,7 +78,7 @@ async fn a_user_keeps_at_most_max_user_sessions_and_the_oldest_end_first() {
     let f = fixture();
     let mut cookies = Vec::new();
     for _ in 0..MAX_USER_SESSIONS + 4 {
-        let s = f.sessions.start(&HeaderMap::new());
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
         s.login("dave").await.expect("login");
         cookies.push(cookie_from(
             &s.end(StatusCode::OK).await.expect("f").expect("c"),
@@ -95,7 +95,7 @@ async fn a_user_keeps_at_most_max_user_sessions_and_the_oldest_end_first() {
     // The records: MAX_USER_SESSIONS sessions and the index.
     assert_eq!(f.record_count(), MAX_USER_SESSIONS + 1);
     let who = |c: &HeaderMap| {
-        let s = f.sessions.start(c);
+        let s = f.sessions.start(&with_headers(c));
         async move { s.user().await.expect("user") }
     };
     for old in &cookies[..4] {
@@ -113,7 +113,7 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
     let f = fixture(); // idle 10 min
     let mut devices = Vec::new();
     for _ in 0..3 {
-        let s = f.sessions.start(&HeaderMap::new());
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
         s.login("erin").await.expect("login");
         devices.push(cookie_from(
             &s.end(StatusCode::OK).await.expect("f").expect("c"),
@@ -121,7 +121,7 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
         f.clock.advance(Duration::from_secs(60));
     }
     let list = |c: &HeaderMap| {
-        let s = f.sessions.start(c);
+        let s = f.sessions.start(&with_headers(c));
         async move {
             let sessions = s.user_sessions().await.expect("list");
             s.end(StatusCode::OK).await.expect("finish");
@@ -157,7 +157,7 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
     );
     assert!(!f.sessions.end_user_session("erin", "").await.expect("end"));
     assert_eq!(f.read(&devices[1], "x").await, None);
-    let s = f.sessions.start(&devices[1]);
+    let s = f.sessions.start(&with_headers(&devices[1]));
     assert_eq!(s.user().await.expect("user"), None);
     // Device 2 idles out (device 0 stays active): the list shows what is alive.
     f.clock.advance(Duration::from_secs(5 * 60));

@@ -102,12 +102,14 @@
 //! (configuration), `decide.rs` (what a request gets: bypass, hit, 304, stale, miss),
 //! `read.rs` (reading entries, the near cache and the memo), `flight.rs` (coalescing,
 //! in process and across replicas), `forward.rs` (the hand-over of the inner service's
-//! response), `recorder.rs` (recording a body), `write.rs` (storing and purging),
+//! response), `recorder.rs` (recording a body), `body.rs` (the streaming state machine
+//! the adapters' bodies poll), `write.rs` (storing and purging),
 //! `policy.rs` and `directives.rs` (the RFC 9111 rules), `key.rs` (keys and `Vary`),
 //! `entry.rs` (the stored format), `stats.rs` (counters). A new caching rule usually
 //! goes in `policy.rs` (storability, freshness) or `decide.rs` (how a request is
 //! answered), with its test in `tests.rs`.
 
+mod body;
 mod builder;
 mod config;
 mod decide;
@@ -127,6 +129,7 @@ mod stats;
 mod tests;
 mod write;
 
+pub use body::{BodyRecorder, LastChunk};
 pub use builder::CacheBuilder;
 pub(crate) use config::Config;
 pub use forward::{Forward, Handover};

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use super::*;
 
+mod body;
 mod coalescing;
 mod config;
 mod freshness;

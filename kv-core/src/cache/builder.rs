@@ -13,7 +13,7 @@ use super::near;
 use super::stats::Counters;
 use super::{Cache, Config, Inner, memo};
 use crate::clock::{Clock, ClockHandle};
-use crate::{KvError, Result, Store};
+use crate::{ConfigError, Store};
 
 /// Builds a [`Cache`]; see each method for its default.
 #[must_use]
@@ -154,22 +154,27 @@ impl<St: Store> CacheBuilder<St> {
     /// Builds the cache.
     ///
     /// # Errors
-    /// [`KvError::InvalidInput`] for a zero lock timeout or max TTL, a max TTL above
+    /// [`ConfigError`] for a zero lock timeout or max TTL, a max TTL above
     /// [`MAX_TTL`](crate::MAX_TTL), or a zero-capacity or zero-TTL near cache.
-    pub fn build(self) -> Result<Cache<St>> {
+    pub fn build(self) -> std::result::Result<Cache<St>, ConfigError> {
         let c = &self.config;
         if c.lock_timeout.is_zero() {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "cache",
                 "cache lock_timeout must be positive",
             ));
         }
         if c.max_ttl.is_zero() || c.max_ttl > crate::MAX_TTL {
-            return Err(KvError::invalid_input(
+            return Err(ConfigError::new(
+                "cache",
                 "cache max_ttl must be positive and at most kv_core::MAX_TTL",
             ));
         }
         if c.default_ttl.is_some_and(|t| t.is_zero()) {
-            return Err(KvError::invalid_input("cache default_ttl must be positive"));
+            return Err(ConfigError::new(
+                "cache",
+                "cache default_ttl must be positive",
+            ));
         }
         let mut config = self.config;
         // A store that answers in process is not shared with other processes.
@@ -180,7 +185,8 @@ impl<St: Store> CacheBuilder<St> {
         let near = match self.near {
             Some((capacity, ttl)) => {
                 if capacity == 0 || ttl.is_zero() {
-                    return Err(KvError::invalid_input(
+                    return Err(ConfigError::new(
+                        "cache",
                         "near cache capacity and ttl must be positive",
                     ));
                 }

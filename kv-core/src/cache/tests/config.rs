@@ -147,11 +147,15 @@ async fn the_status_header_can_be_renamed_or_removed() {
 #[tokio::test]
 async fn builder_validates() {
     let store = MemoryStore::new();
-    assert!(
-        Cache::builder(store.clone())
-            .lock_timeout(Duration::ZERO)
-            .build()
-            .is_err()
+    let err = Cache::builder(store.clone())
+        .lock_timeout(Duration::ZERO)
+        .build()
+        .err()
+        .expect("a zero lock timeout is refused");
+    assert_eq!(
+        err.component(),
+        "cache",
+        "a configuration error, not a store error"
     );
     assert!(
         Cache::builder(store.clone())

@@ -37,6 +37,22 @@
 //! ## Time
 //! Every store and engine reads time from a [`Clock`] (`new()` uses the system clock,
 //! `with_clock(..)` takes another), so TTL behaviour is testable without sleeping.
+//!
+//! ## The shape of the crate
+//! - [`store`]: the [`Store`] trait (the contract, with Redis semantics), its in-process
+//!   face [`LocalStore`] (the fast path: a store that answers in process hands it out
+//!   through [`Store::local`], and every engine then decides without a future), the
+//!   run-time choice [`AnyStore`], and the backends (`memory/`, `redis.rs`). No engine
+//!   names a backend: a wrapper store or a store of yours gets the fast path the same way.
+//! - The engines — [`rate_limit`], `session`, `cache` — read one request view,
+//!   [`RequestView`], and answer what they decide themselves (a `429`, a cached response,
+//!   a session failure) with one [`Answer`]; each adapter converts both in one place.
+//! - Every call that can finish at once returns a [`Step`]: `Ready` with the result, or
+//!   `Pending` with the work to await (`.await` works on both).
+//! - Every `build()` reports a bad configuration as a [`ConfigError`], apart from the
+//!   store errors ([`KvError`]).
+//!
+//! Where to add an algorithm, a backend or a cache rule: see `CONTRIBUTING.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

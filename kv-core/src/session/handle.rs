@@ -64,7 +64,7 @@ impl Session {
     }
 
     /// Whether any method was called in this request. An untouched session needs no
-    /// [`finish`](Session::finish): it made no store call and sets no cookie.
+    /// [`end`](Session::end): it made no store call and sets no cookie.
     pub fn is_touched(&self) -> bool {
         self.inner.touched.load(Ordering::Relaxed)
     }

@@ -21,7 +21,7 @@ use crate::{AnyStore, ConfigError, MAX_TTL, Store};
 ///
 /// Cheap to clone. An adapter calls [`start`](SessionManager::start) once per request
 /// (no store call, no cookie crypto), hands the [`Session`] to the handler, and calls
-/// [`Session::finish`] when the handler has answered.
+/// [`Session::end`] when the handler has answered.
 #[derive(Clone)]
 pub struct SessionManager {
     inner: Arc<ManagerInner>,

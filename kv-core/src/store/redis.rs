@@ -90,7 +90,7 @@ static HSET_SCRIPT: LazyLock<::redis::Script> =
 
 /// A store on Redis or Valkey (one server, or a cluster with `redis-cluster`).
 ///
-/// `Clone` is cheap and shares the connection. See the [module docs](crate::redis) for
+/// `Clone` is cheap and shares the connection. See the [module docs](crate::store::redis) for
 /// the semantics, failure behaviour and limits.
 #[derive(Clone)]
 pub struct RedisStore {

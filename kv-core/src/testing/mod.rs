@@ -1,6 +1,6 @@
 //! Test support (feature `test-util`): the store conformance suite and fixtures.
 //!
-//! The suite checks every row of the [`Store`] contract with Redis semantics. Every
+//! The suite checks every row of the [`Store`](crate::Store) contract with Redis semantics. Every
 //! backend of this crate runs it, and so can yours:
 //!
 //! ```

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! # Semantics
-//! Every row of the [`Store`] contract, as Redis behaves. A key whose deadline has been
+//! Every row of the [`Store`](crate::Store) contract, as Redis behaves. A key whose deadline has been
 //! reached is invisible at once (a TTL of `d` keeps a key exactly `d`), and is reclaimed
 //! without being read by *active expiry*: a background thread wakes every
 //! [`expiry_interval`](MemoryStoreBuilder::expiry_interval) (100 ms by default, Redis'
@@ -44,7 +44,7 @@
 //! Keys up to [`max_key_len`](MemoryStoreBuilder::max_key_len) bytes (16 KiB by default)
 //! and values up to [`max_value_len`](MemoryStoreBuilder::max_value_len) (1 MiB by
 //! default); larger input is [`KvError::InvalidInput`] on every method (as on
-//! `RedisStore`) and stores nothing. A hash (see [`Store::hset`]) is one entry: its field
+//! `RedisStore`) and stores nothing. A hash (see [`Store::hset`](crate::Store::hset)) is one entry: its field
 //! names obey `max_key_len`, and the whole hash (names + values + 32 bytes per field)
 //! obeys `max_value_len`.
 //!
@@ -81,7 +81,7 @@ const EXPIRY_BATCH: usize = 256;
 
 /// The embedded in-memory store. `Clone` gives another handle to the same data.
 ///
-/// See the [module docs](crate::memory) for the semantics, the bound and the eviction
+/// See the [module docs](crate::store::memory) for the semantics, the bound and the eviction
 /// policy.
 #[derive(Clone)]
 pub struct MemoryStore {

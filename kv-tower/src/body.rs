@@ -10,6 +10,11 @@
 //! is one, so it satisfies axum's `IntoResponse` for `Response<KvBody<B>>` when `B` does
 //! (`B::Error: Into<BoxError>`). Size hints and end-of-stream are forwarded as they are:
 //! an exact length stays exact, an empty body (a `HEAD`, a `204`) stays known empty.
+//!
+//! Wrapping costs one `match` per poll and no allocation. In an axum `Router`, axum turns
+//! every layer's body other than its own `Body` into one (`Body::new`, a box per response),
+//! as it does for tower-http's bodies: that is axum's cost of a layer with its own body
+//! type, and the price of composing outside it.
 
 use std::fmt;
 use std::pin::Pin;
@@ -66,6 +71,13 @@ impl<B> Default for KvBody<B> {
     /// An empty body.
     fn default() -> Self {
         KvBody::empty()
+    }
+}
+
+impl<B> From<Bytes> for KvBody<B> {
+    /// A complete body of `data`: what a middleware needing `From<Bytes>` builds.
+    fn from(data: Bytes) -> Self {
+        KvBody::full(data)
     }
 }
 
@@ -141,6 +153,7 @@ mod tests {
             KvBody::<Full<Bytes>>::full(Bytes::new()),
             KvBody::empty(),
             KvBody::default(),
+            KvBody::from(Bytes::new()),
         ] {
             assert!(body.is_end_stream());
             assert_eq!(body.size_hint().exact(), Some(0));

@@ -32,8 +32,8 @@
 //! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
 //!
 //! The response body is [`KvBody<B>`](crate::KvBody) over the service's body `B`: the
-//! service's body passes through untouched (nothing is boxed), and the layer's own answers
-//! are complete bodies of their own, so any service and any other kv layer can sit
+//! service's body passes through untouched (the layer boxes nothing), and the layer's own
+//! answers are complete bodies of their own, so any service and any other kv layer can sit
 //! inside (see [`crate::body`]).
 //!
 //! Denied requests never reach the service. The layer keeps the service's error type;

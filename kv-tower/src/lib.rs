@@ -12,9 +12,48 @@
 //! - [`session`] (feature `session`): `SessionLayer` and the axum `Session` extractor —
 //!   lazy, store-backed sessions with idle and absolute timeouts, id cycling, signed or
 //!   private cookies, and "log out everywhere".
+//! - [`body`]: [`KvBody`] — the response body they all answer: their own complete answer,
+//!   or the inner service's body passed through.
 //!
 //! Every decision lives in `kv-core`; this crate only translates `http` requests and
 //! responses, so the actix-web adapters (`kv-actix`) answer the same way.
+//!
+//! ## Composing
+//! Every layer answers `Response<`[`KvBody<B>`]`>` over the inner service's body `B` (its
+//! own answers are complete bodies, the inner body passes through), so the layers stack in
+//! any order as plain tower services — `ServiceBuilder`, a hyper server, an axum `Router`:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use kv_core::cache::Cache;
+//! use kv_core::rate_limit::{KeySource, Policy, RateLimiter};
+//! use kv_tower::{CacheLayer, MemoryStore, RateLimitLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! let store = MemoryStore::new();
+//! let limiter = RateLimiter::builder(store.clone())
+//!     .policy(Policy::fixed_window("all", 100, Duration::from_secs(60)).key(KeySource::global()))
+//!     .build()
+//!     .expect("valid policies");
+//! let cache = Cache::builder(store).build().expect("valid configuration");
+//! let app = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(limiter))
+//!     .layer(CacheLayer::new(cache))
+//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!         let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
+//!         response.headers_mut().insert("cache-control", "max-age=60".parse().unwrap());
+//!         Ok::<_, Infallible>(response)
+//!     });
+//! let response = app.oneshot(Request::new(Full::default())).await.unwrap();
+//! assert_eq!(response.headers()["x-cache"], "MISS");
+//! # }
+//! ```
 //!
 //! ## Features
 //! | feature | what it adds |
@@ -28,13 +67,16 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod body;
 pub mod cache;
 pub mod rate_limit;
 mod request;
+mod response;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
 
+pub use body::KvBody;
 pub use cache::{CacheLayer, CacheService};
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 pub use rate_limit::{RateLimit, RateLimitLayer};

@@ -11,8 +11,9 @@ use kv_core::cache::{Forward, Outcome};
 use pin_project_lite::pin_project;
 
 use super::CacheBody;
-use super::body::Sink;
+use super::body::{RecordingBody, Sink};
 use super::service::served;
+use crate::body::KvBody;
 
 /// Boxed work: a lookup that waits for the store, or a hand-over that does.
 pub(crate) type Work<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -139,7 +140,7 @@ where
     B: Body<Data = Bytes>,
 {
     match outcome {
-        Outcome::Pass => Response::from_parts(head, CacheBody::inner(body, None)),
+        Outcome::Pass => Response::from_parts(head, pass(body, None)),
         Outcome::Record(mut recorder) => {
             // A body known to be empty (a 204, an empty body) may never be polled by the
             // server: store it now.
@@ -149,13 +150,18 @@ where
                 {
                     drop(rt.spawn(recorder.finish()));
                 }
-                return Response::from_parts(head, CacheBody::inner(body, None));
+                return Response::from_parts(head, pass(body, None));
             }
             let sink: Box<dyn Sink> = recorder;
-            Response::from_parts(head, CacheBody::inner(body, Some(sink)))
+            Response::from_parts(head, pass(body, Some(sink)))
         }
         Outcome::Replace(replacement) => served(replacement),
     }
+}
+
+/// The inner service's body through the cache, copied into `sink` when there is one.
+fn pass<B>(body: B, sink: Option<Box<dyn Sink>>) -> CacheBody<B> {
+    KvBody::new(RecordingBody::new(body, sink))
 }
 
 impl<F, St: Store, B, E> fmt::Debug for ResponseFuture<F, St, B, E> {

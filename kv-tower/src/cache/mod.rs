@@ -43,11 +43,15 @@
 //! `Content-Length` bytes have all been read, since servers stop polling there). A body larger
 //! than [`max_body_bytes`](kv_core::cache::CacheBuilder::max_body_bytes), a body error, or a
 //! client that goes away mid-body (the body is dropped) stores nothing. Hits are answered
-//! with the stored bytes, without calling the inner service.
+//! with the stored bytes, without calling the inner service. The response body is
+//! [`CacheBody<B>`], the shared [`KvBody`](crate::KvBody) over a [`RecordingBody<B>`]
+//! (see [`crate::body`]).
 //!
 //! **Background refresh.** `stale-while-revalidate` refreshes run on the current tokio
-//! runtime with a clone of the inner service and an empty request body (hence
-//! `ReqB: Default`; axum's `Body` and `http-body-util`'s bodies are).
+//! runtime with a clone of the inner service. The refresh request is the request answered
+//! stale, as a `GET` with the cache's validators, with its own body (normally empty for a
+//! `GET` or `HEAD`) and without its extensions: no request body has to be made, so any
+//! request body type works (hyper's `Incoming` included).
 //!
 //! The service keeps the inner service's error type. When the inner service fails and a
 //! stale entry allows `stale-if-error`, the stale entry is served instead.
@@ -57,7 +61,7 @@ mod future;
 mod layer;
 mod service;
 
-pub use body::CacheBody;
+pub use body::{CacheBody, RecordingBody};
 pub use future::ResponseFuture;
 /// The engine's vocabulary, re-exported so that one `use kv_tower::cache::..` does.
 pub use kv_core::cache::{Cache, CacheBuilder, CacheStats};

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::body::Sink;
 use super::future::respond;
 use super::{CacheBody, CacheLayer, ResponseFuture};
+use crate::response::answer;
 
 /// The caching service: see the [module docs](crate::cache).
 pub struct CacheService<S, St> {
@@ -76,7 +77,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: Store,
-    ReqB: Default + Send + 'static,
+    ReqB: Send + 'static,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Send,
 {
@@ -93,8 +94,7 @@ where
         let quick = self.cache.try_lookup(RequestHead::from(&req));
         if let Some(Lookup::Hit { response, refresh }) = quick {
             if let Some(refresh) = refresh {
-                let (parts, _) = req.into_parts();
-                spawn_refresh(self.inner.clone(), refresh, &parts);
+                spawn_refresh(self.inner.clone(), refresh, req);
             }
             return ResponseFuture::ready(served(response));
         }
@@ -118,7 +118,7 @@ where
                 match lookup {
                     Lookup::Hit { response, refresh } => {
                         if let Some(refresh) = refresh {
-                            spawn_refresh(inner, refresh, &parts);
+                            spawn_refresh(inner, refresh, Request::from_parts(parts, body));
                         }
                         Ok(served(response))
                     }
@@ -163,34 +163,37 @@ where
 
 /// A response from the cache.
 pub(crate) fn served<B>(s: Served) -> Response<CacheBody<B>> {
-    let mut response = Response::new(CacheBody::stored(s.body));
-    *response.status_mut() = s.status;
-    *response.headers_mut() = s.headers;
-    response
+    answer(s.status, s.headers, s.body)
 }
 
 /// Runs a `stale-while-revalidate` refresh in the background, when there is a tokio
 /// runtime (there is under axum and hyper); otherwise the entry simply goes stale.
-fn spawn_refresh<S, St, ReqB, ResB>(
-    mut inner: S,
-    refresh: Box<Forward<St>>,
-    parts: &http::request::Parts,
-) where
+///
+/// The refresh is the request that was answered stale, sent on as a `GET` with the cache's
+/// validators added: its URI, version, headers and its own body (the body of a `GET` or
+/// `HEAD` is normally empty; it is what the inner service would have received on a
+/// miss), without its extensions. Reusing the request's body, rather than making an
+/// empty one, is what lets the cache take any request body type (no `ReqB: Default`,
+/// which hyper's `Incoming` is not): a body cannot in general be made, and a hit has no
+/// other use for it.
+fn spawn_refresh<S, St, ReqB, ResB>(mut inner: S, refresh: Box<Forward<St>>, req: Request<ReqB>)
+where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: Store,
-    ReqB: Default + Send + 'static,
+    ReqB: Send + 'static,
     ResB: Body<Data = Bytes> + Send + 'static,
 {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let mut request = Request::new(ReqB::default());
+    let (parts, body) = req.into_parts();
+    let mut request = Request::new(body);
     *request.method_mut() = http::Method::GET;
-    *request.uri_mut() = parts.uri.clone();
+    *request.uri_mut() = parts.uri;
     *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
+    *request.headers_mut() = parts.headers;
     refresh.prepare(request.headers_mut());
     handle.spawn(async move {
         if poll_fn(|cx| inner.poll_ready(cx)).await.is_err() {

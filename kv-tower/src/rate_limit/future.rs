@@ -2,10 +2,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use kv_core::rate_limit::{Headers, Verdict};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+
+use crate::body::KvBody;
+use crate::response::answer;
 
 /// The store's answer, with the service (polled ready) and the request kept for the call.
 pub(crate) type Deciding<S, ReqB> =
@@ -25,7 +28,7 @@ pin_project! {
         // Boxed (the store path only): keeps the future small on the in-process path.
         Deciding { deciding: Deciding<S, ReqB> },
         Calling { #[pin] fut: F, headers: Headers },
-        Answered { response: Option<Box<Response<ResB>>> },
+        Answered { response: Option<Box<Response<KvBody<ResB>>>> },
     }
 }
 
@@ -42,10 +45,7 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
         }
     }
 
-    pub(crate) fn answered(verdict: Verdict) -> Self
-    where
-        ResB: From<bytes::Bytes>,
-    {
+    pub(crate) fn answered(verdict: Verdict) -> Self {
         ResponseFuture {
             state: State::Answered {
                 response: Some(Box::new(rejection(verdict))),
@@ -55,7 +55,7 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
 }
 
 /// The response for a verdict that does not reach the service.
-fn rejection<B: From<bytes::Bytes>>(verdict: Verdict) -> Response<B> {
+fn rejection<B>(verdict: Verdict) -> Response<KvBody<B>> {
     let (status, headers, body) = match verdict {
         Verdict::Reject {
             status,
@@ -66,22 +66,19 @@ fn rejection<B: From<bytes::Bytes>>(verdict: Verdict) -> Response<B> {
         // Not reached: allowed verdicts go to the service.
         Verdict::Allow { headers, .. } => (http::StatusCode::OK, headers, bytes::Bytes::new()),
     };
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = status;
-    let map = response.headers_mut();
+    let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         map.append(name, value);
     }
-    response
+    answer(status, map, body)
 }
 
 impl<F, S, ReqB, ResB, E> Future for ResponseFuture<F, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>, Error = E, Future = F>,
     F: Future<Output = Result<Response<ResB>, E>>,
-    ResB: From<bytes::Bytes>,
 {
-    type Output = Result<Response<ResB>, E>;
+    type Output = Result<Response<KvBody<ResB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -101,7 +98,7 @@ where
                     this.state.set(next);
                 }
                 StateProj::Calling { fut, headers } => {
-                    let mut response = ready!(fut.poll(cx))?;
+                    let mut response = ready!(fut.poll(cx))?.map(KvBody::new);
                     let map = response.headers_mut();
                     map.reserve(headers.len());
                     for (name, value) in std::mem::take(headers) {

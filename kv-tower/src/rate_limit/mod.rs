@@ -31,9 +31,10 @@
 //! `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
 //! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
 //!
-//! The response body type is the service's own; the layer's own answers are built with
-//! its `From<Bytes>` (axum's `Body` and `http_body_util::Full<Bytes>` have it), so no
-//! body is boxed again on the way out.
+//! The response body is [`KvBody<B>`](crate::KvBody) over the service's body `B`: the
+//! service's body passes through untouched (the layer boxes nothing), and the layer's own
+//! answers are complete bodies of their own, so any service and any other kv layer can sit
+//! inside (see [`crate::body`]).
 //!
 //! Denied requests never reach the service. The layer keeps the service's error type;
 //! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a

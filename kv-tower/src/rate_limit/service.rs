@@ -7,6 +7,7 @@ use kv_core::rate_limit::{Prepared, RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::{RateLimitLayer, ResponseFuture};
+use crate::body::KvBody;
 use crate::request::View;
 
 /// The rate-limiting service: see the [module docs](crate::rate_limit).
@@ -65,9 +66,8 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     St: Store,
     ReqB: Send + 'static,
-    ResB: From<bytes::Bytes>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<KvBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S, ReqB, ResB>;
 
@@ -100,7 +100,6 @@ fn answer<S, ReqB, ResB>(
 ) -> ResponseFuture<S::Future, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: From<bytes::Bytes>,
 {
     match verdict {
         Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),

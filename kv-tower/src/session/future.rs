@@ -2,9 +2,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderValue, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use kv_core::session::{Finish, Session, SessionError};
 use pin_project_lite::pin_project;
+
+use crate::body::KvBody;
+use crate::response::answer;
 
 type Finishing = Pin<Box<dyn Future<Output = Result<Option<HeaderValue>, SessionError>> + Send>>;
 
@@ -39,9 +43,8 @@ impl<F, ResB> ResponseFuture<F, ResB> {
 impl<F, ResB, E> Future for ResponseFuture<F, ResB>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
-    ResB: From<bytes::Bytes>,
 {
-    type Output = Result<Response<ResB>, E>;
+    type Output = Result<Response<KvBody<ResB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -50,7 +53,7 @@ where
                 StateProj::Calling { fut, session } => {
                     let response = ready!(fut.poll(cx))?;
                     let Some(session) = session.take().filter(Session::is_touched) else {
-                        return Poll::Ready(Ok(response));
+                        return Poll::Ready(Ok(response.map(KvBody::new)));
                     };
                     match session.end(response.status()) {
                         Finish::Done(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
@@ -79,13 +82,14 @@ where
 }
 
 /// The response once the session is finished: with its `Set-Cookie`, or a 500.
-fn apply<B: From<bytes::Bytes>>(
+fn apply<B>(
     outcome: Result<Option<HeaderValue>, SessionError>,
-    mut response: Response<B>,
-) -> Response<B> {
+    response: Response<B>,
+) -> Response<KvBody<B>> {
     match outcome {
-        Ok(None) => response,
+        Ok(None) => response.map(KvBody::new),
         Ok(Some(cookie)) => {
+            let mut response = response.map(KvBody::new);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             response
         }
@@ -95,12 +99,15 @@ fn apply<B: From<bytes::Bytes>>(
 }
 
 /// The answer when the session store failed: an opaque 500.
-pub(crate) fn failure<B: From<bytes::Bytes>>() -> Response<B> {
-    let mut response = Response::new(B::from(bytes::Bytes::from_static(b"Internal Server Error")));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
+fn failure<B>() -> Response<KvBody<B>> {
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
+    answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        headers,
+        Bytes::from_static(b"Internal Server Error"),
+    )
 }

@@ -36,7 +36,9 @@
 //!   response with an opaque `500` (logged by the engine, without the session id);
 //! - a session the handler did not use costs nothing more.
 //!
-//! The response body type is the inner service's (`From<Bytes>` for the 500).
+//! The response body is [`KvBody<B>`](crate::KvBody) over the inner service's body `B`:
+//! passed through untouched, or the complete body of the `500` (see [`crate::body`]).
+//! Outside axum, the handle is the request extension `kv_core::session::Session`.
 
 #[cfg(feature = "axum")]
 mod extract;

@@ -5,6 +5,7 @@ use kv_core::session::SessionManager;
 use tower_service::Service;
 
 use super::ResponseFuture;
+use crate::body::KvBody;
 
 /// The service of [`SessionLayer`](super::SessionLayer).
 #[derive(Debug, Clone)]
@@ -38,9 +39,8 @@ impl<S> SessionService<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for SessionService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: From<bytes::Bytes>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<KvBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB>;
 

@@ -1,8 +1,9 @@
 //! `http::Request` as kv-core's [`RequestView`].
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use http::{HeaderName, Method, Request};
+use http::{HeaderMap, HeaderName, Method, Request};
 use kv_core::{PeerAddr, RequestView};
 
 /// A request and the peer address found in its extensions.
@@ -53,5 +54,11 @@ impl<B> RequestView for View<'_, B> {
     }
     fn extensions(&self) -> Option<&http::Extensions> {
         Some(self.req.extensions())
+    }
+    fn authority(&self) -> Option<&str> {
+        self.req.uri().authority().map(http::uri::Authority::as_str)
+    }
+    fn headers(&self) -> Cow<'_, HeaderMap> {
+        Cow::Borrowed(self.req.headers())
     }
 }

@@ -11,8 +11,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kv_core::clock::ManualClock;
-use kv_core::rate_limit::{FailureMode, HeaderOptions, KeySource, Policy, RateLimiter, RejectBody};
-use kv_core::testing::{UnavailableStore, parse_rate_limit_header};
+use kv_core::rate_limit::{
+    FailureMode, HeaderOptions, KeySource, Policy, RateLimiter, RejectBody, parse_rate_limit_header,
+};
+use kv_core::testing::UnavailableStore;
 use kv_core::{MemoryStore, Store};
 use kv_tower::RateLimitLayer;
 use tower::ServiceExt;

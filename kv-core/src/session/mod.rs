@@ -125,4 +125,10 @@ impl SessionError {
     pub fn status(&self) -> http::StatusCode {
         http::StatusCode::INTERNAL_SERVER_ERROR
     }
+
+    /// The response both adapters send for it: [`status`](SessionError::status) with an
+    /// opaque `text/plain` body (the cause is logged, never shown).
+    pub fn answer(&self) -> crate::Answer {
+        crate::Answer::text(self.status(), "Internal Server Error")
+    }
 }

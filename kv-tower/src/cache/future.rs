@@ -6,12 +6,12 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::Response;
 use http_body::Body;
-use kv_core::Store;
-use kv_core::cache::{Forward, Outcome};
+use kv_core::cache::{BodyRecorder, Forward, LastChunk, Outcome};
+use kv_core::{Step, Store};
 use pin_project_lite::pin_project;
 
 use super::CacheBody;
-use super::body::{RecordingBody, Sink};
+use super::body::RecordingBody;
 use super::service::served;
 use crate::body::KvBody;
 
@@ -121,12 +121,11 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
-    match forward.response_now(head.status, &mut head.headers) {
-        Ok(outcome) => Ok(Ok(respond(head, body, outcome))),
-        Err(forward) => Err(Box::pin(async move {
-            let outcome = forward.response(head.status, &mut head.headers).await;
-            Ok(respond(head, body, outcome))
-        })),
+    match forward.response(head.status, &mut head.headers) {
+        Step::Ready(outcome) => Ok(Ok(respond(head, body, outcome))),
+        Step::Pending(handover) => Err(Box::pin(
+            async move { Ok(respond(head, body, handover.await)) },
+        )),
     }
 }
 
@@ -140,28 +139,28 @@ where
     B: Body<Data = Bytes>,
 {
     match outcome {
-        Outcome::Pass => Response::from_parts(head, pass(body, None)),
-        Outcome::Record(mut recorder) => {
+        Outcome::Pass => Response::from_parts(head, pass(body, BodyRecorder::none())),
+        Outcome::Record(recorder) => {
             // A body known to be empty (a 204, an empty body) may never be polled by the
             // server: store it now.
             if body.is_end_stream() || head.status == http::StatusCode::NO_CONTENT {
-                if !recorder.finish_now()
+                if let Step::Pending(storing) = recorder.finish()
                     && let Ok(rt) = tokio::runtime::Handle::try_current()
                 {
-                    drop(rt.spawn(recorder.finish()));
+                    drop(rt.spawn(storing));
                 }
-                return Response::from_parts(head, pass(body, None));
+                return Response::from_parts(head, pass(body, BodyRecorder::none()));
             }
-            let sink: Box<dyn Sink> = recorder;
-            Response::from_parts(head, pass(body, Some(sink)))
+            let recorder = BodyRecorder::new(Some(recorder), LastChunk::Spawn);
+            Response::from_parts(head, pass(body, recorder))
         }
         Outcome::Replace(replacement) => served(replacement),
     }
 }
 
-/// The inner service's body through the cache, copied into `sink` when there is one.
-fn pass<B>(body: B, sink: Option<Box<dyn Sink>>) -> CacheBody<B> {
-    KvBody::new(RecordingBody::new(body, sink))
+/// The inner service's body through the cache, copied by `recorder`.
+fn pass<B>(body: B, recorder: BodyRecorder) -> CacheBody<B> {
+    KvBody::new(RecordingBody::new(body, recorder))
 }
 
 impl<F, St: Store, B, E> fmt::Debug for ResponseFuture<F, St, B, E> {

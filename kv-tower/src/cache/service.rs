@@ -6,13 +6,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use kv_core::Store;
-use kv_core::cache::{Cache, Forward, Lookup, Outcome, RequestHead, Served};
+use kv_core::cache::{Cache, Forward, Lookup, Outcome};
+use kv_core::{Answer, Step, Store};
 use tower_service::Service;
 
-use super::body::Sink;
 use super::future::respond;
 use super::{CacheBody, CacheLayer, ResponseFuture};
+use crate::request::View;
 use crate::response::answer;
 
 /// The caching service: see the [module docs](crate::cache).
@@ -90,43 +90,40 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        // Answered in process (a MemoryStore, the near cache): no future, no clone.
-        let quick = self.cache.try_lookup(RequestHead::from(&req));
-        if let Some(Lookup::Hit { response, refresh }) = quick {
-            if let Some(refresh) = refresh {
-                spawn_refresh(self.inner.clone(), refresh, req);
-            }
-            return ResponseFuture::ready(served(response));
-        }
-        if let Some(Lookup::Forward(forward)) = quick {
-            // Decided in process: call the service that was polled ready, unboxed.
-            let (mut parts, body) = req.into_parts();
-            forward.prepare(&mut parts.headers);
-            let fut = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::calling(fut, forward);
-        }
-        // Keep the service that was polled ready for this request.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let cache = self.cache.clone();
-        {
-            ResponseFuture::work(Box::pin(async move {
-                let (parts, body) = req.into_parts();
-                let lookup = cache
-                    .lookup(RequestHead::new(&parts.method, &parts.uri, &parts.headers))
-                    .await;
-                match lookup {
-                    Lookup::Hit { response, refresh } => {
-                        if let Some(refresh) = refresh {
-                            spawn_refresh(inner, refresh, Request::from_parts(parts, body));
+        let lookup = match self.cache.lookup(&View::new(&req)) {
+            Step::Ready(lookup) => lookup,
+            Step::Pending(lookup) => {
+                // The store must be awaited: keep the service that was polled ready.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                return ResponseFuture::work(Box::pin(async move {
+                    match lookup.await {
+                        Lookup::Hit { response, refresh } => {
+                            if let Some(refresh) = refresh {
+                                spawn_refresh(inner, refresh, req);
+                            }
+                            Ok(served(response))
                         }
-                        Ok(served(response))
+                        Lookup::Forward(forward) => forward_to(inner, forward, req).await,
                     }
-                    Lookup::Forward(forward) => {
-                        forward_to(inner, forward, Request::from_parts(parts, body)).await
-                    }
+                }));
+            }
+        };
+        // Decided in process (a local store, the near cache): no future, no clone.
+        match lookup {
+            Lookup::Hit { response, refresh } => {
+                if let Some(refresh) = refresh {
+                    spawn_refresh(self.inner.clone(), refresh, req);
                 }
-            }))
+                ResponseFuture::ready(served(response))
+            }
+            Lookup::Forward(forward) => {
+                // Call the service that was polled ready, unboxed.
+                let (mut parts, body) = req.into_parts();
+                forward.prepare(&mut parts.headers);
+                let fut = self.inner.call(Request::from_parts(parts, body));
+                ResponseFuture::calling(fut, forward)
+            }
         }
     }
 }
@@ -154,16 +151,13 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
-    let outcome = match forward.response_now(head.status, &mut head.headers) {
-        Ok(outcome) => outcome,
-        Err(forward) => forward.response(head.status, &mut head.headers).await,
-    };
+    let outcome = forward.response(head.status, &mut head.headers).await;
     Ok(respond(head, body, outcome))
 }
 
 /// A response from the cache.
-pub(crate) fn served<B>(s: Served) -> Response<CacheBody<B>> {
-    answer(s.status, s.headers, s.body)
+pub(crate) fn served<B>(response: Answer) -> Response<CacheBody<B>> {
+    answer(response)
 }
 
 /// Runs a `stale-while-revalidate` refresh in the background, when there is a tokio

@@ -2,7 +2,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
+use kv_core::Answer;
 use kv_core::rate_limit::{Headers, Verdict};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -56,21 +57,14 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
 
 /// The response for a verdict that does not reach the service.
 fn rejection<B>(verdict: Verdict) -> Response<KvBody<B>> {
-    let (status, headers, body) = match verdict {
-        Verdict::Reject {
-            status,
-            headers,
-            body,
-            ..
-        } => (status, headers, body),
+    match verdict {
+        Verdict::Reject { answer: reply, .. } => answer(reply),
         // Not reached: allowed verdicts go to the service.
-        Verdict::Allow { headers, .. } => (http::StatusCode::OK, headers, bytes::Bytes::new()),
-    };
-    let mut map = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        map.append(name, value);
+        Verdict::Allow { .. } => answer(Answer::text(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error\n",
+        )),
     }
-    answer(status, map, body)
 }
 
 impl<F, S, ReqB, ResB, E> Future for ResponseFuture<F, S, ReqB, ResB>

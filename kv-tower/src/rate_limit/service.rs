@@ -2,8 +2,9 @@ use std::fmt;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use kv_core::Step;
 use kv_core::Store;
-use kv_core::rate_limit::{Prepared, RateLimiter, Verdict};
+use kv_core::rate_limit::{RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::{RateLimitLayer, ResponseFuture};
@@ -76,18 +77,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let prepared = self.limiter.prepare(&View::new(&req));
-        let pending = match prepared {
-            Prepared::Count(pending) => pending,
-            Prepared::Done(verdict) => return answer(&mut self.inner, *verdict, req),
+        let decide = match self.limiter.check(&View::new(&req)) {
+            Step::Ready(verdict) => return answer(&mut self.inner, verdict, req),
+            Step::Pending(decide) => decide,
         };
-        if let Some(verdict) = self.limiter.decide_in_process(&pending) {
-            return answer(&mut self.inner, verdict, req);
-        }
         // The store must be asked: keep the service that was polled ready for later.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let decide = self.limiter.decide(pending);
         ResponseFuture::deciding(Box::pin(async move { (decide.await, ready, req) }))
     }
 }

@@ -37,19 +37,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 
 /// The rejection of [`Session`] on a route without [`SessionLayer`](super::SessionLayer):
 /// a 500 that names the missing layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingSessionLayer;
+
+impl MissingSessionLayer {
+    /// The status it answers with: 500 (a configuration error of the application).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// The text of its body.
+    pub fn body_text(&self) -> &'static str {
+        "Missing request extension: kv_core::session::Session. \
+         Is `kv_tower::session::SessionLayer` installed on this route? \
+         Perhaps you forgot to add it."
+    }
+}
+
+impl std::fmt::Display for MissingSessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.body_text())
+    }
+}
+
+impl std::error::Error for MissingSessionLayer {}
 
 impl IntoResponse for MissingSessionLayer {
     fn into_response(self) -> Response {
         tracing::error!("kv session: the Session extractor was used without SessionLayer");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Missing request extension: kv_core::session::Session. \
-             Is `kv_tower::session::SessionLayer` installed on this route? \
-             Perhaps you forgot to add it.",
-        )
-            .into_response()
+        (self.status(), self.body_text()).into_response()
     }
 }
 
@@ -68,6 +84,6 @@ impl From<SessionError> for SessionFailure {
 impl IntoResponse for SessionFailure {
     fn into_response(self) -> Response {
         tracing::error!(error = %self.0, "kv session: the handler gave up on a session error");
-        (self.0.status(), "Internal Server Error").into_response()
+        crate::response::answer::<axum::body::Body>(self.0.answer()).into_response()
     }
 }

@@ -2,15 +2,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use kv_core::session::{Finish, Session, SessionError};
+use http::{HeaderValue, Response, header};
+use kv_core::Step;
+use kv_core::session::{Save, Session, SessionError};
 use pin_project_lite::pin_project;
 
 use crate::body::KvBody;
 use crate::response::answer;
-
-type Finishing = Pin<Box<dyn Future<Output = Result<Option<HeaderValue>, SessionError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`](super::SessionService).
@@ -24,8 +22,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F, ResB> {
         Calling { #[pin] fut: F, session: Option<Session> },
-        // Only for a save that waits on the store: boxed; every other path is not.
-        Finishing { finishing: Finishing, response: Option<Response<ResB>> },
+        // Only for a save that waits on the store (boxed by the engine).
+        Finishing { #[pin] save: Save, response: Option<Response<ResB>> },
     }
 }
 
@@ -56,21 +54,17 @@ where
                         return Poll::Ready(Ok(response.map(KvBody::new)));
                     };
                     match session.end(response.status()) {
-                        Finish::Done(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
-                        Finish::Save(save) => {
-                            let finishing: Finishing = Box::pin(save.run());
+                        Step::Ready(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Step::Pending(save) => {
                             this.state.set(State::Finishing {
-                                finishing,
+                                save,
                                 response: Some(response),
                             });
                         }
                     }
                 }
-                StateProj::Finishing {
-                    finishing,
-                    response,
-                } => {
-                    let outcome = ready!(finishing.as_mut().poll(cx));
+                StateProj::Finishing { save, response } => {
+                    let outcome = ready!(save.poll(cx));
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
@@ -94,20 +88,6 @@ fn apply<B>(
             response
         }
         // Logged by the engine, without the session id.
-        Err(_) => failure(),
+        Err(err) => answer(err.answer()),
     }
-}
-
-/// The answer when the session store failed: an opaque 500.
-fn failure<B>() -> Response<KvBody<B>> {
-    let mut headers = HeaderMap::with_capacity(1);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    answer(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        headers,
-        Bytes::from_static(b"Internal Server Error"),
-    )
 }

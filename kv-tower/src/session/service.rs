@@ -4,6 +4,8 @@ use http::{Request, Response};
 use kv_core::session::SessionManager;
 use tower_service::Service;
 
+use crate::request::View;
+
 use super::ResponseFuture;
 use crate::body::KvBody;
 
@@ -50,7 +52,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         // No store call and no cookie check here: the session loads on first use.
-        let session = self.manager.start(req.headers());
+        let session = self.manager.start(&View::new(&req));
         req.extensions_mut().insert(session.clone());
         ResponseFuture::new(self.inner.call(req), session)
     }

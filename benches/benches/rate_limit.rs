@@ -171,12 +171,9 @@ fn benches(c: &mut Criterion) {
             .build()
             .expect("limiter");
         g.bench_function(name, |b| {
-            b.iter(|| match limiter.prepare(&req) {
-                kv_core::rate_limit::Prepared::Count(p) => match limiter.decide_in_process(&p) {
-                    Some(v) => v,
-                    None => rt.block_on(limiter.decide(p)),
-                },
-                kv_core::rate_limit::Prepared::Done(v) => *v,
+            b.iter(|| match limiter.check(&req) {
+                kv_core::Step::Ready(v) => v,
+                kv_core::Step::Pending(decide) => rt.block_on(decide),
             })
         });
     }

@@ -117,7 +117,7 @@ pub async fn session_key(store: &AnyStore) -> Result<Key, String> {
 /// The session settings. `Secure` is off because the demo serves plain HTTP on
 /// localhost: a browser would not send a `Secure` cookie back over `http://` (the library
 /// default is on, with the `__Host-` name prefix that requires it).
-pub fn sessions(store: AnyStore, key: Key) -> Result<SessionManager, kv_core::KvError> {
+pub fn sessions(store: AnyStore, key: Key) -> Result<SessionManager, kv_core::ConfigError> {
     SessionManager::builder(store)
         .cookie_name("kv-demo-session")
         .secure(false)
@@ -126,7 +126,7 @@ pub fn sessions(store: AnyStore, key: Key) -> Result<SessionManager, kv_core::Kv
 }
 
 /// `/api/limited`: 5 requests per 10 s per client, per user when logged in.
-pub fn limiter(store: AnyStore) -> Result<RateLimiter<AnyStore>, kv_core::KvError> {
+pub fn limiter(store: AnyStore) -> Result<RateLimiter<AnyStore>, kv_core::ConfigError> {
     let http_user = http::HeaderName::from_static(USER_HEADER);
     RateLimiter::builder(store)
         .key_prefix("demo:rl:")

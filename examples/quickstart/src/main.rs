@@ -45,9 +45,9 @@ async fn main() -> kv_core::Result<()> {
     for i in 1..=4 {
         match limiter.check(&request).await {
             Verdict::Allow { headers, .. } => println!("request {i}: allowed {headers:?}"),
-            Verdict::Reject {
-                status, headers, ..
-            } => println!("request {i}: {status} {headers:?}"),
+            Verdict::Reject { answer, .. } => {
+                println!("request {i}: {} {:?}", answer.status, answer.headers)
+            }
         }
     }
     Ok(())

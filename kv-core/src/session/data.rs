@@ -15,6 +15,15 @@ use super::record::{Field, RESERVED_PREFIX};
 #[derive(Debug, Clone, Copy)]
 pub struct SessionData<'a>(pub(super) &'a Session);
 
+impl Session {
+    /// The synchronous face of a [`load`](Session::load)ed session: the same calls as
+    /// the `async` ones, answered in place ([`SessionError::NotLoaded`] before a load).
+    /// For adapters whose handlers are synchronous (kv-actix's `Session`).
+    pub fn data(&self) -> SessionData<'_> {
+        SessionData(self)
+    }
+}
+
 impl SessionData<'_> {
     /// The value under `key`, deserialized as `T`; `None` when absent.
     ///

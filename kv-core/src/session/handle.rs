@@ -14,7 +14,6 @@ use serde::de::DeserializeOwned;
 use smallvec::SmallVec;
 
 use super::SessionError;
-use super::data::SessionData;
 use super::id::SessionId;
 use super::record::{Record, RecordReader};
 use super::save::{self, Save};
@@ -91,13 +90,6 @@ impl Session {
                 })))
             }
         }
-    }
-
-    /// The synchronous face of a [`load`](Session::load)ed session: the same calls as
-    /// the `async` ones, answered in place ([`SessionError::NotLoaded`] before a load).
-    /// For adapters whose handlers are synchronous (kv-actix's `Session`).
-    pub fn data(&self) -> SessionData<'_> {
-        SessionData(self)
     }
 
     /// Loads without waiting when it can (loaded already, no valid cookie, or the

@@ -6,14 +6,12 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::Response;
 use http_body::Body;
-use kv_core::cache::{BodyRecorder, Forward, LastChunk, Outcome};
+use kv_core::cache::Forward;
 use kv_core::{Step, Store};
 use pin_project_lite::pin_project;
 
 use super::CacheBody;
-use super::body::RecordingBody;
-use super::service::served;
-use crate::body::KvBody;
+use super::outcome::{respond, served};
 
 /// Boxed work: a lookup that waits for the store, or a hand-over that does.
 pub(crate) type Work<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -127,40 +125,6 @@ where
             async move { Ok(respond(head, body, handover.await)) },
         )),
     }
-}
-
-/// The response for an outcome.
-pub(crate) fn respond<St: Store, B>(
-    head: http::response::Parts,
-    body: B,
-    outcome: Outcome<St>,
-) -> Response<CacheBody<B>>
-where
-    B: Body<Data = Bytes>,
-{
-    match outcome {
-        Outcome::Pass => Response::from_parts(head, pass(body, BodyRecorder::none())),
-        Outcome::Record(recorder) => {
-            // A body known to be empty (a 204, an empty body) may never be polled by the
-            // server: store it now.
-            if body.is_end_stream() || head.status == http::StatusCode::NO_CONTENT {
-                if let Step::Pending(storing) = recorder.finish()
-                    && let Ok(rt) = tokio::runtime::Handle::try_current()
-                {
-                    drop(rt.spawn(storing));
-                }
-                return Response::from_parts(head, pass(body, BodyRecorder::none()));
-            }
-            let recorder = BodyRecorder::new(Some(recorder), LastChunk::Spawn);
-            Response::from_parts(head, pass(body, recorder))
-        }
-        Outcome::Replace(replacement) => served(replacement),
-    }
-}
-
-/// The inner service's body through the cache, copied by `recorder`.
-fn pass<B>(body: B, recorder: BodyRecorder) -> CacheBody<B> {
-    KvBody::new(RecordingBody::new(body, recorder))
 }
 
 impl<F, St: Store, B, E> fmt::Debug for ResponseFuture<F, St, B, E> {

@@ -59,6 +59,7 @@
 mod body;
 mod future;
 mod layer;
+mod outcome;
 mod service;
 
 pub use body::{CacheBody, RecordingBody};

@@ -7,13 +7,12 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use kv_core::cache::{Cache, Forward, Lookup, Outcome};
-use kv_core::{Answer, Step, Store};
+use kv_core::{Step, Store};
 use tower_service::Service;
 
-use super::future::respond;
+use super::outcome::{respond, served};
 use super::{CacheBody, CacheLayer, ResponseFuture};
 use crate::request::View;
-use crate::response::answer;
 
 /// The caching service: see the [module docs](crate::cache).
 pub struct CacheService<S, St> {
@@ -153,11 +152,6 @@ where
     let (mut head, body) = response.into_parts();
     let outcome = forward.response(head.status, &mut head.headers).await;
     Ok(respond(head, body, outcome))
-}
-
-/// A response from the cache.
-pub(crate) fn served<B>(response: Answer) -> Response<CacheBody<B>> {
-    answer(response)
 }
 
 /// Runs a `stale-while-revalidate` refresh in the background, when there is a tokio

@@ -176,6 +176,12 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// calls it instead of awaiting the methods above. `None` (the default) for a store
     /// that has to wait for anything (a network, a disk). A wrapper store forwards its
     /// inner store's answer (or gives its own `LocalStore` that wraps it).
+    ///
+    /// A store that returns `Some` promises that its `async` methods never wait either:
+    /// their futures complete on their first poll (as they do when they call the local
+    /// face, like `MemoryStore`'s). Engines rely on it where a sequence of calls is
+    /// written once (a session save); a future that does wait there is reported as a
+    /// [`KvError::Backend`](crate::KvError::Backend) error, never awaited in place.
     fn local(&self) -> Option<&dyn LocalStore> {
         None
     }

@@ -46,24 +46,12 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
         }
     }
 
-    pub(crate) fn answered(verdict: Verdict) -> Self {
+    pub(crate) fn answered(reply: Answer) -> Self {
         ResponseFuture {
             state: State::Answered {
-                response: Some(Box::new(rejection(verdict))),
+                response: Some(Box::new(answer(reply))),
             },
         }
-    }
-}
-
-/// The response for a verdict that does not reach the service.
-fn rejection<B>(verdict: Verdict) -> Response<KvBody<B>> {
-    match verdict {
-        Verdict::Reject { answer: reply, .. } => answer(reply),
-        // Not reached: allowed verdicts go to the service.
-        Verdict::Allow { .. } => answer(Answer::text(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error\n",
-        )),
     }
 }
 
@@ -85,8 +73,8 @@ where
                             fut: inner.call(req),
                             headers,
                         },
-                        reject => State::Answered {
-                            response: Some(Box::new(rejection(reject))),
+                        Verdict::Reject { answer: reply, .. } => State::Answered {
+                            response: Some(Box::new(answer(reply))),
                         },
                     };
                     this.state.set(next);

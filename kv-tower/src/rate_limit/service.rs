@@ -99,6 +99,6 @@ where
 {
     match verdict {
         Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),
-        reject => ResponseFuture::answered(reject),
+        Verdict::Reject { answer, .. } => ResponseFuture::answered(answer),
     }
 }

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test, web};
 use criterion::{Criterion, criterion_group, criterion_main};
+use kv_actix::{CacheMiddleware, RateLimitMiddleware, SessionMiddleware};
 use kv_benches::BenchRedis;
-use kv_core::rate_limit::{HeaderOptions, Policy, RateLimiter as Engine};
+use kv_core::cache::Cache;
+use kv_core::rate_limit::{HeaderOptions, Policy, RateLimiter};
 use kv_core::session::SessionManager;
 use kv_core::{MemoryStore, RedisStore, Store};
 
@@ -67,9 +69,9 @@ macro_rules! bench_app {
     }};
 }
 
-fn kv_limiter<St: Store>(store: St, policy: Policy, ietf: bool) -> kv_actix::RateLimiter<St> {
-    kv_actix::RateLimiter::new(
-        Engine::builder(store)
+fn kv_limiter<St: Store>(store: St, policy: Policy, ietf: bool) -> RateLimitMiddleware<St> {
+    RateLimitMiddleware::new(
+        RateLimiter::builder(store)
             .policy(policy)
             .header_options(HeaderOptions {
                 ietf,
@@ -162,7 +164,7 @@ fn kv_sessions<St: Store + Clone>(
     store: St,
 ) {
     let manager = SessionManager::builder(store).build().expect("sessions");
-    let mw = || kv_actix::session::SessionMiddleware::new(manager.clone());
+    let mw = || SessionMiddleware::new(manager.clone());
     let creator = rt.block_on(test::init_service(
         App::new().wrap(mw()).route("/", web::get().to(kv_write)),
     ));
@@ -307,12 +309,10 @@ fn cache(c: &mut Criterion, rt: &actix_rt::Runtime) {
         App::new().route("/", web::get().to(page)),
         None
     );
-    let engine = kv_core::cache::Cache::builder(MemoryStore::new())
-        .build()
-        .expect("cache");
+    let engine = Cache::builder(MemoryStore::new()).build().expect("cache");
     let app = rt.block_on(test::init_service(
         App::new()
-            .wrap(kv_actix::Cache::new(engine))
+            .wrap(CacheMiddleware::new(engine))
             .route("/", web::get().to(page)),
     ));
     // Warm: the first request stores the entry.

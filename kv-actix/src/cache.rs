@@ -1,15 +1,16 @@
-//! Response caching for actix-web: [`Cache`], the same engine as `kv_tower`'s
+//! Response caching for actix-web: [`CacheMiddleware`], the same engine as `kv_tower`'s
 //! `CacheLayer` ([`kv_core::cache`]), as an actix `Transform`.
 //!
 //! ```
 //! # #[actix_web::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use actix_web::{App, HttpResponse, test, web};
-//! use kv_core::{MemoryStore, cache::Cache as Engine};
+//! use kv_actix::CacheMiddleware;
+//! use kv_core::{MemoryStore, cache::Cache};
 //!
-//! let engine = Engine::builder(MemoryStore::new()).build()?;
+//! let cache = Cache::builder(MemoryStore::new()).build()?;
 //! let app = test::init_service(
-//!     App::new().wrap(kv_actix::Cache::new(engine)).route(
+//!     App::new().wrap(CacheMiddleware::new(cache)).route(
 //!         "/",
 //!         web::get().to(|| async { HttpResponse::Ok().insert_header(("cache-control", "max-age=60")).body("hello") }),
 //!     ),
@@ -37,270 +38,271 @@ use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready as ready_poll};
 
+use actix_web::Error;
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{
-    HeaderMap as ActixHeaders, HeaderName as ActixName, HeaderValue as ActixValue,
-};
-use actix_web::{Error, HttpResponse};
+use actix_web::http::header::{HeaderMap as ActixHeaders, HeaderName as ActixName};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
-use kv_core::Store;
-use kv_core::cache::{Cache as Engine, Lookup, Outcome, Recorder, RequestHead, Served};
+use futures_util::future::Either;
+use http::HeaderMap;
+use kv_core::cache::{BodyRecorder, Cache, Forward, LastChunk, Lookup, Outcome};
+use kv_core::{Answer, Step, Store};
 use pin_project_lite::pin_project;
 
-use crate::view::{actix_status, status};
+use crate::answer::to_response;
+use crate::view::{View, header, status, to_http};
 
-/// The cache middleware: `App::wrap(Cache::new(engine))`, or on a `Scope` / `Resource`.
-pub struct Cache<St> {
-    engine: Engine<St>,
+/// The cache middleware: `App::wrap(CacheMiddleware::new(cache))`, or on a `Scope` /
+/// `Resource`. Cheap to clone.
+pub struct CacheMiddleware<St> {
+    engine: Cache<St>,
 }
 
-impl<St: Store> Cache<St> {
+impl<St: Store> CacheMiddleware<St> {
     /// A middleware over `engine` (its store, policy and counters).
-    pub fn new(engine: Engine<St>) -> Self {
-        Cache { engine }
+    pub fn new(engine: Cache<St>) -> Self {
+        CacheMiddleware { engine }
     }
 
     /// The engine: counters and purging.
-    pub fn engine(&self) -> &Engine<St> {
+    pub fn engine(&self) -> &Cache<St> {
         &self.engine
     }
 }
 
-impl<St> Clone for Cache<St> {
+impl<St> Clone for CacheMiddleware<St> {
     fn clone(&self) -> Self {
-        Cache {
+        CacheMiddleware {
             engine: self.engine.clone(),
         }
     }
 }
 
-impl<St: Store> fmt::Debug for Cache<St> {
+impl<St: Store> fmt::Debug for CacheMiddleware<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cache")
+        f.debug_struct("CacheMiddleware")
             .field("engine", &self.engine)
             .finish()
     }
 }
 
-impl<S, B, St> Transform<S, ServiceRequest> for Cache<St>
+impl<S, B, St> Transform<S, ServiceRequest> for CacheMiddleware<St>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
     St: Store,
 {
-    type Response = ServiceResponse<EitherBody<CacheBody<B, St>, BoxBody>>;
+    type Response = ServiceResponse<EitherBody<CacheBody<B>, BoxBody>>;
     type Error = Error;
-    type Transform = CacheMiddleware<S, St>;
+    type Transform = CacheService<S, St>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(CacheMiddleware {
+        ready(Ok(CacheService {
             service: Rc::new(service),
             engine: self.engine.clone(),
         }))
     }
 }
 
-/// The service [`Cache`] wraps around the inner one.
-pub struct CacheMiddleware<S, St> {
+/// The service [`CacheMiddleware`] wraps around the inner one.
+pub struct CacheService<S, St> {
     service: Rc<S>,
-    engine: Engine<St>,
+    engine: Cache<St>,
 }
 
-impl<S, St: Store> fmt::Debug for CacheMiddleware<S, St> {
+impl<S, St: Store> fmt::Debug for CacheService<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheMiddleware")
+        f.debug_struct("CacheService")
             .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
 }
 
-type Reply<B, St> = Result<ServiceResponse<EitherBody<CacheBody<B, St>, BoxBody>>, Error>;
+type Reply<B> = Result<ServiceResponse<EitherBody<CacheBody<B>, BoxBody>>, Error>;
 
-impl<S, B, St> Service<ServiceRequest> for CacheMiddleware<S, St>
+// The response future of `CacheService`: a hit decided in process (the embedded store,
+// the near cache) is answered without a boxed future.
+type CacheFuture<B> = Either<Ready<Reply<B>>, Pin<Box<dyn Future<Output = Reply<B>>>>>;
+
+impl<S, B, St> Service<ServiceRequest> for CacheService<S, St>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
     St: Store,
 {
-    type Response = ServiceResponse<EitherBody<CacheBody<B, St>, BoxBody>>;
+    type Response = ServiceResponse<EitherBody<CacheBody<B>, BoxBody>>;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Reply<B, St>>>>;
+    type Future = CacheFuture<B>;
 
     forward_ready!(service);
 
-    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let lookup = self.engine.lookup(&View::new(&req));
         let service = Rc::clone(&self.service);
-        let engine = self.engine.clone();
-        Box::pin(async move {
-            // A request whose head does not convert is not the cache's business: pass it.
-            let (Ok(method), Ok(uri)) = (
-                http::Method::from_bytes(req.method().as_str().as_bytes()),
-                http::Uri::try_from(req.uri().to_string()),
-            ) else {
-                let response = service.call(req).await?;
-                return Ok(
-                    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, None)))
-                );
-            };
-            let mut headers = to_http(req.headers());
-            let lookup = engine
-                .lookup(RequestHead::new(&method, &uri, &headers))
-                .await;
-            let forward = match lookup {
-                Lookup::Hit { response, refresh } => {
-                    // No background refresh under actix: a second dispatch would need a
-                    // second `HttpRequest`, which actix cannot build outside its server.
-                    // The stale entry is served; once its stale window ends, a request
-                    // goes to the handler as usual.
-                    drop(refresh);
-                    return Ok(served(req, response));
+        match lookup {
+            Step::Ready(Lookup::Hit { response, refresh }) => {
+                drop(refresh); // no background refresh under actix (see `hit`)
+                Either::Left(ready(Ok(hit(req, response))))
+            }
+            Step::Ready(Lookup::Forward(forward)) => {
+                Either::Right(Box::pin(forwarded(service, req, forward)))
+            }
+            // The lookup waits for the store; it owns what it read of the request.
+            Step::Pending(lookup) => Either::Right(Box::pin(async move {
+                match lookup.await {
+                    Lookup::Hit { response, refresh } => {
+                        drop(refresh);
+                        Ok(hit(req, response))
+                    }
+                    Lookup::Forward(forward) => forwarded(service, req, forward).await,
                 }
-                Lookup::Forward(forward) => forward,
-            };
-            // Revalidation replaces the client's conditionals with the entry's validators.
-            forward.prepare(&mut headers);
-            sync_conditionals(&headers, req.headers_mut());
-            // actix handlers' errors arrive as (5xx) responses, where `stale-if-error`
-            // applies; a service that fails outright has no request left to answer with.
-            let response = service.call(req).await?;
-            let mut head = to_http(response.headers());
-            let outcome = forward.response(status(response.status()), &mut head).await;
-            Ok(match outcome {
-                Outcome::Pass => {
-                    let mut response = response;
-                    replace_headers(response.headers_mut(), &head);
-                    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, None)))
-                }
-                Outcome::Record(recorder) => {
-                    let mut response = response;
-                    replace_headers(response.headers_mut(), &head);
-                    // actix never polls an empty body (a 204, an empty 200, a redirect):
-                    // store such an entry now rather than waiting for an end that never comes.
-                    let recorder = match response.response().body().size() {
-                        BodySize::None | BodySize::Sized(0) => {
-                            (*recorder).finish().await;
-                            None
-                        }
-                        _ => Some(recorder),
-                    };
-                    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, recorder)))
-                }
-                Outcome::Replace(replacement) => {
-                    let (http_req, _) = response.into_parts();
-                    served(
-                        ServiceRequest::from_parts(http_req, Payload::None),
-                        replacement,
-                    )
-                }
-            })
-        })
+            })),
+        }
     }
 }
 
-/// A response from the cache.
-fn served<B, St: Store>(
+/// A cache hit (fresh, `304`, or stale within `stale-while-revalidate`). No background
+/// refresh under actix: a second dispatch would need a second `HttpRequest`, which actix
+/// cannot build outside its server. The stale entry is served; once its stale window
+/// ends, a request goes to the handler as usual.
+fn hit<B>(
     req: ServiceRequest,
-    s: Served,
-) -> ServiceResponse<EitherBody<CacheBody<B, St>, BoxBody>> {
-    let mut response = HttpResponse::new(actix_status(s.status));
-    let map = response.headers_mut();
-    for (name, value) in &s.headers {
-        if let Some((name, value)) = crate::view::header(name, value) {
-            map.append(name, value);
-        }
-    }
-    let response = response.set_body(BoxBody::new(s.body));
-    req.into_response(response)
+    answer: Answer,
+) -> ServiceResponse<EitherBody<CacheBody<B>, BoxBody>> {
+    req.into_response(to_response(answer))
         .map_body(|_, body| EitherBody::right(body))
 }
 
-/// actix-web's headers as `http` 1.x's.
-fn to_http(headers: &ActixHeaders) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            map.append(name, value);
-        }
+/// The inner service's response, its body copied by `recorder`.
+fn through<B>(
+    response: ServiceResponse<B>,
+    recorder: BodyRecorder,
+) -> ServiceResponse<EitherBody<CacheBody<B>, BoxBody>> {
+    response.map_body(|_, body| EitherBody::left(CacheBody::new(body, recorder)))
+}
+
+/// Calls the inner service for a request the cache forwards, and hands its response to
+/// the engine.
+async fn forwarded<S, B, St>(
+    service: Rc<S>,
+    mut req: ServiceRequest,
+    forward: Box<Forward<St>>,
+) -> Reply<B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+    St: Store,
+{
+    // Revalidation replaces the client's conditionals with the entry's validators.
+    let mut validators = HeaderMap::new();
+    forward.prepare(&mut validators);
+    if !validators.is_empty() {
+        replace_conditionals(req.headers_mut(), &validators);
     }
-    map
+    // actix handlers' errors arrive as (5xx) responses, where `stale-if-error` applies;
+    // a service that fails outright has no request left to answer with.
+    let mut response = service.call(req).await?;
+    let mut head = to_http(response.headers());
+    let outcome = forward.response(status(response.status()), &mut head).await;
+    Ok(match outcome {
+        Outcome::Pass => {
+            replace_headers(response.headers_mut(), &head);
+            through(response, BodyRecorder::none())
+        }
+        Outcome::Record(recorder) => {
+            replace_headers(response.headers_mut(), &head);
+            // actix never polls an empty body (a 204, an empty 200, a redirect): store
+            // such an entry now rather than waiting for an end that never comes.
+            let recorder = match response.response().body().size() {
+                BodySize::None | BodySize::Sized(0) => {
+                    (*recorder).finish().await;
+                    BodyRecorder::none()
+                }
+                // actix may stop polling once the announced length went out: the last
+                // chunk waits for the entry to be stored, so the next request finds it.
+                _ => BodyRecorder::new(Some(recorder), LastChunk::AfterStore),
+            };
+            through(response, recorder)
+        }
+        Outcome::Replace(replacement) => {
+            let (http_req, _) = response.into_parts();
+            hit(
+                ServiceRequest::from_parts(http_req, Payload::None),
+                replacement,
+            )
+        }
+    })
 }
 
 /// Makes actix-web's headers equal to `head` (the engine may add, change or remove some).
 fn replace_headers(target: &mut ActixHeaders, head: &HeaderMap) {
     target.clear();
     for (name, value) in head {
-        if let Some((name, value)) = crate::view::header(name, value) {
+        if let Some((name, value)) = header(name, value) {
             target.append(name, value);
         }
     }
 }
 
-/// Copies the conditional request headers `prepare` may have rewritten.
-fn sync_conditionals(from: &HeaderMap, to: &mut ActixHeaders) {
+/// Replaces the request's conditional headers with the validators `Forward::prepare` set.
+fn replace_conditionals(target: &mut ActixHeaders, validators: &HeaderMap) {
     for name in [
         http::header::IF_NONE_MATCH,
         http::header::IF_MODIFIED_SINCE,
         http::header::IF_MATCH,
         http::header::IF_UNMODIFIED_SINCE,
-    ] {
-        let Ok(actix_name) = ActixName::from_bytes(name.as_str().as_bytes()) else {
-            continue;
-        };
-        to.remove(&actix_name);
-        for value in from.get_all(&name) {
-            if let Ok(value) = ActixValue::from_bytes(value.as_bytes()) {
-                to.append(actix_name.clone(), value);
-            }
+    ]
+    .iter()
+    .chain(validators.keys())
+    {
+        if let Ok(name) = ActixName::from_bytes(name.as_str().as_bytes()) {
+            target.remove(&name);
+        }
+    }
+    for (name, value) in validators {
+        if let Some((name, value)) = header(name, value) {
+            target.append(name, value);
         }
     }
 }
 
-type Finishing = Pin<Box<dyn Future<Output = ()>>>;
-
 pin_project! {
-    /// The inner service's body on its way to the client, copied into the cache's
-    /// recorder when the response is cacheable. The entry is stored before the body's end
-    /// is reported, so the next request finds it.
-    pub struct CacheBody<B, St: Store> {
+    /// The inner service's body on its way to the client, copied into the cache (by
+    /// kv-core's [`BodyRecorder`]) when the response is being stored. The entry is stored
+    /// before the body's last chunk or end is handed out, so the next request finds it.
+    pub struct CacheBody<B> {
         #[pin]
         inner: B,
-        recorder: Option<Box<Recorder<St>>>,
-        finishing: Option<Finishing>,
+        recorder: BodyRecorder,
         held: Option<Bytes>,
         ended: bool,
     }
 }
 
-impl<B, St: Store> CacheBody<B, St> {
-    fn new(inner: B, recorder: Option<Box<Recorder<St>>>) -> Self {
+impl<B> CacheBody<B> {
+    fn new(inner: B, recorder: BodyRecorder) -> Self {
         CacheBody {
             inner,
             recorder,
-            finishing: None,
             held: None,
             ended: false,
         }
     }
 }
 
-impl<B, St: Store> fmt::Debug for CacheBody<B, St> {
+impl<B> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheBody")
-            .field("recording", &self.recorder.is_some())
+            .field("recorder", &self.recorder)
             .finish_non_exhaustive()
     }
 }
 
-impl<B: MessageBody, St: Store> MessageBody for CacheBody<B, St> {
+impl<B: MessageBody> MessageBody for CacheBody<B> {
     type Error = B::Error;
 
     fn size(&self) -> BodySize {
@@ -312,57 +314,32 @@ impl<B: MessageBody, St: Store> MessageBody for CacheBody<B, St> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let mut this = self.project();
+        // kv-core's state machine decides; this only polls the inner body and the store.
         loop {
-            if let Some(finishing) = this.finishing.as_mut() {
-                if finishing.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                *this.finishing = None;
-                if let Some(chunk) = this.held.take() {
-                    return Poll::Ready(Some(Ok(chunk)));
-                }
-                if *this.ended {
-                    return Poll::Ready(None);
-                }
+            ready_poll!(this.recorder.poll_store(cx));
+            if let Some(chunk) = this.held.take() {
+                return Poll::Ready(Some(Ok(chunk)));
             }
             if *this.ended {
                 return Poll::Ready(None);
             }
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let Some(recorder) = this.recorder.as_mut() else {
-                        return Poll::Ready(Some(Ok(chunk)));
-                    };
-                    recorder.push(&chunk);
-                    if !recorder.is_recording() {
-                        *this.recorder = None;
-                        return Poll::Ready(Some(Ok(chunk)));
-                    }
-                    if recorder.is_complete() {
-                        // All `Content-Length` bytes are in: store before handing out the
-                        // last chunk (actix may stop polling after it).
-                        if let Some(recorder) = this.recorder.take() {
-                            *this.finishing = Some(Box::pin((*recorder).finish()));
-                            *this.held = Some(chunk);
-                            continue;
-                        }
+            match ready_poll!(this.inner.as_mut().poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    // actix has no end-of-stream hint: the end is the announced length
+                    // (which the recorder knows) or the inner body's `None`.
+                    if this.recorder.chunk(&chunk, false, cx) {
+                        *this.held = Some(chunk);
+                        continue;
                     }
                     return Poll::Ready(Some(Ok(chunk)));
                 }
-                Poll::Ready(Some(Err(err))) => {
-                    if let Some(mut recorder) = this.recorder.take() {
-                        recorder.abandon();
-                    }
+                Some(Err(err)) => {
+                    this.recorder.error();
                     return Poll::Ready(Some(Err(err)));
                 }
-                Poll::Ready(None) => {
+                None => {
                     *this.ended = true;
-                    if let Some(recorder) = this.recorder.take() {
-                        *this.finishing = Some(Box::pin((*recorder).finish()));
-                        continue;
-                    }
-                    return Poll::Ready(None);
+                    this.recorder.end();
                 }
             }
         }

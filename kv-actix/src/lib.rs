@@ -3,11 +3,17 @@
 //! The kv middlewares for [actix-web](https://docs.rs/actix-web) 4, over any
 //! [`kv_core::Store`]:
 //!
-//! - [`cache`]: [`Cache`] — the same RFC 9111 response cache as `kv_tower::CacheLayer`.
-//! - [`rate_limit`]: [`RateLimiter`] — the same policies, keys, headers and answers as
-//!   `kv_tower::RateLimitLayer`.
+//! - [`cache`]: [`CacheMiddleware`] — the same RFC 9111 response cache as
+//!   `kv_tower::CacheLayer`.
+//! - [`rate_limit`]: [`RateLimitMiddleware`] — the same policies, keys, headers and answers
+//!   as `kv_tower::RateLimitLayer`.
 //! - [`session`] (feature `session`): `SessionMiddleware` and the `Session` extractor,
 //!   with the synchronous access actix users expect.
+//!
+//! Each middleware is an actix `Transform` named `…Middleware` whose `Service` is named
+//! `…Service`, so none collides with the `kv_core` engine it wraps
+//! ([`kv_core::cache::Cache`], [`kv_core::rate_limit::RateLimiter`],
+//! `kv_core::session::SessionManager`).
 //!
 //! They are thin adapters: every decision is made by the `kv-core` engines, which
 //! `kv-tower` uses too, so both frameworks answer the same way (a parity suite runs the
@@ -18,6 +24,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod answer;
 pub mod cache;
 pub mod rate_limit;
 #[cfg(feature = "session")]
@@ -25,6 +32,9 @@ pub mod rate_limit;
 pub mod session;
 mod view;
 
-pub use cache::Cache;
+pub use cache::{CacheMiddleware, CacheService};
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{RateLimitMiddleware, RateLimitService};
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub use session::{SessionMiddleware, SessionService};

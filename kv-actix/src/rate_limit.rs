@@ -1,20 +1,20 @@
-//! Rate limiting for actix-web: [`RateLimiter`], the same engine as `kv_tower`'s
-//! `RateLimitLayer` (`kv_core::rate_limit`), as an actix `Transform`.
+//! Rate limiting for actix-web: [`RateLimitMiddleware`], the same engine as `kv_tower`'s
+//! `RateLimitLayer` ([`kv_core::rate_limit`]), as an actix `Transform`.
 //!
 //! ```
 //! # #[actix_web::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use actix_web::{App, test, web};
-//! use kv_actix::RateLimiter;
-//! use kv_core::{MemoryStore, rate_limit::{KeySource, Policy, RateLimiter as Engine}};
+//! use kv_actix::RateLimitMiddleware;
+//! use kv_core::{MemoryStore, rate_limit::{KeySource, Policy, RateLimiter}};
 //!
-//! let engine = Engine::builder(MemoryStore::new())
+//! let limiter = RateLimiter::builder(MemoryStore::new())
 //!     .policy(Policy::fixed_window("per-minute", 1, Duration::from_secs(60)).key(KeySource::global()))
 //!     .build()?;
 //! let app = test::init_service(
 //!     App::new()
-//!         .wrap(RateLimiter::new(engine))
+//!         .wrap(RateLimitMiddleware::new(limiter))
 //!         .route("/", web::get().to(|| async { "ok" })),
 //! )
 //! .await;
@@ -37,45 +37,46 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready as ready_poll};
 
+use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::{Error, HttpResponse};
-use kv_core::Store;
-use kv_core::rate_limit::{Headers, Prepared, RateLimiter as Engine, Verdict};
+use kv_core::rate_limit::{Headers, RateLimiter, Verdict};
+use kv_core::{Answer, Step, Store};
 use pin_project_lite::pin_project;
 
-use crate::view::{View, actix_status, header};
+use crate::answer::to_response;
+use crate::view::{View, header};
 
-/// The rate-limit middleware: `App::wrap(RateLimiter::new(engine))`, or on a `Scope` /
-/// `Resource`. Cheap to clone.
-pub struct RateLimiter<St> {
-    engine: Engine<St>,
+/// The rate-limit middleware: `App::wrap(RateLimitMiddleware::new(limiter))`, or on a
+/// `Scope` / `Resource`. Cheap to clone.
+pub struct RateLimitMiddleware<St> {
+    limiter: RateLimiter<St>,
 }
 
-impl<St: Store> RateLimiter<St> {
-    /// A middleware enforcing `engine`'s policies.
-    pub fn new(engine: Engine<St>) -> Self {
-        RateLimiter { engine }
+impl<St: Store> RateLimitMiddleware<St> {
+    /// A middleware enforcing `limiter`'s policies.
+    pub fn new(limiter: RateLimiter<St>) -> Self {
+        RateLimitMiddleware { limiter }
     }
 }
 
-impl<St> Clone for RateLimiter<St> {
+impl<St> Clone for RateLimitMiddleware<St> {
     fn clone(&self) -> Self {
-        RateLimiter {
-            engine: self.engine.clone(),
+        RateLimitMiddleware {
+            limiter: self.limiter.clone(),
         }
     }
 }
 
-impl<St: Store> fmt::Debug for RateLimiter<St> {
+impl<St: Store> fmt::Debug for RateLimitMiddleware<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("engine", &self.engine)
+        f.debug_struct("RateLimitMiddleware")
+            .field("limiter", &self.limiter)
             .finish()
     }
 }
 
-impl<S, B, St> Transform<S, ServiceRequest> for RateLimiter<St>
+impl<S, B, St> Transform<S, ServiceRequest> for RateLimitMiddleware<St>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
@@ -83,33 +84,33 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Transform = RateLimiterMiddleware<S, St>;
+    type Transform = RateLimitService<S, St>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RateLimiterMiddleware {
+        ready(Ok(RateLimitService {
             service: Rc::new(service),
-            engine: self.engine.clone(),
+            limiter: self.limiter.clone(),
         }))
     }
 }
 
-/// The service [`RateLimiter`] wraps around the inner one.
-pub struct RateLimiterMiddleware<S, St> {
+/// The service [`RateLimitMiddleware`] wraps around the inner one.
+pub struct RateLimitService<S, St> {
     service: Rc<S>,
-    engine: Engine<St>,
+    limiter: RateLimiter<St>,
 }
 
-impl<S, St: Store> fmt::Debug for RateLimiterMiddleware<S, St> {
+impl<S, St: Store> fmt::Debug for RateLimitService<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiterMiddleware")
-            .field("engine", &self.engine)
+        f.debug_struct("RateLimitService")
+            .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, B, St> Service<ServiceRequest> for RateLimiterMiddleware<S, St>
+impl<S, B, St> Service<ServiceRequest> for RateLimitService<S, St>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
@@ -122,17 +123,14 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let prepared = self.engine.prepare(&View::new(&req));
-        let pending = match prepared {
-            Prepared::Count(pending) => pending,
-            Prepared::Done(verdict) => return answer(&self.service, *verdict, req),
+        let check = self.limiter.check(&View::new(&req));
+        let decide = match check {
+            // Decided in process (GCRA, the embedded store, bypass, no key): no future.
+            Step::Ready(verdict) => return answer(&self.service, verdict, req),
+            Step::Pending(decide) => decide,
         };
-        if let Some(verdict) = self.engine.decide_in_process(&pending) {
-            return answer(&self.service, verdict, req);
-        }
         // The store must be asked: one boxed future (next to a network round trip).
         let service = Rc::clone(&self.service);
-        let decide = self.engine.decide(pending);
         RateLimitFuture::from(State::Boxed {
             fut: Box::pin(async move {
                 match decide.await {
@@ -140,7 +138,7 @@ where
                         let response = service.call(req).await?;
                         Ok(with_headers(response, headers).map_into_left_body())
                     }
-                    reject => Ok(rejection(req, reject)),
+                    Verdict::Reject { answer, .. } => Ok(rejection(req, answer)),
                 }
             }),
         })
@@ -156,32 +154,15 @@ where
             fut: service.call(req),
             headers,
         }),
-        reject => RateLimitFuture::from(State::Answered {
-            response: Some(rejection(req, reject)),
+        Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
+            response: Some(rejection(req, answer)),
         }),
     }
 }
 
-/// The response for a verdict that does not reach the service.
-fn rejection<B>(req: ServiceRequest, verdict: Verdict) -> ServiceResponse<EitherBody<B>> {
-    let (status, headers, body) = match verdict {
-        Verdict::Reject {
-            status,
-            headers,
-            body,
-            ..
-        } => (status, headers, body),
-        // Not reached: allowed verdicts go to the service.
-        Verdict::Allow { headers, .. } => (http::StatusCode::OK, headers, bytes::Bytes::new()),
-    };
-    let mut response = HttpResponse::new(actix_status(status));
-    for (name, value) in &headers {
-        if let Some((name, value)) = header(name, value) {
-            response.headers_mut().append(name, value);
-        }
-    }
-    let response = response.set_body(body).map_into_boxed_body();
-    req.into_response(response).map_into_right_body()
+/// The response to a request that does not reach the service.
+fn rejection<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(to_response(answer)).map_into_right_body()
 }
 
 fn with_headers<B>(mut response: ServiceResponse<B>, headers: Headers) -> ServiceResponse<B> {
@@ -197,7 +178,7 @@ fn with_headers<B>(mut response: ServiceResponse<B>, headers: Headers) -> Servic
 type Boxed<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
 
 pin_project! {
-    /// The response future of [`RateLimiterMiddleware`]: the in-process decisions
+    /// The response future of [`RateLimitService`]: the in-process decisions
     /// (GCRA, the embedded store) allocate nothing.
     pub struct RateLimitFuture<F, B> {
         #[pin]

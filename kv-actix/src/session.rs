@@ -29,8 +29,12 @@
 //! As in actix-session, the extractor loads the session before the handler runs, so its
 //! methods are synchronous; a handler that does not take a `Session` costs no store call
 //! and no cookie check. [`Session::renew`] is the engine's `cycle_id` and
-//! [`Session::purge`] its `flush`. Using the extractor without the middleware is a `500`
-//! naming `SessionMiddleware` (actix-session silently hands out an empty session).
+//! [`Session::purge`] its `flush`. The calls on the user's other sessions ask the store,
+//! so they are `async`: [`Session::user_sessions`] and [`Session::end_user_session`] (a
+//! "your devices" page), [`Session::end_other_sessions`]. Using the extractor without the
+//! middleware is a `500` naming `SessionMiddleware` ([`MissingSessionMiddleware`];
+//! actix-session silently hands out an empty session). A session that fails (its store
+//! does) answers the engine's opaque `500` (`SessionError::answer`), as under tower.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -43,14 +47,16 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::http::header::{self, HeaderValue as ActixValue};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::Either;
-use kv_core::session::{Finish, SessionError, SessionManager};
+use kv_core::Step;
+use kv_core::session::{Save, SessionError, SessionManager};
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::view::status;
+use crate::answer::to_response;
+use crate::view::{View, actix_status, status};
 
-pub use kv_core::session::{Key, SameSite, SessionManagerBuilder};
+pub use kv_core::session::{Key, SameSite, SessionManagerBuilder, UserSession};
 
 /// The session middleware: `App::wrap(SessionMiddleware::new(manager))`. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -110,13 +116,13 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        // No store call and no cookie check here: the extractor loads the session.
-        let cookies = req
-            .headers()
-            .get_all(header::COOKIE)
-            .map(ActixValue::as_bytes);
-        let session = self.manager.start_with_cookies(cookies);
-        req.extensions_mut().insert(session.clone());
+        // No store call and no cookie check here (the `Cookie` headers are only copied):
+        // the extractor loads the session.
+        let session = self.manager.start(&View::new(&req));
+        req.extensions_mut().insert(Started {
+            session: session.clone(),
+            manager: self.manager.clone(),
+        });
         SessionFuture {
             state: State::Calling {
                 fut: self.service.call(req),
@@ -126,7 +132,13 @@ where
     }
 }
 
-type Saving = Pin<Box<dyn Future<Output = Result<Option<http::HeaderValue>, SessionError>>>>;
+/// What the middleware puts in the request for the extractor: the request's session and
+/// its manager (for the calls on the user's other sessions).
+#[derive(Clone)]
+struct Started {
+    session: kv_core::session::Session,
+    manager: SessionManager,
+}
 
 pin_project! {
     /// The response future of [`SessionService`].
@@ -141,7 +153,7 @@ pin_project! {
     enum State<F, B> {
         Calling { #[pin] fut: F, session: Option<kv_core::session::Session> },
         // Only for a save that waits on the store.
-        Saving { saving: Saving, response: Option<ServiceResponse<B>> },
+        Saving { saving: Save, response: Option<ServiceResponse<B>> },
     }
 }
 
@@ -161,15 +173,15 @@ where
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     };
                     match session.end(status(response.status())) {
-                        Finish::Done(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
-                        Finish::Save(save) => this.state.set(State::Saving {
-                            saving: Box::pin(save.run()),
+                        Step::Ready(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Step::Pending(saving) => this.state.set(State::Saving {
+                            saving,
                             response: Some(response),
                         }),
                     }
                 }
                 Proj::Saving { saving, response } => {
-                    let outcome = ready_poll!(saving.as_mut().poll(cx));
+                    let outcome = ready_poll!(Pin::new(saving).poll(cx));
                     return match response.take() {
                         Some(response) => Poll::Ready(Ok(apply(outcome, response))),
                         None => Poll::Pending,
@@ -195,23 +207,20 @@ fn apply<B>(
             response.map_into_left_body()
         }
         // Logged by the engine, without the session id.
-        Err(_) => response
-            .into_response(internal_error())
+        Err(err) => response
+            .into_response(to_response(err.answer()))
             .map_into_right_body(),
     }
-}
-
-fn internal_error() -> HttpResponse {
-    HttpResponse::InternalServerError()
-        .content_type("text/plain; charset=utf-8")
-        .body("Internal Server Error")
 }
 
 /// The request's session, loaded: the actix-web extractor (synchronous methods, as in
 /// actix-session). A cheap clone of the handle [`SessionMiddleware`] put in the request;
 /// [`inner`](Session::inner) gives the engine's handle for its async methods.
 #[derive(Debug, Clone)]
-pub struct Session(kv_core::session::Session);
+pub struct Session {
+    session: kv_core::session::Session,
+    manager: SessionManager,
+}
 
 impl Session {
     /// The value under `key`, deserialized as `T`; `None` when absent.
@@ -219,7 +228,7 @@ impl Session {
     /// # Errors
     /// A `T` that does not match the stored value (answers 500 through `?`).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionFailure> {
-        Ok(self.0.get_loaded(key)?)
+        Ok(self.session.data().get(key)?)
     }
 
     /// Stores `value` under `key`; written when the request ends.
@@ -227,7 +236,7 @@ impl Session {
     /// # Errors
     /// A reserved key (`__kv.…`) or a value that cannot be serialized.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionFailure> {
-        Ok(self.0.insert_loaded(key, value)?)
+        Ok(self.session.data().insert(key, value)?)
     }
 
     /// Removes `key`; whether it was present.
@@ -235,7 +244,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn remove(&self, key: &str) -> Result<bool, SessionFailure> {
-        Ok(self.0.remove_loaded(key)?)
+        Ok(self.session.data().remove(key)?)
     }
 
     /// The keys present.
@@ -243,7 +252,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn keys(&self) -> Result<Vec<String>, SessionFailure> {
-        Ok(self.0.keys_loaded()?)
+        Ok(self.session.data().keys()?)
     }
 
     /// Removes every key; the session and its id stay.
@@ -251,7 +260,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn clear(&self) -> Result<(), SessionFailure> {
-        Ok(self.0.clear_loaded()?)
+        Ok(self.session.data().clear()?)
     }
 
     /// A new id at the end of the request, same data, old record deleted (the engine's
@@ -260,7 +269,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn renew(&self) -> Result<(), SessionFailure> {
-        Ok(self.0.cycle_id_loaded()?)
+        Ok(self.session.data().cycle_id()?)
     }
 
     /// Logs out: record deleted, cookie expired (the engine's `flush`; actix-session's
@@ -269,7 +278,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn purge(&self) -> Result<(), SessionFailure> {
-        Ok(self.0.flush_loaded()?)
+        Ok(self.session.data().flush()?)
     }
 
     /// Logs in as `user`: new id, new absolute lifetime, per-user index entry.
@@ -277,7 +286,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn login(&self, user: &str) -> Result<(), SessionFailure> {
-        Ok(self.0.login_loaded(user)?)
+        Ok(self.session.data().login(user)?)
     }
 
     /// The user logged in, if any.
@@ -285,7 +294,7 @@ impl Session {
     /// # Errors
     /// None in practice (the session is loaded by the extractor).
     pub fn user(&self) -> Result<Option<String>, SessionFailure> {
-        Ok(self.0.user_loaded()?)
+        Ok(self.session.data().user()?)
     }
 
     /// Ends every other session of this session's user now; how many were live.
@@ -293,12 +302,39 @@ impl Session {
     /// # Errors
     /// The store failed.
     pub async fn end_other_sessions(&self) -> Result<usize, SessionFailure> {
-        Ok(self.0.end_other_sessions().await?)
+        Ok(self.session.end_other_sessions().await?)
+    }
+
+    /// The live sessions of this session's user, oldest first, this one marked
+    /// [`current`](UserSession::current): login time, absolute deadline and an opaque
+    /// [`handle`](UserSession::handle) (not the session id) for
+    /// [`end_user_session`](Session::end_user_session). For a "your devices" page (OWASP
+    /// ASVS V3.3.4). Empty for an anonymous session.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn user_sessions(&self) -> Result<Vec<UserSession>, SessionFailure> {
+        Ok(self.session.user_sessions().await?)
+    }
+
+    /// Ends the session of this session's user whose [`UserSession::handle`] is `handle`
+    /// (as listed by [`user_sessions`](Session::user_sessions)); whether it was live.
+    /// Only this user's sessions can be ended this way; `Ok(false)` for an anonymous
+    /// session.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn end_user_session(&self, handle: &str) -> Result<bool, SessionFailure> {
+        self.session.load().await?;
+        let Some(user) = self.session.data().user()? else {
+            return Ok(false);
+        };
+        Ok(self.manager.end_user_session(&user, handle).await?)
     }
 
     /// The engine's handle.
     pub fn inner(&self) -> &kv_core::session::Session {
-        &self.0
+        &self.session
     }
 }
 
@@ -310,16 +346,16 @@ impl FromRequest for Session {
     >;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(session) = req.extensions().get::<kv_core::session::Session>().cloned() else {
+        let Some(Started { session, manager }) = req.extensions().get::<Started>().cloned() else {
             return Either::Left(ready(Err(MissingSessionMiddleware.into())));
         };
         // Loaded without a future when it can be (no cookie, the embedded store).
-        match session.load_if_ready() {
-            Some(Ok(())) => Either::Left(ready(Ok(Session(session)))),
-            Some(Err(err)) => Either::Left(ready(Err(SessionFailure(err).into()))),
-            None => Either::Right(Box::pin(async move {
-                session.load().await.map_err(SessionFailure)?;
-                Ok(Session(session))
+        match session.load() {
+            Step::Ready(Ok(())) => Either::Left(ready(Ok(Session { session, manager }))),
+            Step::Ready(Err(err)) => Either::Left(ready(Err(SessionFailure(err).into()))),
+            Step::Pending(loading) => Either::Right(Box::pin(async move {
+                loading.await.map_err(SessionFailure)?;
+                Ok(Session { session, manager })
             })),
         }
     }
@@ -338,6 +374,8 @@ impl fmt::Display for MissingSessionMiddleware {
         )
     }
 }
+
+impl std::error::Error for MissingSessionMiddleware {}
 
 impl ResponseError for MissingSessionMiddleware {
     fn status_code(&self) -> actix_web::http::StatusCode {
@@ -370,11 +408,11 @@ impl fmt::Display for SessionFailure {
 
 impl ResponseError for SessionFailure {
     fn status_code(&self) -> actix_web::http::StatusCode {
-        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+        actix_status(self.0.status())
     }
 
     fn error_response(&self) -> HttpResponse {
         tracing::error!(error = %self.0, "kv session: the handler gave up on a session error");
-        internal_error()
+        to_response(self.0.answer())
     }
 }

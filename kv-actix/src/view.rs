@@ -1,15 +1,19 @@
 //! actix-web's request types as kv-core's [`RequestView`], and the header conversions
 //! between actix-web's `http` 0.2 types and the `http` 1.x types the engines speak.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use actix_web::dev::ServiceRequest;
-use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
-use http::{HeaderName, Method};
+use actix_web::http::header::{
+    HeaderMap as ActixHeaders, HeaderName as ActixName, HeaderValue as ActixValue,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use kv_core::RequestView;
 
 /// A request as the engines read it: only the method is converted up front (once);
-/// headers are looked up by name when an engine asks.
+/// headers are looked up by name when an engine asks, and converted as a whole only for
+/// the response cache.
 pub(crate) struct View<'a> {
     req: &'a actix_web::HttpRequest,
     method: Method,
@@ -64,6 +68,28 @@ impl RequestView for View<'_> {
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.req.peer_addr()
     }
+    /// Set for an absolute-form request target (as a proxy gets it).
+    fn authority(&self) -> Option<&str> {
+        self.req.uri().authority().map(|a| a.as_str())
+    }
+    /// Converted: actix-web's headers are `http` 0.2 types.
+    fn headers(&self) -> Cow<'_, HeaderMap> {
+        Cow::Owned(to_http(self.req.headers()))
+    }
+}
+
+/// actix-web's headers as `http` 1.x's.
+pub(crate) fn to_http(headers: &ActixHeaders) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 /// An `http` 1.x header as actix-web's; `None` if actix refuses it (it never should:
@@ -78,7 +104,6 @@ pub(crate) fn header(
 }
 
 /// An actix-web status as `http` 1.x's.
-#[cfg_attr(not(feature = "session"), allow(dead_code))]
 pub(crate) fn status(s: actix_web::http::StatusCode) -> http::StatusCode {
     http::StatusCode::from_u16(s.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -245,7 +245,7 @@ async fn rate_limit_parity(make: impl Fn() -> Engine<MemoryStore>, script: &[Req
     );
     let actix = atest::init_service(
         App::new()
-            .wrap(kv_actix::RateLimiter::new(make()))
+            .wrap(kv_actix::RateLimitMiddleware::new(make()))
             .route("/", web::get().to(|| async { "ok" })),
     )
     .await;
@@ -404,7 +404,7 @@ async fn session_apps(
     );
     let actix = atest::init_service(
         App::new()
-            .wrap(kv_actix::session::SessionMiddleware::new(manager()))
+            .wrap(kv_actix::SessionMiddleware::new(manager()))
             .route("/whoami", web::get().to(a_whoami))
             .route("/login", web::post().to(a_login))
             .route("/logout", web::post().to(a_logout))
@@ -659,7 +659,7 @@ async fn cache_apps() -> (
     };
     let actix = atest::init_service(
         App::new()
-            .wrap(kv_actix::Cache::new(engine()))
+            .wrap(kv_actix::CacheMiddleware::new(engine()))
             .route("/page", web::get().to(actix_handler.clone()))
             .route("/page", web::post().to(actix_handler.clone()))
             .route("/vary", web::get().to(actix_handler.clone()))

@@ -7,9 +7,10 @@ mod support;
 use std::time::Duration;
 
 use actix_web::{App, test, web};
-use kv_actix::session::{Session, SessionFailure, SessionMiddleware};
+use kv_actix::SessionMiddleware;
+use kv_actix::session::{Session, SessionFailure};
 use kv_core::RedisStore;
-use kv_core::rate_limit::{KeySource, Policy, RateLimiter as Engine};
+use kv_core::rate_limit::{KeySource, Policy, RateLimiter};
 use kv_core::session::SessionManager;
 
 async fn store(test: &str) -> Option<(support::Target, RedisStore)> {
@@ -27,15 +28,15 @@ async fn a_store_backed_limit_counts_exactly_on_redis() {
     let Some((_redis, store)) = store("actix_rate_limit_redis").await else {
         return;
     };
-    let engine = Engine::builder(store)
+    let limiter = RateLimiter::builder(store)
         .policy(
             Policy::fixed_window("per-hour", 3, Duration::from_secs(3600)).key(KeySource::global()),
         )
         .build()
-        .expect("engine");
+        .expect("limiter");
     let app = test::init_service(
         App::new()
-            .wrap(kv_actix::RateLimiter::new(engine))
+            .wrap(kv_actix::RateLimitMiddleware::new(limiter))
             .route("/", web::get().to(|| async { "ok" })),
     )
     .await;
@@ -113,17 +114,21 @@ async fn responses_are_cached_in_redis() {
         .expect("cache");
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = runs.clone();
-    let app = test::init_service(App::new().wrap(kv_actix::Cache::new(engine)).route(
-        "/",
-        web::get().to(move || {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            async move {
-                actix_web::HttpResponse::Ok()
-                    .insert_header(("cache-control", "max-age=60"))
-                    .body(format!("run {n}"))
-            }
-        }),
-    ))
+    let app = test::init_service(
+        App::new()
+            .wrap(kv_actix::CacheMiddleware::new(engine))
+            .route(
+                "/",
+                web::get().to(move || {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    async move {
+                        actix_web::HttpResponse::Ok()
+                            .insert_header(("cache-control", "max-age=60"))
+                            .body(format!("run {n}"))
+                    }
+                }),
+            ),
+    )
     .await;
     for expected in ["MISS", "HIT", "HIT"] {
         let response = test::call_service(&app, test::TestRequest::get().to_request()).await;

@@ -1,23 +1,34 @@
 //! The actix middlewares behind a real `HttpServer` (the h1 dispatcher, not
 //! `actix_web::test`): it never polls an empty body, so a cacheable empty response must be
-//! stored without waiting for the body's end.
+//! stored without waiting for the body's end. Behind `RemoteLike` every lookup and store
+//! write is a future (as on Redis): the last chunk then waits for the write.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use kv_core::MemoryStore;
 use kv_core::cache::Cache;
+use kv_core::testing::RemoteLike;
+use kv_core::{MemoryStore, Store};
 
 #[actix_web::test]
 async fn empty_cacheable_responses_are_stored_behind_a_real_server() {
+    served(MemoryStore::new()).await;
+}
+
+#[actix_web::test]
+async fn responses_are_stored_behind_a_real_server_on_a_remote_store() {
+    served(RemoteLike(MemoryStore::new())).await;
+}
+
+async fn served(store: impl Store) {
     let runs = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&runs);
-    let engine = Cache::builder(MemoryStore::new()).build().expect("cache");
+    let engine = Cache::builder(store).build().expect("cache");
     let server = HttpServer::new(move || {
         let counter = Arc::clone(&counter);
         App::new()
-            .wrap(kv_actix::Cache::new(engine.clone()))
+            .wrap(kv_actix::CacheMiddleware::new(engine.clone()))
             .route(
                 "/empty",
                 web::get().to(move || {

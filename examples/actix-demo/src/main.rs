@@ -11,7 +11,8 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpResponse, HttpServer, web};
 use demo_common::{Config, USER_HEADER};
-use kv_actix::session::{Session, SessionFailure, SessionMiddleware};
+use kv_actix::session::{Session, SessionFailure};
+use kv_actix::{CacheMiddleware, RateLimitMiddleware, SessionMiddleware};
 use kv_core::cache::Cache;
 
 #[actix_web::main]
@@ -34,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/", web::get().to(index))
             .service(
                 web::resource("/slow")
-                    .wrap(kv_actix::Cache::new(cache.clone()))
+                    .wrap(CacheMiddleware::new(cache.clone()))
                     .route(web::get().to(slow)),
             )
             .route("/me", web::get().to(me))
@@ -42,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/logout", web::post().to(logout))
             .service(
                 web::resource("/api/limited")
-                    .wrap(kv_actix::RateLimiter::new(limiter.clone()))
+                    .wrap(RateLimitMiddleware::new(limiter.clone()))
                     .wrap(from_fn(user_header))
                     .route(web::get().to(limited)),
             )

@@ -1,0 +1,66 @@
+//! The one conversion of an engine's own response ([`kv_core::Answer`], `http` 1.x) into
+//! an actix-web [`HttpResponse`] (`http` 0.2): the rate limiter's rejections, the cache's
+//! hits, `304`s and stale answers, and the `500` of a failed session all go through
+//! [`to_response`].
+
+use actix_web::HttpResponse;
+use actix_web::body::BoxBody;
+use kv_core::Answer;
+
+use crate::view::{actix_status, header};
+
+/// `answer` as actix-web's response: same status, same headers (in order, repeated names
+/// kept), same body.
+pub(crate) fn to_response(answer: Answer) -> HttpResponse {
+    let Answer {
+        status,
+        headers,
+        body,
+        ..
+    } = answer;
+    let mut response = HttpResponse::with_body(actix_status(status), BoxBody::new(body));
+    let map = response.headers_mut();
+    for (name, value) in &headers {
+        if let Some((name, value)) = header(name, value) {
+            map.append(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+    use kv_core::Answer;
+
+    use super::to_response;
+
+    #[actix_web::test]
+    async fn status_headers_and_body_carry_over() {
+        let mut headers = HeaderMap::new();
+        headers.append("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("x-twice", HeaderValue::from_static("1"));
+        headers.append("x-twice", HeaderValue::from_static("2"));
+        let answer = Answer::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            headers,
+            Bytes::from("slow down"),
+        );
+        let response = to_response(answer);
+        assert_eq!(response.status().as_u16(), 429);
+        assert_eq!(
+            response.headers().get("content-type").expect("type"),
+            "text/plain"
+        );
+        let twice: Vec<_> = response
+            .headers()
+            .get_all("x-twice")
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect();
+        assert_eq!(twice, ["1", "2"]);
+        let body = to_bytes(response.into_body()).await.expect("body");
+        assert_eq!(&body[..], b"slow down");
+    }
+}

@@ -1,8 +1,7 @@
 //! The actix-web middlewares on a real `redis-server`: the paths that wait on the store
 //! (the boxed futures), which the in-process memory store never takes.
 
-#[path = "../../kv-core/tests/support/mod.rs"]
-mod support;
+use kv_test_support as support;
 
 use std::time::Duration;
 

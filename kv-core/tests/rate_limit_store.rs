@@ -2,7 +2,7 @@
 //! real-server harness) and a slow store that shows the store calls of every policy are
 //! issued concurrently (one round trip per decision).
 
-mod support;
+use kv_test_support as support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `RedisStore` against a real `redis-server`: the conformance suite, interop with
 //! `redis-cli`, input limits, and surviving a server kill and restart.
 
-mod support;
+use kv_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! `RedisStore` on a real 3-master Redis Cluster started on loopback ports.
 
-mod support;
+use kv_test_support as support;
 
 use std::time::Duration;
 

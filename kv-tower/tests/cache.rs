@@ -2,8 +2,7 @@
 //! real Redis (started on a free loopback port; skipped without `redis-server` unless
 //! `KV_REQUIRE_REDIS=1`), and around a hyper client talking to a real TCP server.
 
-#[path = "../../kv-core/tests/support/mod.rs"]
-mod support;
+use kv_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,8 +5,7 @@
 //! The tests named `asvs_v3_*` each show one requirement of OWASP ASVS 4.0.3, chapter V3
 //! (Session Management), level 2.
 
-#[path = "../../kv-core/tests/support/mod.rs"]
-mod support;
+use kv_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! The actix-web demo binary over real HTTP: page, cache, session flow, rate limit; and two
 //! replicas sharing one Redis.
 
-#[path = "../../../kv-core/tests/support/mod.rs"]
-mod support;
+use kv_test_support as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_actix_demo_works_end_to_end() {

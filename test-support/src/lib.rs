@@ -4,7 +4,10 @@
 //! `redis-server` they get `None` and report themselves skipped, unless
 //! `KV_REQUIRE_REDIS=1`, which turns a missing server into a failure. `KV_TEST_REDIS_URL`
 //! points the tests that only need *a* server at an existing one instead.
-#![allow(dead_code, unreachable_pub)]
+//!
+//! An unpublished workspace crate: the tests that need a Redis take it as a
+//! dev-dependency (`kv-test-support.workspace = true`).
+#![deny(missing_docs)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -53,12 +56,16 @@ pub fn free_port() -> u16 {
 }
 
 /// Where a test's Redis should be: an external one, or one we own.
+#[derive(Debug)]
 pub enum Target {
+    /// A server the test does not own, from `KV_TEST_REDIS_URL`.
     External(String),
+    /// A server started for this test.
     Owned(RedisServer),
 }
 
 impl Target {
+    /// The server's `redis://` URL.
     pub fn url(&self) -> String {
         match self {
             Target::External(url) => url.clone(),
@@ -81,14 +88,18 @@ pub fn owned_server(test: &str) -> Option<RedisServer> {
 }
 
 /// One `redis-server` process, persistence off; killed (by pid) when dropped.
+#[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
+    /// The loopback port it listens on.
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
 }
 
 impl RedisServer {
+    /// Starts `redis-server` on `127.0.0.1:port` with `extra` arguments and waits until
+    /// it answers `PING`.
     pub fn start(port: u16, extra: &[&str]) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("kv-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -117,6 +128,7 @@ impl RedisServer {
         wait_ready(self.port);
     }
 
+    /// The server's `redis://` URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -187,11 +199,15 @@ fn wait_ready(port: u16) {
 }
 
 /// A real 3-master Redis Cluster on loopback ports.
+#[derive(Debug)]
 pub struct Cluster {
+    /// The three master nodes.
     pub nodes: Vec<RedisServer>,
 }
 
 impl Cluster {
+    /// Starts three cluster-enabled servers and joins them into one cluster; `None` (and
+    /// a "skipped" line) when Redis tests cannot run here, as for [`server`].
     pub fn start(test: &str) -> Option<Cluster> {
         if !available(test) {
             return None;
@@ -235,6 +251,7 @@ impl Cluster {
         Some(Cluster { nodes })
     }
 
+    /// The nodes' `redis://` URLs.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }

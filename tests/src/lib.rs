@@ -1,0 +1,7 @@
+//! Tests across the workspace's crates, kept here so that no published crate needs another
+//! framework's adapter as a dev-dependency. The library is empty; the tests are in
+//! `tests/`:
+//!
+//! - `parity.rs`: one behaviour suite run against an axum app (kv-tower) and an actix-web
+//!   app (kv-actix) configured the same way; both must answer alike.
+#![deny(missing_docs)]

@@ -191,4 +191,3 @@ async fn gcra_admits_a_burst_then_one_request_per_period() {
     assert!(limiter.check(&peer).await.is_allowed());
     assert!(!limiter.check(&peer).await.is_allowed());
 }
-

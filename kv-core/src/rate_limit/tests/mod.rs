@@ -55,4 +55,3 @@ fn setup(policy: Policy) -> (RateLimiter<MemoryStore>, ManualClock) {
         .expect("limiter");
     (limiter, clock)
 }
-

@@ -386,4 +386,3 @@ async fn a_request_that_can_never_pass_gets_no_retry_after() {
         assert_eq!(ok, name == "g", "{name}");
     }
 }
-

@@ -82,7 +82,7 @@ pub use clock::{Clock, SystemClock};
 pub use config::ConfigError;
 pub use error::{BoxError, KvError, Result};
 pub use request::{PeerAddr, RequestView};
-pub use step::Step;
+pub use step::{Step, StepFuture};
 pub use store::input::{MAX_HASH_FIELDS, MAX_TTL};
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};

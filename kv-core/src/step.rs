@@ -2,6 +2,7 @@
 //! finish without waiting.
 
 use std::future::{Future, IntoFuture, Ready};
+use std::pin::Pin;
 
 use futures_util::future::Either;
 
@@ -34,6 +35,11 @@ pub enum Step<T, F> {
     /// Not finished: await this.
     Pending(F),
 }
+
+/// The pending work of an engine call that waits for a remote store: boxed, so that a
+/// [`Step`] answered in process stays small (it is moved on every request), and owned
+/// (`Send + 'static`), so that an adapter can keep it in its own response future.
+pub type StepFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<T, F> Step<T, F> {
     /// `true` for [`Step::Pending`].

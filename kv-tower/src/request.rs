@@ -6,25 +6,15 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, Method, Request};
 use kv_core::{PeerAddr, RequestView};
 
-/// A request and the peer address found in its extensions.
+/// A request as the engines read it. The peer address is looked up in the extensions
+/// only when an engine asks for it (the cache and the sessions never do).
 pub(crate) struct View<'a, B> {
     req: &'a Request<B>,
-    peer: Option<SocketAddr>,
 }
 
 impl<'a, B> View<'a, B> {
     pub(crate) fn new(req: &'a Request<B>) -> Self {
-        let ext = req.extensions();
-        let peer = ext
-            .get::<PeerAddr>()
-            .map(|p| p.0)
-            .or_else(|| ext.get::<SocketAddr>().copied());
-        #[cfg(feature = "axum")]
-        let peer = peer.or_else(|| {
-            ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0)
-        });
-        View { req, peer }
+        View { req }
     }
 }
 
@@ -50,7 +40,17 @@ impl<B> RequestView for View<'_, B> {
         }
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        let ext = self.req.extensions();
+        let peer = ext
+            .get::<PeerAddr>()
+            .map(|p| p.0)
+            .or_else(|| ext.get::<SocketAddr>().copied());
+        #[cfg(feature = "axum")]
+        let peer = peer.or_else(|| {
+            ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        });
+        peer
     }
     fn extensions(&self) -> Option<&http::Extensions> {
         Some(self.req.extensions())

@@ -148,10 +148,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::clock::ClockHandle;
-use std::future::Future;
-
 use crate::request::RequestView;
-use crate::{Answer, Result, Step, Store};
+use crate::{Answer, Result, Step, StepFuture, Store};
 use flight::Flight;
 use stats::Counters;
 
@@ -354,10 +352,7 @@ impl<St: Store> Cache<St> {
     /// no fill of the same key is in flight — so a hit costs no future at all.
     /// [`Step::Pending`] otherwise, with a future that owns what it needs of the request
     /// (`Send + 'static`).
-    pub fn lookup(
-        &self,
-        req: &dyn RequestView,
-    ) -> Step<Lookup<St>, impl Future<Output = Lookup<St>> + Send + 'static + use<St>> {
+    pub fn lookup(&self, req: &dyn RequestView) -> Step<Lookup<St>, StepFuture<Lookup<St>>> {
         let headers = req.headers();
         let head = RequestHead {
             method: req.method(),
@@ -371,6 +366,8 @@ impl<St: Store> Cache<St> {
         }
         let owned = OwnedHead::of(req, headers.into_owned());
         let cache = self.clone();
-        Step::Pending(async move { cache.lookup_wait(owned.head()).await })
+        Step::Pending(Box::pin(
+            async move { cache.lookup_wait(owned.head()).await },
+        ))
     }
 }

@@ -63,7 +63,6 @@ mod policy;
 mod window;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
@@ -84,7 +83,7 @@ pub use policy::{Algorithm, Policy};
 use crate::clock::ClockHandle;
 use crate::janitor::Janitor;
 use crate::request::RequestView;
-use crate::{KvError, LocalStore, Result, Step, Store};
+use crate::{KvError, LocalStore, Result, Step, StepFuture, Store};
 use gcra::Gcra;
 use window::Plan;
 
@@ -150,10 +149,7 @@ impl<S: Store> RateLimiter<S> {
     /// [`Step::Pending`] with the future that asks the store otherwise. The request is
     /// read before this returns; the future owns what it needs (`Send + 'static`).
     /// `limiter.check(&req).await` gives the verdict either way.
-    pub fn check(
-        &self,
-        req: &dyn RequestView,
-    ) -> Step<Verdict, impl Future<Output = Verdict> + Send + 'static + use<S>> {
+    pub fn check(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
         let count = match self.inner.count_of(req) {
             Ok(count) => count,
             Err(verdict) => return Step::Ready(*verdict),
@@ -162,7 +158,7 @@ impl<S: Store> RateLimiter<S> {
             return Step::Ready(verdict);
         }
         let inner = Arc::clone(&self.inner);
-        Step::Pending(async move { inner.decide(count).await })
+        Step::Pending(Box::pin(async move { inner.decide(count).await }))
     }
 
     /// In-process GCRA states held right now (pruned in the background).

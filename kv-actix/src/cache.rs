@@ -25,9 +25,9 @@
 //! # }
 //! ```
 //!
-//! Every decision is the engine's; this middleware converts the request head (method,
-//! URI, headers) to `http` 1.x for the lookup, the response head back and forth, and copies
-//! a cacheable body while it streams to the client (the entry is stored when the body
+//! Every decision is the engine's; this middleware hands the request to it as a
+//! `RequestView` (its headers converted to `http` 1.x, which the cache keeps), converts the
+//! response head back and forth, and copies a cacheable body while it streams to the client (the entry is stored when the body
 //! ends; a body error, a client gone mid-body or a body over the bound stores nothing).
 //! Unlike under tower, `stale-while-revalidate` serves the stale entry without a
 //! background refresh (actix cannot build a second request outside its server); the next

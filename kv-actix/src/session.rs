@@ -119,10 +119,7 @@ where
         // No store call and no cookie check here (the `Cookie` headers are only copied):
         // the extractor loads the session.
         let session = self.manager.start(&View::new(&req));
-        req.extensions_mut().insert(Started {
-            session: session.clone(),
-            manager: self.manager.clone(),
-        });
+        req.extensions_mut().insert(session.clone());
         SessionFuture {
             state: State::Calling {
                 fut: self.service.call(req),
@@ -130,14 +127,6 @@ where
             },
         }
     }
-}
-
-/// What the middleware puts in the request for the extractor: the request's session and
-/// its manager (for the calls on the user's other sessions).
-#[derive(Clone)]
-struct Started {
-    session: kv_core::session::Session,
-    manager: SessionManager,
 }
 
 pin_project! {
@@ -219,7 +208,6 @@ fn apply<B>(
 #[derive(Debug, Clone)]
 pub struct Session {
     session: kv_core::session::Session,
-    manager: SessionManager,
 }
 
 impl Session {
@@ -325,11 +313,7 @@ impl Session {
     /// # Errors
     /// The store failed.
     pub async fn end_user_session(&self, handle: &str) -> Result<bool, SessionFailure> {
-        self.session.load().await?;
-        let Some(user) = self.session.data().user()? else {
-            return Ok(false);
-        };
-        Ok(self.manager.end_user_session(&user, handle).await?)
+        Ok(self.session.end_user_session(handle).await?)
     }
 
     /// The engine's handle.
@@ -346,16 +330,16 @@ impl FromRequest for Session {
     >;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(Started { session, manager }) = req.extensions().get::<Started>().cloned() else {
+        let Some(session) = req.extensions().get::<kv_core::session::Session>().cloned() else {
             return Either::Left(ready(Err(MissingSessionMiddleware.into())));
         };
         // Loaded without a future when it can be (no cookie, the embedded store).
         match session.load() {
-            Step::Ready(Ok(())) => Either::Left(ready(Ok(Session { session, manager }))),
+            Step::Ready(Ok(())) => Either::Left(ready(Ok(Session { session }))),
             Step::Ready(Err(err)) => Either::Left(ready(Err(SessionFailure(err).into()))),
             Step::Pending(loading) => Either::Right(Box::pin(async move {
                 loading.await.map_err(SessionFailure)?;
-                Ok(Session { session, manager })
+                Ok(Session { session })
             })),
         }
     }
@@ -365,13 +349,15 @@ impl FromRequest for Session {
 #[derive(Debug, Clone, Copy)]
 pub struct MissingSessionMiddleware;
 
+impl MissingSessionMiddleware {
+    const MESSAGE: &'static str = "Missing request extension: kv_core::session::Session. Is \
+         `kv_actix::session::SessionMiddleware` installed on this route? Perhaps you \
+         forgot to add it.";
+}
+
 impl fmt::Display for MissingSessionMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "Missing request extension: kv_core::session::Session. Is \
-             `kv_actix::session::SessionMiddleware` installed on this route? Perhaps you \
-             forgot to add it.",
-        )
+        f.write_str(Self::MESSAGE)
     }
 }
 
@@ -384,9 +370,10 @@ impl ResponseError for MissingSessionMiddleware {
 
     fn error_response(&self) -> HttpResponse {
         tracing::error!("kv session: the Session extractor was used without SessionMiddleware");
-        HttpResponse::InternalServerError()
-            .content_type("text/plain; charset=utf-8")
-            .body(self.to_string())
+        crate::answer::to_response(kv_core::Answer::text(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MESSAGE,
+        ))
     }
 }
 

@@ -30,7 +30,7 @@
 //! | `redis` | `RedisStore` on one Redis / Valkey server |
 //! | `redis-cluster` | `RedisStore` on Redis Cluster |
 //! | `session` | the session engine in `session` |
-//! | `test-util` | [`clock::ManualClock`] and the conformance suite in `testing` |
+//! | `test-util` | [`clock::ManualClock`], the conformance suite and the test doubles in `testing` (`CountingStore`, `UnavailableStore`, `RemoteLike`), `rate_limit::parse_rate_limit_header` |
 //! | `cache` | the response-cache engine, `cache` (RFC 9111 policy, coalescing, revalidation) |
 //! | `near-cache` | an in-process `moka` near cache in front of the cache's store |
 //!

@@ -108,7 +108,8 @@ impl<St: Store> CacheBuilder<St> {
     }
 
     /// Take a `set_nx` lock in the store so that replicas sharing it coalesce too (default
-    /// on; never done on a `MemoryStore`, which no other process shares).
+    /// on; never done on a store with a [`LocalStore`](crate::LocalStore) face, whose data
+    /// no other process shares).
     pub fn lock_across_replicas(mut self, on: bool) -> Self {
         self.config.lock_across_replicas = on;
         self

@@ -404,18 +404,10 @@ impl<St: Store> Drop for Forward<St> {
     }
 }
 
-impl<St: Store> Drop for Recorder<St> {
-    fn drop(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            self.cache.release_in_background(lock);
-        }
-    }
-}
-
 impl<St: Store> Cache<St> {
     /// Releases a cross-replica fill lock from a synchronous context (a drop): on the
     /// current tokio runtime; without one, the lock expires after `lock_timeout`.
-    fn release_in_background(&self, lock: String) {
+    pub(super) fn release_in_background(&self, lock: String) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let cache = self.clone();
             drop(rt.spawn(async move {

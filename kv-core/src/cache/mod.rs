@@ -1,5 +1,5 @@
 //! Response caching: an RFC 9111 shared-cache policy over any [`Store`], decided once
-//! here for every adapter (`kv-tower`'s `CacheLayer`, and kv-actix's `Cache`).
+//! here for every adapter (`kv-tower`'s `CacheLayer`, and kv-actix's `CacheMiddleware`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -100,14 +100,15 @@
 //! # Where things are
 //! `mod.rs` (this face: [`Cache`], [`Lookup`], [`Outcome`]), `builder.rs` and `config.rs`
 //! (configuration), `decide.rs` (what a request gets: bypass, hit, 304, stale, miss),
-//! `read.rs` (reading entries, the near cache and the memo), `flight.rs` (coalescing,
-//! in process and across replicas), `forward.rs` (the hand-over of the inner service's
+//! `serve.rs` (answering from an entry), `read.rs` (reading entries), `memo.rs` (decoded
+//! entries of a local store), `near.rs` (the near cache), `flight.rs` (coalescing, in
+//! process and across replicas), `forward.rs` (the hand-over of the inner service's
 //! response), `recorder.rs` (recording a body), `body.rs` (the streaming state machine
-//! the adapters' bodies poll), `write.rs` (storing and purging),
-//! `policy.rs` and `directives.rs` (the RFC 9111 rules), `key.rs` (keys and `Vary`),
-//! `entry.rs` (the stored format), `stats.rs` (counters). A new caching rule usually
-//! goes in `policy.rs` (storability, freshness) or `decide.rs` (how a request is
-//! answered), with its test in `tests.rs`.
+//! the adapters' bodies poll), `write.rs` (storing and purging), `policy.rs` and
+//! `directives.rs` (the RFC 9111 rules), `key.rs` (keys and `Vary`), `entry.rs` (the
+//! stored format), `stats.rs` (counters). A new caching rule usually goes in `policy.rs`
+//! (storability, freshness) or `decide.rs` (how a request is answered), with its test
+//! in `tests/`.
 
 mod body;
 mod builder;
@@ -124,6 +125,7 @@ mod near;
 mod policy;
 mod read;
 mod recorder;
+mod serve;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -200,3 +200,11 @@ impl<St: Store> Recorder<St> {
         }
     }
 }
+
+impl<St: Store> Drop for Recorder<St> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            self.cache.release_in_background(lock);
+        }
+    }
+}

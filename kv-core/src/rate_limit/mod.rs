@@ -50,8 +50,9 @@
 //! validation), `window.rs` (the fixed- and sliding-window arithmetic), `gcra.rs` (GCRA
 //! through `governor`), `decision.rs` (the [`Verdict`] and its headers), `key.rs`
 //! ([`KeySource`]), `policy.rs` ([`Policy`]). A new algorithm is a variant of
-//! [`Algorithm`], its arithmetic in a file beside `window.rs`, and one arm in
-//! `Inner::count`.
+//! [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one: the keys a
+//! request touches in `Plan::new`, the state from the replies in `Plan::state`) or beside
+//! `gcra.rs` (an in-process one, chosen in `builder.rs`); see `CONTRIBUTING.md`.
 
 mod builder;
 mod decision;

@@ -15,7 +15,105 @@ use super::record::{Field, RESERVED_PREFIX};
 #[derive(Debug, Clone, Copy)]
 pub struct SessionData<'a>(pub(super) &'a Session);
 
+/// The `async` calls: each loads the session (once per request), then does what its
+/// [`SessionData`] twin does.
 impl Session {
+    /// The value under `key`, deserialized as `T`; `None` when absent.
+    ///
+    /// # Errors
+    /// [`SessionError::Deserialize`] when the stored value is not a `T`;
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        self.load().await?;
+        self.data().get(key)
+    }
+
+    /// Stores `value` under `key` (serialized as JSON), written when the request ends.
+    ///
+    /// # Errors
+    /// [`SessionError::ReservedKey`] for keys starting with `__kv.`;
+    /// [`SessionError::Serialize`] when `value` cannot be serialized;
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        self.load().await?;
+        self.data().insert(key, value)
+    }
+
+    /// Removes `key`; whether it was present.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn remove(&self, key: &str) -> Result<bool, SessionError> {
+        self.load().await?;
+        self.data().remove(key)
+    }
+
+    /// The keys present, in no particular order.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        self.load().await?;
+        self.data().keys()
+    }
+
+    /// Removes every key; the session (and its id) stays.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        self.load().await?;
+        self.data().clear()
+    }
+
+    /// Gives the session a new id at the end of the request, keeping its data, and
+    /// deletes the record under the old id: the defence against session fixation, for
+    /// every change of privilege. (A session not yet stored just gets its first id.) The old
+    /// record is deleted before the new one is written (one more round trip, on a cycle
+    /// only), so a cycle racing with a logout or `end_user_sessions` revives nothing: the
+    /// client is told to drop its cookie instead.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        self.load().await?;
+        self.data().cycle_id()
+    }
+
+    /// Logs the session in as `user`: a new id (as [`cycle_id`](Session::cycle_id)), a
+    /// new absolute lifetime, and an entry in the user's index so that
+    /// [`SessionManager::end_user_sessions`](super::SessionManager::end_user_sessions)
+    /// can end it. Costs one more round trip at the end of the request (the index is
+    /// pruned of dead sessions). A user keeps at most
+    /// [`MAX_USER_SESSIONS`](super::MAX_USER_SESSIONS) live sessions: a login beyond it
+    /// ends the oldest.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn login(&self, user: &str) -> Result<(), SessionError> {
+        self.load().await?;
+        self.data().login(user)
+    }
+
+    /// The user this session was logged in as, if any.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn user(&self) -> Result<Option<String>, SessionError> {
+        self.load().await?;
+        self.data().user()
+    }
+
+    /// Logs out: the record is deleted and the client told to drop the cookie when the
+    /// request ends. Keys inserted after this start a new, anonymous session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when loading failed.
+    pub async fn flush(&self) -> Result<(), SessionError> {
+        self.load().await?;
+        self.data().flush()
+    }
+
     /// The synchronous face of a [`load`](Session::load)ed session: the same calls as
     /// the `async` ones, answered in place ([`SessionError::NotLoaded`] before a load).
     /// For adapters whose handlers are synchronous (kv-actix's `Session`).

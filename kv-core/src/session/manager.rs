@@ -1,4 +1,4 @@
-//! The session configuration ([`SessionManager`] and its builder) and the per-user index.
+//! The session configuration: [`SessionManager`] and its builder.
 
 use std::fmt;
 use std::sync::Arc;

@@ -20,7 +20,13 @@ use crate::Result;
 /// fast path of what they wrap.
 ///
 /// Every method has the contract of its [`Store`](super::Store) twin, and a store's two
-/// faces must agree: a value written through one is read through the other. The methods
+/// faces must agree: a value written through one is read through the other.
+///
+/// Giving this face also says: **the data lives in this process only**. No other process
+/// (replica) sees it, so the engines skip what only matters to a shared store — the
+/// response cache takes no cross-replica lock on it, for instance. A store whose data is
+/// shared with other processes (a client of a server, even one with a local cache in
+/// front) must not give this face. The methods
 /// are named like the `Store` ones; call them through `store.local()` (a `&dyn
 /// LocalStore`), so that the two traits never meet in one method call.
 pub trait LocalStore: Send + Sync {

@@ -47,3 +47,11 @@ impl<S, St: Store> Layer<S> for CacheLayer<St> {
         CacheService::new(inner, self.cache.clone())
     }
 }
+
+/// Kept beside the layer, so that the service does not depend on it.
+impl<S, St: Store> CacheService<S, St> {
+    /// A [`CacheLayer`] over `cache`.
+    pub fn layer(cache: Cache<St>) -> CacheLayer<St> {
+        CacheLayer::new(cache)
+    }
+}

@@ -11,7 +11,7 @@ use kv_core::{Step, Store};
 use tower_service::Service;
 
 use super::outcome::{respond, served};
-use super::{CacheBody, CacheLayer, ResponseFuture};
+use super::{CacheBody, ResponseFuture};
 use crate::request::View;
 
 /// The caching service: see the [module docs](crate::cache).
@@ -24,11 +24,6 @@ impl<S, St: Store> CacheService<S, St> {
     /// Wraps `inner`.
     pub fn new(inner: S, cache: Cache<St>) -> Self {
         CacheService { inner, cache }
-    }
-
-    /// A [`CacheLayer`] over `cache`.
-    pub fn layer(cache: Cache<St>) -> CacheLayer<St> {
-        CacheLayer::new(cache)
     }
 
     /// The engine: counters and purging.

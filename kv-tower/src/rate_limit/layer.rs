@@ -41,3 +41,11 @@ impl<S, St: Store> Layer<S> for RateLimitLayer<St> {
         RateLimit::new(inner, self.limiter.clone())
     }
 }
+
+/// Kept beside the layer, so that the service does not depend on it.
+impl<S, St: Store> RateLimit<S, St> {
+    /// A [`RateLimitLayer`] with `limiter`.
+    pub fn layer(limiter: RateLimiter<St>) -> RateLimitLayer<St> {
+        RateLimitLayer::new(limiter)
+    }
+}

@@ -7,7 +7,7 @@ use kv_core::Store;
 use kv_core::rate_limit::{RateLimiter, Verdict};
 use tower_service::Service;
 
-use super::{RateLimitLayer, ResponseFuture};
+use super::ResponseFuture;
 use crate::body::KvBody;
 use crate::request::View;
 
@@ -21,11 +21,6 @@ impl<S, St: Store> RateLimit<S, St> {
     /// Wraps `inner`.
     pub fn new(inner: S, limiter: RateLimiter<St>) -> Self {
         RateLimit { inner, limiter }
-    }
-
-    /// A [`RateLimitLayer`] with `limiter`.
-    pub fn layer(limiter: RateLimiter<St>) -> RateLimitLayer<St> {
-        RateLimitLayer::new(limiter)
     }
 
     /// The wrapped service.

@@ -65,7 +65,8 @@ impl std::error::Error for MissingSessionLayer {}
 impl IntoResponse for MissingSessionLayer {
     fn into_response(self) -> Response {
         tracing::error!("kv session: the Session extractor was used without SessionLayer");
-        (self.status(), self.body_text()).into_response()
+        let answer = kv_core::Answer::text(self.status(), self.body_text());
+        crate::response::answer::<axum::body::Body>(answer).into_response()
     }
 }
 

@@ -67,7 +67,7 @@ impl LocalStore for MemoryStore {
     }
 }
 
-/// Every call is answered before its future is first polled.
+/// Every call is answered on its future's first poll (through the local face).
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         LocalStore::get(self, key)

@@ -10,9 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Fixture;
-use hashes::*;
-use local::*;
-use strings::*;
 
 /// Keys of one case: `<run prefix>:<case>:<name>`.
 pub(super) struct Keys {
@@ -35,7 +32,7 @@ fn unique_prefix() -> String {
 }
 
 macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
+    ($($module:ident::$name:ident),* $(,)?) => {
         /// The names of the suite's cases, in the order [`run_all`] runs them.
         pub const CASES: &[&str] = &[$(stringify!($name)),*];
 
@@ -47,41 +44,41 @@ macro_rules! cases {
                 let keys = Keys { prefix: format!("{run}:{}", stringify!($name)) };
                 tracing::info!(case = stringify!($name), "kv conformance");
                 eprintln!("kv conformance: {}", stringify!($name));
-                $name(fixture, &keys).await;
+                $module::$name(fixture, &keys).await;
             )*
         }
     };
 }
 
 cases!(
-    get_missing_is_none,
-    set_then_get_round_trips_any_bytes,
-    keys_are_independent,
-    set_overwrites_value_and_ttl,
-    set_refuses_zero_and_too_long_ttl_and_keeps_the_old_value,
-    set_with_ttl_expires,
-    set_nx_stores_only_without_a_live_key,
-    del_reports_live_keys_only,
-    expire_sets_ttl_on_live_keys_only,
-    expire_zero_deletes,
-    ttl_reports_missing_persistent_expires,
-    incr_by_creates_counts_and_renders_decimal,
-    incr_by_sets_ttl_only_on_creation,
-    incr_by_on_expired_key_starts_over,
-    incr_by_increments_text_set_by_set,
-    incr_by_refuses_non_integers_and_keeps_them,
-    incr_by_overflow_keeps_the_value,
-    incr_by_refuses_zero_ttl_and_creates_nothing,
-    incr_by_is_atomic_under_concurrency,
-    set_nx_has_one_winner_under_concurrency,
-    hset_then_hget_all_round_trips,
-    hset_with_ttl_sets_it_and_without_keeps_it,
-    hash_expires_with_its_ttl,
-    hdel_removes_fields_and_an_empty_hash,
-    hash_and_string_commands_refuse_the_other_kind,
-    hash_calls_refuse_bad_input_and_change_nothing,
-    hset_of_different_fields_under_concurrency_loses_none,
-    local_face_agrees_with_the_async_one,
+    strings::get_missing_is_none,
+    strings::set_then_get_round_trips_any_bytes,
+    strings::keys_are_independent,
+    strings::set_overwrites_value_and_ttl,
+    strings::set_refuses_zero_and_too_long_ttl_and_keeps_the_old_value,
+    strings::set_with_ttl_expires,
+    strings::set_nx_stores_only_without_a_live_key,
+    strings::del_reports_live_keys_only,
+    strings::expire_sets_ttl_on_live_keys_only,
+    strings::expire_zero_deletes,
+    strings::ttl_reports_missing_persistent_expires,
+    strings::incr_by_creates_counts_and_renders_decimal,
+    strings::incr_by_sets_ttl_only_on_creation,
+    strings::incr_by_on_expired_key_starts_over,
+    strings::incr_by_increments_text_set_by_set,
+    strings::incr_by_refuses_non_integers_and_keeps_them,
+    strings::incr_by_overflow_keeps_the_value,
+    strings::incr_by_refuses_zero_ttl_and_creates_nothing,
+    strings::incr_by_is_atomic_under_concurrency,
+    strings::set_nx_has_one_winner_under_concurrency,
+    hashes::hset_then_hget_all_round_trips,
+    hashes::hset_with_ttl_sets_it_and_without_keeps_it,
+    hashes::hash_expires_with_its_ttl,
+    hashes::hdel_removes_fields_and_an_empty_hash,
+    hashes::hash_and_string_commands_refuse_the_other_kind,
+    hashes::hash_calls_refuse_bad_input_and_change_nothing,
+    hashes::hset_of_different_fields_under_concurrency_loses_none,
+    local::local_face_agrees_with_the_async_one,
 );
 
 pub(super) fn is_invalid_input<T: std::fmt::Debug>(r: &Result<T, crate::KvError>) -> bool {

@@ -205,6 +205,13 @@ impl Reader {
         a.copy_from_slice(&b);
         Some(u64::from_be_bytes(a))
     }
+    /// A `u16` count of items taking at least `min_len` bytes each: `None` when it is over
+    /// [`MAX_STORED_HEADERS`] or more than the bytes left could hold.
+    fn count(&mut self, min_len: usize) -> Option<usize> {
+        let n = usize::from(self.u16()?);
+        let left = self.buf.len() - self.pos;
+        (n <= MAX_STORED_HEADERS && n <= left / min_len).then_some(n)
+    }
     fn name(&mut self) -> Option<HeaderName> {
         let n = usize::from(self.u16()?);
         HeaderName::from_bytes(&self.take(n)?).ok()
@@ -215,7 +222,16 @@ impl Reader {
     }
 }
 
+/// The most headers (and `Vary` names) an entry may hold: far above any real response,
+/// far below `http`'s `HeaderMap` limit (32 768), whose overflow panics.
+pub(crate) const MAX_STORED_HEADERS: usize = 4096;
+
 /// Decodes what a key holds; `None` for anything malformed or of an unknown version.
+///
+/// The bytes may come from anyone who can write to the store (another version, a bit
+/// flip, a hostile client of a shared Redis): every count read from them is bounded by
+/// [`MAX_STORED_HEADERS`] and by the bytes left before it sizes anything, so a corrupt
+/// entry is a miss, never a panic or a huge allocation.
 pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
     let mut r = Reader { buf, pos: 0 };
     let kind = r.u8()?;
@@ -231,7 +247,7 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
             let sie = r.u64()?;
             let flags = r.u8()?;
             let status = StatusCode::from_u16(r.u16()?).ok()?;
-            let nvary = usize::from(r.u16()?);
+            let nvary = r.count(3)?;
             let mut vary = Vec::with_capacity(nvary);
             for _ in 0..nvary {
                 let name = r.name()?;
@@ -241,12 +257,12 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
                 };
                 vary.push((name, value));
             }
-            let nheaders = usize::from(r.u16()?);
-            let mut headers = HeaderMap::with_capacity(nheaders);
+            let nheaders = r.count(6)?;
+            let mut headers = HeaderMap::try_with_capacity(nheaders).ok()?;
             for _ in 0..nheaders {
                 let name = r.name()?;
                 let value = r.value()?;
-                headers.append(name, value);
+                headers.try_append(name, value).ok()?;
             }
             let body = r.buf.slice(r.pos..);
             Some(Stored::Entry(Arc::new(Entry {
@@ -265,7 +281,7 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
         }
         b'V' => {
             let nonce = r.u64()?;
-            let n = usize::from(r.u16()?);
+            let n = r.count(2)?;
             let mut names = Vec::with_capacity(n);
             for _ in 0..n {
                 names.push(r.name()?);
@@ -279,6 +295,55 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head of an `R` entry up to its header count: kind, version, five u64 times,
+    /// flags, status 200, no `Vary` values.
+    fn head_until_header_count() -> Vec<u8> {
+        let mut b = vec![b'R', 1];
+        b.extend_from_slice(&[0u8; 40]);
+        b.push(0);
+        b.extend_from_slice(&200u16.to_be_bytes());
+        b.extend_from_slice(&0u16.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_huge_header_count_from_the_store_is_a_miss_not_a_panic() {
+        // Found by fuzzing a store that answers arbitrary bytes: a count above `http`'s
+        // limit made `HeaderMap::with_capacity` panic.
+        let mut b = head_until_header_count();
+        b.extend_from_slice(&0xFFFFu16.to_be_bytes());
+        assert!(decode(Bytes::from(b)).is_none());
+        // The same count with the bytes to back it: 40 000 one-letter headers.
+        let mut b = head_until_header_count();
+        b.extend_from_slice(&40_000u16.to_be_bytes());
+        for _ in 0..40_000 {
+            b.extend_from_slice(&1u16.to_be_bytes());
+            b.push(b'a');
+            b.extend_from_slice(&0u32.to_be_bytes());
+        }
+        assert!(decode(Bytes::from(b)).is_none(), "over MAX_STORED_HEADERS");
+        // A marker claiming 65 535 names in 4 bytes.
+        let mut m = vec![b'V', 1];
+        m.extend_from_slice(&7u64.to_be_bytes());
+        m.extend_from_slice(&0xFFFFu16.to_be_bytes());
+        m.extend_from_slice(b"abcd");
+        assert!(decode(Bytes::from(m)).is_none());
+        // And a legitimate entry with many headers still decodes.
+        let mut b = head_until_header_count();
+        b.extend_from_slice(&1000u16.to_be_bytes());
+        for i in 0..1000u32 {
+            let name = format!("x-h{i}");
+            b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            b.extend_from_slice(name.as_bytes());
+            b.extend_from_slice(&1u32.to_be_bytes());
+            b.push(b'v');
+        }
+        match decode(Bytes::from(b)) {
+            Some(Stored::Entry(e)) => assert_eq!(e.headers.len(), 1000),
+            _ => panic!("a 1000-header entry decodes"),
+        }
+    }
 
     #[test]
     fn entries_and_markers_round_trip_and_garbage_is_refused() {

@@ -199,6 +199,11 @@ impl<St: Store> Forward<St> {
             self.label(headers, "MISS");
             return Outcome::Pass;
         };
+        if headers.len() > entry::MAX_STORED_HEADERS {
+            // It could not be read back (see `entry::decode`): pass it on unstored.
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        }
         if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator(headers) {
             self.label(headers, "MISS");
             return Outcome::Pass;

@@ -770,3 +770,18 @@ async fn asvs_v3_3_4_users_can_view_and_end_their_active_sessions() {
     let (_, _, body) = send(&app, "GET", "/whoami", Some(&devices[0])).await;
     assert_eq!(&body[..], b"frank");
 }
+
+#[test]
+fn the_missing_layer_rejection_is_an_error_that_names_the_layer() {
+    let err: Box<dyn std::error::Error + Send + Sync> =
+        Box::new(kv_tower::session::MissingSessionLayer);
+    let text = err.to_string();
+    assert!(
+        text.contains("SessionLayer") && text.contains("forgot"),
+        "{text}"
+    );
+    assert_eq!(
+        kv_tower::session::MissingSessionLayer.status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}

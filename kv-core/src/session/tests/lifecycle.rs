@@ -207,3 +207,63 @@ async fn the_absolute_deadline_is_checked_on_load_even_if_the_ttl_is_longer() {
     assert_eq!(f.read(&cookie, "a").await, None);
     assert_eq!(f.store.inner().ttl(&key).await.expect("ttl"), Ttl::Missing);
 }
+
+/// A hostile or corrupt store: whatever bytes the record holds, a load is a typed answer,
+/// never a panic, and a record without a readable creation time is never adopted.
+#[tokio::test]
+async fn corrupt_record_fields_from_the_store_are_refused_not_trusted() {
+    let f = fixture();
+    let cookie = f.new_session("cart", "[1]").await;
+    let key = format!("session:{}", cookie_value(&cookie_header_as_set(&cookie)));
+    let put = |fields: Vec<(&str, &[u8])>| {
+        let fields = fields
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), bytes::Bytes::copy_from_slice(v)))
+            .collect();
+        let store = f.store.inner().clone();
+        let key = key.clone();
+        async move { store.hset(&key, fields, Some(IDLE)).await.expect("hset") }
+    };
+    // Not JSON under a user key, and a user name that is not UTF-8: the value is a typed
+    // error, the session still loads.
+    put(vec![("cart", b"{not json"), ("__kv.user", b"\xff\xfe")]).await;
+    let s = f.sessions.start(&with_headers(&cookie));
+    assert!(matches!(
+        s.get::<Vec<u8>>("cart").await,
+        Err(SessionError::Deserialize { .. })
+    ));
+    assert_eq!(
+        s.user().await.expect("user"),
+        None,
+        "a non-UTF-8 user is no user"
+    );
+    s.end(StatusCode::OK).await.expect("end");
+    // A creation time that is not a number: not a live record, so not adopted; a write
+    // gets a new id, never this one.
+    put(vec![("__kv.created", b"-1e9999"), ("cart", b"[2]")]).await;
+    let s = f.sessions.start(&with_headers(&cookie));
+    assert_eq!(s.get::<Vec<u8>>("cart").await.expect("get"), None);
+    s.insert("cart", vec![3u8]).await.expect("insert");
+    let set = s
+        .end(StatusCode::OK)
+        .await
+        .expect("end")
+        .expect("a new cookie");
+    assert_ne!(
+        cookie_from(&set),
+        cookie,
+        "the corrupt record's id is not reused"
+    );
+    // A key of ours holding a string instead of a hash: a store error, answered 500.
+    f.store
+        .inner()
+        .set(&key, bytes::Bytes::from_static(b"garbage"), None)
+        .await
+        .expect("set");
+    let s = f.sessions.start(&with_headers(&cookie));
+    assert!(matches!(
+        s.get::<u8>("cart").await,
+        Err(SessionError::Store(_))
+    ));
+    assert!(s.end(StatusCode::OK).await.is_err());
+}

@@ -44,7 +44,6 @@ fn fixture_with(f: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder) 
     }
 }
 
-/// The `Cookie` header a browser sends back after `set_cookie`.
 /// A request carrying these headers, as an adapter hands it to the engine.
 fn with_headers(headers: &HeaderMap) -> http::Request<()> {
     let mut request = http::Request::new(());
@@ -52,6 +51,7 @@ fn with_headers(headers: &HeaderMap) -> http::Request<()> {
     request
 }
 
+/// The `Cookie` header a browser sends back after `set_cookie`.
 fn cookie_from(set_cookie: &HeaderValue) -> HeaderMap {
     let text = set_cookie.to_str().expect("ascii");
     let pair = text.split(';').next().expect("pair").to_owned();

@@ -178,3 +178,46 @@ async fn a_user_can_list_their_sessions_and_end_one_by_its_handle() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_session_ends_its_own_users_other_session_by_handle_and_no_one_elses() {
+    let f = fixture();
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
+        s.login("erin").await.expect("login");
+        devices.push(cookie_from(
+            &s.end(StatusCode::OK).await.expect("end").expect("cookie"),
+        ));
+    }
+    let mallory = {
+        let s = f.sessions.start(&with_headers(&HeaderMap::new()));
+        s.login("mallory").await.expect("login");
+        cookie_from(&s.end(StatusCode::OK).await.expect("end").expect("cookie"))
+    };
+    let s = f.sessions.start(&with_headers(&devices[0]));
+    let listed = s.user_sessions().await.expect("list");
+    let other = listed
+        .iter()
+        .find(|u| !u.current)
+        .expect("the other device");
+    s.end(StatusCode::OK).await.expect("end");
+    // Another user holding the handle cannot end erin's session with it.
+    let m = f.sessions.start(&with_headers(&mallory));
+    assert!(!m.end_user_session(&other.handle).await.expect("call"));
+    m.end(StatusCode::OK).await.expect("end");
+    // Nor can an anonymous session.
+    let anon = f.sessions.start(&with_headers(&HeaderMap::new()));
+    assert!(!anon.end_user_session(&other.handle).await.expect("call"));
+    // erin can.
+    let s = f.sessions.start(&with_headers(&devices[0]));
+    assert!(s.end_user_session(&other.handle).await.expect("end"));
+    assert_eq!(s.user_sessions().await.expect("list").len(), 1);
+    s.end(StatusCode::OK).await.expect("end");
+    let gone = f.sessions.start(&with_headers(&devices[1]));
+    assert_eq!(
+        gone.user().await.expect("user"),
+        None,
+        "the other device is logged out"
+    );
+}

@@ -44,6 +44,12 @@ fn available(test: &str) -> bool {
     false
 }
 
+/// Whether Redis tests can run here (`redis-server` and `redis-cli` installed); prints a
+/// "skipped" line for `test` when not, and panics instead when `KV_REQUIRE_REDIS=1`.
+pub fn available_for(test: &str) -> bool {
+    available(test)
+}
+
 /// A loopback port that is free now (and whose cluster bus port, +10000, is too).
 pub fn free_port() -> u16 {
     loop {
@@ -187,8 +193,10 @@ fn wait_ready(port: u16) {
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
             let mut buf = [0u8; 16];
             if s.write_all(b"PING\r\n").is_ok()
-                && s.read(&mut buf)
-                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                && s.read(&mut buf).is_ok_and(|n| {
+                    // A password-protected server is up too when it refuses the PING.
+                    buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+                })
             {
                 return;
             }

@@ -53,17 +53,28 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionLike, ConnectionManager};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bytes::Bytes;
 
 use super::input::{check_field_count, check_fields, check_len, opt_ttl_millis, ttl_millis};
 use super::{Store, Ttl};
 use crate::{KvError, Result};
+
+mod builder;
+mod connect;
+
+pub use builder::RedisStoreBuilder;
+use connect::{Rebuild, Trouble};
+
+/// The [`redis`](https://docs.rs/redis) crate this store is built on, re-exported so that
+/// a [`Client`](driver::Client) you build for
+/// [`RedisStore::builder_from_client`] is of the same version.
+pub use ::redis as driver;
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
 /// because a Lua number is a double and would round counters beyond 2^53.
@@ -98,7 +109,8 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    /// The connection in use; replaced when it stops answering (see `Rebuild`).
+    /// The connection in use; replaced when it is beyond the `redis` crate's own
+    /// reconnect (see [`Trouble`]).
     conn: parking_lot::RwLock<Conn>,
     config: Config,
     /// How to open a new single-node connection (`None` on a cluster, whose connection
@@ -108,6 +120,12 @@ struct Shared {
     timeouts: AtomicU32,
     /// A replacement connection is being opened.
     rebuilding: AtomicBool,
+    /// The origin of `next_rebuild_ms`.
+    born: Instant,
+    /// No new connection is opened before this many milliseconds after `born`: while a
+    /// server refuses every connection, one attempt per [`REBUILD_INTERVAL`], not one per
+    /// call.
+    next_rebuild_ms: AtomicU64,
 }
 
 /// A connection that stops answering without being closed (a blackholed address after a
@@ -116,11 +134,8 @@ struct Shared {
 /// in the background and swaps it in.
 const TIMEOUTS_BEFORE_REBUILD: u32 = 3;
 
-struct Rebuild {
-    client: ::redis::Client,
-    config: ConnectionManagerConfig,
-    limit: Duration,
-}
+/// The least time between two attempts to open a replacement connection.
+const REBUILD_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 enum Conn {
@@ -170,31 +185,14 @@ struct Config {
 }
 
 impl RedisStore {
-    /// Connects to one Redis server with the default settings
-    /// (`redis://host:port/db`, `rediss://` needs a TLS feature of the `redis` crate,
-    /// `redis+unix:///path`).
+    /// Connects to one Redis server with the default settings: any URL
+    /// [`builder`](RedisStore::builder) takes.
     ///
     /// # Errors
     /// [`KvError::InvalidInput`] for a malformed URL, [`KvError::Unavailable`] when the
     /// server cannot be reached within the connect timeout.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::builder(url).build().await
-    }
-
-    /// A builder for one Redis server at `url`.
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(vec![url.into()], false)
-    }
-
-    /// A builder for a Redis Cluster, given one or more seed node URLs.
-    #[cfg(feature = "redis-cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
-    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        RedisStoreBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
     }
 
     /// The key prefix this store writes under.
@@ -228,49 +226,86 @@ impl RedisStore {
         self.run(cmd.query_async(&mut conn)).await
     }
 
-    /// Runs a Redis future under the command timeout, counting timeouts in a row.
+    /// Runs a Redis future under the command timeout, and replaces the connection when
+    /// the failure says it is beyond the `redis` crate's own reconnect.
     async fn run<T>(&self, fut: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T> {
-        let result = bounded(self.config().command_timeout, fut).await;
-        let shared = &*self.shared;
-        match &result {
-            Err(KvError::Unavailable(e)) if is_timeout(e.as_ref()) => {
-                let n = shared.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= TIMEOUTS_BEFORE_REBUILD {
-                    self.rebuild_in_background();
-                }
+        let timeout = self.config().command_timeout;
+        let (result, trouble) = match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(v)) => (Ok(v), Trouble::None),
+            Ok(Err(e)) => {
+                let trouble = Trouble::of(&e);
+                (Err(map_error(e)), trouble)
             }
-            _ => {
+            Err(_) => (Err(timed_out(timeout)), Trouble::Timeout),
+        };
+        let shared = &*self.shared;
+        match trouble {
+            Trouble::None if result.is_ok() => {
                 if shared.timeouts.load(Ordering::Relaxed) != 0 {
                     shared.timeouts.store(0, Ordering::Relaxed);
                 }
             }
+            Trouble::None => {}
+            Trouble::Timeout => {
+                let n = shared.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= TIMEOUTS_BEFORE_REBUILD {
+                    self.rebuild_in_background(trouble);
+                }
+            }
+            Trouble::Io => {
+                if shared
+                    .rebuild
+                    .as_ref()
+                    .is_some_and(|r| r.source.follows_a_primary())
+                {
+                    self.rebuild_in_background(trouble);
+                }
+            }
+            Trouble::Stuck => self.rebuild_in_background(trouble),
         }
         result
     }
 
-    fn rebuild_in_background(&self) {
-        let Some(rebuild) = &self.shared.rebuild else {
+    fn rebuild_in_background(&self, trouble: Trouble) {
+        if self.shared.rebuild.is_none() {
             return;
-        };
+        }
+        let now_ms = u64::try_from(self.shared.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now_ms < self.shared.next_rebuild_ms.load(Ordering::Relaxed) {
+            return;
+        }
         if self.shared.rebuilding.swap(true, Ordering::AcqRel) {
             return;
         }
-        tracing::warn!("kv RedisStore: the connection stopped answering; opening a new one");
-        let shared = Arc::clone(&self.shared);
-        let (client, config, limit) = (
-            rebuild.client.clone(),
-            rebuild.config.clone(),
-            rebuild.limit,
+        let interval = u64::try_from(REBUILD_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .next_rebuild_ms
+            .store(now_ms.saturating_add(interval), Ordering::Relaxed);
+        tracing::warn!(
+            db.system.name = "redis",
+            cause = ?trouble,
+            "kv RedisStore: the connection is not usable; opening a new one"
         );
+        let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
-            match bounded(limit, ConnectionManager::new_with_config(client, config)).await {
+            let Some(rebuild) = &shared.rebuild else {
+                return;
+            };
+            match rebuild.open().await {
                 Ok(manager) => {
                     *shared.conn.write() = Conn::Single(manager);
                     shared.timeouts.store(0, Ordering::Relaxed);
-                    tracing::info!("kv RedisStore: new connection in use");
+                    tracing::info!(
+                        db.system.name = "redis",
+                        "kv RedisStore: new connection in use"
+                    );
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "kv RedisStore: could not open a new connection")
+                    tracing::warn!(
+                        db.system.name = "redis",
+                        error = %err,
+                        "kv RedisStore: could not open a new connection"
+                    );
                 }
             }
             shared.rebuilding.store(false, Ordering::Release);
@@ -417,20 +452,17 @@ async fn bounded<T>(
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(map_error(e)),
-        Err(_) => {
-            tracing::debug!(?timeout, "kv RedisStore: command timed out");
-            Err(KvError::unavailable(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("redis command timed out after {timeout:?}"),
-            )))
-        }
+        Err(_) => Err(timed_out(timeout)),
     }
 }
 
-/// Whether an `Unavailable` cause is our command timeout.
-fn is_timeout(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+/// Our command timeout, as a retryable error.
+fn timed_out(timeout: Duration) -> KvError {
+    tracing::debug!(?timeout, "kv RedisStore: command timed out");
+    KvError::unavailable(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("redis command timed out after {timeout:?}"),
+    ))
 }
 
 /// Maps a Redis error to the contract's error kinds.
@@ -472,182 +504,5 @@ impl fmt::Debug for RedisStore {
             .field("command_timeout", &self.config().command_timeout)
             .field("cluster", &self.config().cluster)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`RedisStore`].
-#[must_use]
-pub struct RedisStoreBuilder {
-    nodes: Vec<String>,
-    cluster: bool,
-    prefix: String,
-    command_timeout: Duration,
-    connect_timeout: Duration,
-    reconnect_retries: usize,
-    max_key_len: usize,
-    max_value_len: usize,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("nodes", &self.nodes.len())
-            .field("cluster", &self.cluster)
-            .field("prefix", &self.prefix)
-            .field("command_timeout", &self.command_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("reconnect_retries", &self.reconnect_retries)
-            .field("max_key_len", &self.max_key_len)
-            .field("max_value_len", &self.max_value_len)
-            .finish()
-    }
-}
-
-impl RedisStoreBuilder {
-    fn new(nodes: Vec<String>, cluster: bool) -> Self {
-        RedisStoreBuilder {
-            nodes,
-            cluster,
-            prefix: String::new(),
-            command_timeout: Duration::from_millis(500),
-            connect_timeout: Duration::from_secs(1),
-            reconnect_retries: 1,
-            max_key_len: 16 << 10,
-            max_value_len: 512 << 20,
-        }
-    }
-
-    /// A prefix put before every key (default: none), e.g. `"myapp:"`, so that several
-    /// applications can share one Redis.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The bound on every call, reconnect waits included (default 500 ms). A call that
-    /// takes longer returns [`KvError::Unavailable`].
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
-        self
-    }
-
-    /// The bound on each connection attempt (default 1 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How many times a broken connection is retried in the background before the next
-    /// call starts over (default 1). Kept small so that calls fail fast while Redis is
-    /// down instead of queueing behind a long backoff.
-    pub fn reconnect_retries(mut self, retries: usize) -> Self {
-        self.reconnect_retries = retries;
-        self
-    }
-
-    /// The longest key accepted, in bytes, prefix excluded (default 16 KiB).
-    pub fn max_key_len(mut self, bytes: usize) -> Self {
-        self.max_key_len = bytes;
-        self
-    }
-
-    /// The longest value accepted, in bytes (default 512 MiB, Redis' limit).
-    pub fn max_value_len(mut self, bytes: usize) -> Self {
-        self.max_value_len = bytes;
-        self
-    }
-
-    /// Connects.
-    ///
-    /// # Errors
-    /// [`KvError::InvalidInput`] for a malformed URL, an empty node list or a zero
-    /// timeout; [`KvError::Unavailable`] when Redis cannot be reached in time.
-    pub async fn build(self) -> Result<RedisStore> {
-        if self.nodes.is_empty() {
-            return Err(KvError::invalid_input("no Redis URL given"));
-        }
-        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(KvError::invalid_input("timeouts must be positive"));
-        }
-        let (conn, rebuild) = if self.cluster {
-            (self.connect_cluster().await?, None)
-        } else {
-            let (conn, rebuild) = self.connect_single().await?;
-            (conn, Some(rebuild))
-        };
-        Ok(RedisStore {
-            shared: Arc::new(Shared {
-                conn: parking_lot::RwLock::new(conn),
-                config: Config {
-                    prefix: self.prefix,
-                    command_timeout: self.command_timeout,
-                    max_key_len: self.max_key_len,
-                    max_value_len: self.max_value_len,
-                    cluster: self.cluster,
-                },
-                rebuild,
-                timeouts: AtomicU32::new(0),
-                rebuilding: AtomicBool::new(false),
-            }),
-        })
-    }
-
-    /// The bound on opening a connection: every attempt's timeout plus backoff slack.
-    fn connect_limit(&self, attempts: usize) -> Duration {
-        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-        self.connect_timeout
-            .saturating_mul(attempts)
-            .saturating_add(Duration::from_secs(1))
-    }
-
-    async fn connect_single(&self) -> Result<(Conn, Rebuild)> {
-        let client = ::redis::Client::open(self.nodes[0].as_str())
-            .map_err(|e| KvError::invalid_input(format!("invalid Redis URL: {e}")))?;
-        // No response timeout inside the manager: every call is already bounded by
-        // `bounded()` (which also covers reconnect waits), and a second timer per command
-        // costs measurable time under concurrency.
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(self.reconnect_retries)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let limit = self.connect_limit(self.reconnect_retries.saturating_add(1));
-        let manager = bounded(
-            limit,
-            ConnectionManager::new_with_config(client.clone(), config.clone()),
-        )
-        .await?;
-        Ok((
-            Conn::Single(manager),
-            Rebuild {
-                client,
-                config,
-                limit,
-            },
-        ))
-    }
-
-    #[cfg(feature = "redis-cluster")]
-    async fn connect_cluster(&self) -> Result<Conn> {
-        let client =
-            ::redis::cluster::ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
-                .connection_timeout(self.connect_timeout)
-                .response_timeout(self.command_timeout)
-                .overall_response_timeout(Some(self.command_timeout))
-                .retries(2)
-                .min_retry_wait(20)
-                .max_retry_wait(200)
-                .build()
-                .map_err(|e| KvError::invalid_input(format!("invalid Redis Cluster URL: {e}")))?;
-        let conn = bounded(self.connect_limit(2), client.get_async_connection()).await?;
-        Ok(Conn::Cluster(conn))
-    }
-
-    #[cfg(not(feature = "redis-cluster"))]
-    async fn connect_cluster(&self) -> Result<Conn> {
-        Err(KvError::invalid_input(
-            "Redis Cluster needs the `redis-cluster` feature",
-        ))
     }
 }

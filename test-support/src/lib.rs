@@ -101,6 +101,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// Listens for TLS only: ready when the port accepts a connection.
+    tls_only: bool,
 }
 
 impl RedisServer {
@@ -114,6 +116,45 @@ impl RedisServer {
             port,
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls_only: false,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a TLS-only `redis-server` on `127.0.0.1:port` (no plain-text port) with the
+    /// certificates in `tls`; with `verify_clients` it refuses clients without a
+    /// certificate its CA signed.
+    pub fn start_tls(
+        port: u16,
+        tls: &TlsFiles,
+        verify_clients: bool,
+        extra: &[&str],
+    ) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("kv-test-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&tls.server_cert),
+            "--tls-key-file".to_owned(),
+            path(&tls.server_key),
+            "--tls-ca-cert-file".to_owned(),
+            path(&tls.ca),
+            "--tls-auth-clients".to_owned(),
+            if verify_clients { "yes" } else { "no" }.to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra: args,
+            tls_only: true,
         };
         server.spawn();
         server
@@ -131,7 +172,11 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
-        wait_ready(self.port);
+        if self.tls_only {
+            wait_listening(self.port);
+        } else {
+            wait_ready(self.port);
+        }
     }
 
     /// The server's `redis://` URL.
@@ -204,6 +249,154 @@ fn wait_ready(port: u16) {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("redis-server on port {port} did not become ready");
+}
+
+fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("redis-server on port {port} did not start listening");
+}
+
+/// A private certificate authority and what it signed, generated with `openssl` for one
+/// test: a server certificate for `127.0.0.1` / `localhost` and a client certificate,
+/// plus an unrelated CA (`other_ca`) that signed neither.
+#[derive(Debug)]
+pub struct TlsFiles {
+    dir: PathBuf,
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Another CA's certificate, which signed nothing here (PEM).
+    pub other_ca: PathBuf,
+    /// The server's certificate (PEM), for `127.0.0.1` and `localhost`.
+    pub server_cert: PathBuf,
+    /// The server's private key (PEM).
+    pub server_key: PathBuf,
+    /// A client certificate the CA signed (PEM).
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Generates the files in a new temporary directory; `None` (and a "skipped" line)
+    /// when `openssl` is missing, a failure instead when `KV_REQUIRE_REDIS=1`.
+    pub fn generate(test: &str) -> Option<TlsFiles> {
+        if !has_binary_args("openssl", &["version"]) {
+            assert!(
+                !required(),
+                "KV_REQUIRE_REDIS=1 but openssl is not installed"
+            );
+            eprintln!("SKIPPED {test}: openssl not installed");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "kv-test-tls-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let at = |name: &str| dir.join(name);
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for ca in ["ca", "other-ca"] {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=kv test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
+        }
+        std::fs::write(
+            at("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        std::fs::write(at("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write ext");
+        for (name, cn) in [("server", "127.0.0.1"), ("client", "kv test client")] {
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        Some(TlsFiles {
+            ca: at("ca.crt"),
+            other_ca: at("other-ca.crt"),
+            server_cert: at("server.crt"),
+            server_key: at("server.key"),
+            client_cert: at("client.crt"),
+            client_key: at("client.key"),
+            dir,
+        })
+    }
+
+    /// Reads one of the files.
+    pub fn read(path: &PathBuf) -> Vec<u8> {
+        std::fs::read(path).expect("read a generated TLS file")
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn has_binary_args(name: &str, args: &[&str]) -> bool {
+    Command::new(name)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A real 3-master Redis Cluster on loopback ports.

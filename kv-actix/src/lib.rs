@@ -34,6 +34,11 @@ mod view;
 
 pub use cache::{CacheMiddleware, CacheService};
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
+/// The Redis backend (features `redis`, `redis-cluster`, `redis-sentinel`, `redis-tls`),
+/// so that one dependency on this crate is enough.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use kv_core::{RedisStore, RedisStoreBuilder};
 pub use rate_limit::{RateLimitMiddleware, RateLimitService};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]

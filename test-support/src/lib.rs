@@ -457,3 +457,146 @@ impl Cluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
+
+/// A Sentinel-monitored master on loopback: a primary, one replica and three
+/// sentinels (quorum 2, a primary is down after `down_after_ms` of silence).
+#[derive(Debug)]
+pub struct SentinelGroup {
+    /// The servers, the first started as primary and the second as its replica; which one
+    /// is primary now is [`SentinelGroup::primary_port`]'s answer.
+    pub servers: Vec<RedisServer>,
+    sentinels: Vec<SentinelProcess>,
+    /// The name the sentinels monitor the master under.
+    pub master: String,
+}
+
+#[derive(Debug)]
+struct SentinelProcess {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl SentinelGroup {
+    /// Starts the group and waits until every sentinel sees the primary and its replica;
+    /// `None` (and a "skipped" line) when Redis tests cannot run here.
+    pub fn start(test: &str, down_after_ms: u32) -> Option<SentinelGroup> {
+        if !available(test) {
+            return None;
+        }
+        let primary = RedisServer::start(free_port(), &[]);
+        let replica_of = format!("127.0.0.1 {}", primary.port);
+        let replica = RedisServer::start(free_port(), &["--replicaof", &replica_of]);
+        let master = "kvmaster".to_owned();
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = std::env::temp_dir()
+                .join(format!("kv-test-sentinel-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let conf = dir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {master} {down_after_ms}\n\
+                     sentinel failover-timeout {master} 10000\n\
+                     sentinel parallel-syncs {master} 1\n",
+                    dir = dir.display(),
+                    primary = primary.port,
+                ),
+            )
+            .expect("write sentinel.conf");
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server --sentinel");
+            wait_ready(port);
+            sentinels.push(SentinelProcess { child, port, dir });
+        }
+        let group = SentinelGroup {
+            servers: vec![primary, replica],
+            sentinels,
+            master,
+        };
+        let start = Instant::now();
+        while !group.sentinels.iter().all(|s| {
+            let replicas = cli(s.port, &["SENTINEL", "REPLICAS", &group.master]);
+            let others = cli(s.port, &["SENTINEL", "SENTINELS", &group.master]);
+            replicas.contains("slave") && others.matches("127.0.0.1").count() >= 2
+        }) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the sentinels did not discover the replica and each other"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(group)
+    }
+
+    /// The sentinels' `host:port` addresses.
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect()
+    }
+
+    /// The port of the server the first sentinel names as primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let out = cli(
+            self.sentinels[0].port,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.master],
+        );
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// Runs `redis-cli` against the first sentinel.
+    pub fn sentinel_cli(&self, args: &[&str]) -> String {
+        cli(self.sentinels[0].port, args)
+    }
+
+    /// The server listening on `port`.
+    pub fn server(&mut self, port: u16) -> &mut RedisServer {
+        self.servers
+            .iter_mut()
+            .find(|s| s.port == port)
+            .expect("a server of the group")
+    }
+
+    /// Waits until the replica has everything the primary wrote.
+    pub fn wait_replicated(&self, primary: u16) {
+        let start = Instant::now();
+        loop {
+            let offset = |port: u16, field: &str| -> Option<i64> {
+                cli(port, &["INFO", "replication"])
+                    .lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            let master = offset(primary, "master_repl_offset:");
+            let replica = self
+                .servers
+                .iter()
+                .filter(|s| s.port != primary)
+                .find_map(|s| offset(s.port, "slave_repl_offset:"));
+            if master.is_some() && master == replica {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "replication lag");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

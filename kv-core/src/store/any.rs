@@ -201,6 +201,7 @@ impl AnyStore {
     /// | `memory://` (or `memory:`) | a new [`MemoryStore`](crate::MemoryStore) with the default bounds |
     /// | `redis://…`, `rediss://…`, `redis+unix://…`, `unix://…` | `RedisStore::connect(url)` (feature `redis`) |
     /// | several `redis://…` URLs separated by commas | a Redis Cluster with those seed nodes (feature `redis-cluster`) |
+    /// | `redis+sentinel://host:port[,host:port…]/master` | the master's primary through Sentinel (feature `redis-sentinel`) |
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -231,7 +232,7 @@ impl AnyStore {
                 Ok(AnyStore::from(store))
             }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel" => {
                 Ok(AnyStore::from(crate::RedisStore::connect(url).await?))
             }
             _ => Err(crate::KvError::invalid_input(format!(

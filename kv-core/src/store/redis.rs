@@ -261,6 +261,8 @@ impl RedisStore {
                     self.rebuild_in_background(trouble);
                 }
             }
+            #[cfg(feature = "redis-sentinel")]
+            Trouble::Moved => self.rebuild_in_background(trouble),
             Trouble::Stuck => self.rebuild_in_background(trouble),
         }
         result
@@ -442,6 +444,27 @@ impl Store for RedisStore {
         }
         self.query(&cmd).await
     }
+}
+
+/// Behind Sentinel: asks the sentinels every `interval` whether the primary moved, and
+/// moves the store when it did. Ends when the last handle of the store is dropped.
+#[cfg(feature = "redis-sentinel")]
+fn watch_primary(shared: std::sync::Weak<Shared>, interval: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let moved = match &shared.rebuild {
+                Some(rebuild) => rebuild.primary_moved().await,
+                None => return,
+            };
+            if moved {
+                RedisStore { shared }.rebuild_in_background(Trouble::Moved);
+            }
+        }
+    });
 }
 
 /// Runs a Redis future under `timeout`, mapping every failure to a [`KvError`].

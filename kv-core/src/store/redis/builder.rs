@@ -69,6 +69,8 @@ pub struct RedisStoreBuilder {
     max_value_len: usize,
     #[cfg(feature = "redis-tls")]
     tls: TlsMaterial,
+    #[cfg(feature = "redis-sentinel")]
+    sentinel_check_interval: Duration,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -179,7 +181,21 @@ impl RedisStoreBuilder {
             max_value_len: 512 << 20,
             #[cfg(feature = "redis-tls")]
             tls: TlsMaterial::default(),
+            #[cfg(feature = "redis-sentinel")]
+            sentinel_check_interval: Duration::from_secs(1),
         }
+    }
+
+    /// Behind Sentinel: how often the store asks the sentinels which server is primary
+    /// (default 1 s). After a failover the old primary may go on taking writes until
+    /// Sentinel demotes it, and those writes are lost when it resynchronises; the store
+    /// moves to the new primary within this interval, or at once when the old one drops
+    /// the connection or refuses a write.
+    #[cfg(feature = "redis-sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-sentinel")))]
+    pub fn sentinel_check_interval(mut self, interval: Duration) -> Self {
+        self.sentinel_check_interval = interval;
+        self
     }
 
     /// A prefix put before every key (default: none), e.g. `"myapp:"`, so that several
@@ -253,6 +269,12 @@ impl RedisStoreBuilder {
     /// Redis cannot be reached in time; [`KvError::Backend`] when the server refuses the
     /// connection (wrong password, TLS handshake refused).
     pub async fn build(self) -> Result<RedisStore> {
+        #[cfg(feature = "redis-sentinel")]
+        if self.sentinel_check_interval.is_zero() {
+            return Err(KvError::invalid_input(
+                "the Sentinel check interval must be positive",
+            ));
+        }
         if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(KvError::invalid_input("timeouts must be positive"));
         }
@@ -283,7 +305,7 @@ impl RedisStoreBuilder {
                 (conn, Some(rebuild))
             }
         };
-        Ok(RedisStore {
+        let store = RedisStore {
             shared: Arc::new(Shared {
                 conn: parking_lot::RwLock::new(conn),
                 config: Config {
@@ -299,7 +321,17 @@ impl RedisStoreBuilder {
                 born: Instant::now(),
                 next_rebuild_ms: AtomicU64::new(0),
             }),
-        })
+        };
+        #[cfg(feature = "redis-sentinel")]
+        if store
+            .shared
+            .rebuild
+            .as_ref()
+            .is_some_and(|r| r.source.follows_a_primary())
+        {
+            super::watch_primary(Arc::downgrade(&store.shared), self.sentinel_check_interval);
+        }
+        Ok(store)
     }
 
     /// The `redis::Client` for one URL, with the builder's TLS material.
@@ -363,6 +395,7 @@ impl RedisStoreBuilder {
             source,
             config,
             limit: self.connect_limit(self.reconnect_retries.saturating_add(1)),
+            current: parking_lot::Mutex::new(String::new()),
         };
         let manager = rebuild.open().await?;
         Ok((Conn::Single(manager), rebuild))

@@ -47,17 +47,37 @@ pub(super) struct Rebuild {
     pub(super) config: ConnectionManagerConfig,
     /// The bound on one opening, Sentinel lookup included.
     pub(super) limit: Duration,
+    /// The address the connection in use was opened to (`host:port`).
+    pub(super) current: parking_lot::Mutex<String>,
 }
 
 impl Rebuild {
     pub(super) async fn open(&self) -> Result<ConnectionManager> {
         let source = self.source.clone();
         let config = self.config.clone();
-        bounded(self.limit, async move {
+        let (manager, addr) = bounded(self.limit, async move {
             let client = source.client().await?;
-            ConnectionManager::new_with_config(client, config).await
+            let addr = client.get_connection_info().addr().to_string();
+            Ok((
+                ConnectionManager::new_with_config(client, config).await?,
+                addr,
+            ))
         })
-        .await
+        .await?;
+        *self.current.lock() = addr;
+        Ok(manager)
+    }
+
+    /// Whether the sentinels name another primary than the one in use (`false` when
+    /// they cannot be asked: the calls' own failures handle that).
+    #[cfg(feature = "redis-sentinel")]
+    pub(super) async fn primary_moved(&self) -> bool {
+        let source = self.source.clone();
+        let now = bounded(self.limit, async move { source.client().await }).await;
+        match now {
+            Ok(client) => *self.current.lock() != client.get_connection_info().addr().to_string(),
+            Err(_) => false,
+        }
     }
 }
 
@@ -76,6 +96,10 @@ pub(super) enum Trouble {
     /// data), or the server is a replica now (`READONLY` after a failover). Only a new
     /// connection gets out of it.
     Stuck,
+    /// The sentinels name another primary: a failover happened while the old primary
+    /// still answers (it takes writes until Sentinel demotes it, which can take long).
+    #[cfg(feature = "redis-sentinel")]
+    Moved,
 }
 
 impl Trouble {

@@ -399,10 +399,39 @@ fn has_binary_args(name: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// One line of `CLUSTER NODES`.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The node id.
+    pub id: String,
+    /// Its port on loopback.
+    pub port: u16,
+    /// A master that is not failed.
+    pub master: bool,
+    /// A replica's master id.
+    pub replica_of: Option<String>,
+    /// The slot ranges it serves (`"0-5460"`, `"5461"`, …).
+    pub slots: Vec<String>,
+}
+
+impl ClusterNode {
+    /// Whether it serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|range| {
+            let mut ends = range.split('-').map(|n| n.parse::<u16>());
+            match (ends.next(), ends.next()) {
+                (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                (Some(Ok(a)), None) => a == slot,
+                _ => false,
+            }
+        })
+    }
+}
+
 /// A real 3-master Redis Cluster on loopback ports.
 #[derive(Debug)]
 pub struct Cluster {
-    /// The three master nodes.
+    /// The nodes: at creation the first three are the masters, the rest their replicas.
     pub nodes: Vec<RedisServer>,
 }
 
@@ -410,16 +439,30 @@ impl Cluster {
     /// Starts three cluster-enabled servers and joins them into one cluster; `None` (and
     /// a "skipped" line) when Redis tests cannot run here, as for [`server`].
     pub fn start(test: &str) -> Option<Cluster> {
+        Cluster::start_with(test, 0)
+    }
+
+    /// Three masters with `replicas` replicas each (`nodes` holds all of them, masters
+    /// first as `redis-cli --cluster create` assigns them), a node timeout of 1 s so that a
+    /// killed master's replica takes over quickly.
+    pub fn start_with(test: &str, replicas: usize) -> Option<Cluster> {
         if !available(test) {
             return None;
         }
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             let port = free_port();
             let conf = format!("nodes-{port}.conf");
             nodes.push(RedisServer::start(
                 port,
-                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf,
+                    "--cluster-node-timeout",
+                    "1000",
+                ],
             ));
         }
         let addrs: Vec<String> = nodes
@@ -430,7 +473,7 @@ impl Cluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -438,18 +481,74 @@ impl Cluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+        let cluster = Cluster { nodes };
+        cluster.wait_ok(Duration::from_secs(30));
+        if replicas > 0 {
+            // Every master has its replicas attached before the test fails one over.
+            let start = Instant::now();
+            while cluster
+                .nodes
+                .iter()
+                .filter(|n| n.cli(&["ROLE"]).starts_with("slave"))
+                .any(|n| {
+                    !n.cli(&["INFO", "replication"])
+                        .contains("master_link_status:up")
+                })
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "replicas did not sync"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(cluster)
+    }
+
+    /// Waits until every live node reports `cluster_state:ok`.
+    pub fn wait_ok(&self, limit: Duration) {
         let start = Instant::now();
-        while !nodes
+        while !self
+            .nodes
             .iter()
+            .filter(|n| n.child.is_some())
             .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
         {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "cluster did not become ok"
-            );
+            assert!(start.elapsed() < limit, "cluster did not become ok");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Cluster { nodes })
+    }
+
+    /// `(node id, port, is master, master id, slot ranges)` of every node, as `node` sees
+    /// them (`CLUSTER NODES`).
+    pub fn topology(&self, node: usize) -> Vec<ClusterNode> {
+        self.nodes[node]
+            .cli(&["CLUSTER", "NODES"])
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                let id = f.next()?.to_owned();
+                let port = f.next()?.split(['@', ':']).nth(1)?.parse().ok()?;
+                let flags = f.next()?;
+                let master = f.next()?.to_owned();
+                let slots = f.skip(4).map(str::to_owned).collect();
+                Some(ClusterNode {
+                    id,
+                    port,
+                    master: flags.contains("master") && !flags.contains("fail"),
+                    replica_of: (master != "-").then_some(master),
+                    slots,
+                })
+            })
+            .collect()
+    }
+
+    /// The node (by index in `nodes`) listening on `port`.
+    pub fn index_of(&self, port: u16) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of the cluster")
     }
 
     /// The nodes' `redis://` URLs.

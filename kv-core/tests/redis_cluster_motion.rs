@@ -40,7 +40,7 @@ async fn traffic(store: RedisStore, keys: Vec<String>, stop: Arc<AtomicBool>) ->
     while !stop.load(Ordering::Relaxed) || failing_since.iter().any(Option::is_some) {
         let k = i % keys.len();
         i += 1;
-        let ttl = (k % 2 == 0).then_some(Duration::from_secs(600));
+        let ttl = k.is_multiple_of(2).then_some(Duration::from_secs(600));
         let call = Instant::now();
         let result = store.incr_by(&keys[k], 1, ttl).await;
         assert!(
@@ -68,7 +68,7 @@ async fn traffic(store: RedisStore, keys: Vec<String>, stop: Arc<AtomicBool>) ->
                 "no recovery within 30 s"
             );
         }
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }

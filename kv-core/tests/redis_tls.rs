@@ -85,6 +85,7 @@ async fn a_wrong_ca_is_a_clear_error_at_connect_not_a_hang() {
             "{what}: no hang"
         );
         let text = err.to_string().to_lowercase();
+        eprintln!("{what}: {err}");
         assert!(
             text.contains("certificate") || text.contains("issuer"),
             "{what}: the error names the certificate problem: {text}"

@@ -290,11 +290,15 @@ impl RedisStoreBuilder {
             Target::Cluster(nodes) => (self.connect_cluster(nodes).await?, None),
             Target::Url(url) => {
                 let client = self.client_for(url)?;
-                let (conn, rebuild) = self.connect_single(Source::Client(client)).await?;
+                let (conn, rebuild) = self
+                    .connect_single(Source::Client(Box::new(client)))
+                    .await?;
                 (conn, Some(rebuild))
             }
             Target::Client(client) => {
-                let (conn, rebuild) = self.connect_single(Source::Client(client.clone())).await?;
+                let (conn, rebuild) = self
+                    .connect_single(Source::Client(Box::new(client.clone())))
+                    .await?;
                 (conn, Some(rebuild))
             }
             #[cfg(feature = "redis-sentinel")]

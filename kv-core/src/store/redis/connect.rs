@@ -15,7 +15,7 @@ use crate::Result;
 #[derive(Clone)]
 pub(super) enum Source {
     /// A fixed server.
-    Client(::redis::Client),
+    Client(Box<::redis::Client>),
     /// The current primary of a Sentinel-monitored master, asked again on every (re)open.
     #[cfg(feature = "redis-sentinel")]
     Sentinel(Arc<tokio::sync::Mutex<::redis::sentinel::SentinelClient>>),
@@ -24,7 +24,7 @@ pub(super) enum Source {
 impl Source {
     async fn client(&self) -> ::redis::RedisResult<::redis::Client> {
         match self {
-            Source::Client(client) => Ok(client.clone()),
+            Source::Client(client) => Ok((**client).clone()),
             #[cfg(feature = "redis-sentinel")]
             Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
         }

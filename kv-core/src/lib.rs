@@ -29,6 +29,8 @@
 //! | `memory` (default) | [`MemoryStore`] |
 //! | `redis` | `RedisStore` on one Redis / Valkey server |
 //! | `redis-cluster` | `RedisStore` on Redis Cluster |
+//! | `redis-sentinel` | `RedisStore` behind Redis Sentinel (`redis+sentinel://`) |
+//! | `redis-tls` | `rediss://` for `RedisStore` (rustls; private CA and client certificates) |
 //! | `session` | the session engine in `session` |
 //! | `test-util` | [`clock::ManualClock`], the conformance suite and the test doubles in `testing` (`CountingStore`, `UnavailableStore`, `RemoteLike`), `rate_limit::parse_rate_limit_header` |
 //! | `cache` | the response-cache engine, `cache` (RFC 9111 policy, coalescing, revalidation) |

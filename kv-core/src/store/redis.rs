@@ -44,6 +44,17 @@
 //! own limit, by default); larger input is [`KvError::InvalidInput`] and is never sent.
 //! For hashes, field names obey the key limit and each field value the value limit.
 //!
+//! # TLS, credentials, Sentinel
+//! `rediss://` with the `redis-tls` feature (a private CA and a client certificate through
+//! [`RedisStoreBuilder::ca_certificate_pem`] and
+//! [`client_certificate_pem`](RedisStoreBuilder::client_certificate_pem), or a ready client
+//! through [`RedisStore::builder_from_client`]); a password or ACL user in the URL
+//! (`redis://user:password@host`), never shown by `Debug` or in logs; Sentinel with
+//! `redis-sentinel` (`redis+sentinel://host:port,…/master` or
+//! [`RedisStore::sentinel_builder`]). A reconnect the `redis` crate gives up on (refused
+//! `AUTH`, `LOADING`, `READONLY` after a failover) is retried by opening a new connection.
+//! The repository's `docs/redis.md` shows each setup and what a failover costs, measured.
+//!
 //! # Redis Cluster
 //! With the `redis-cluster` feature, [`RedisStore::cluster_builder`] takes the seed node
 //! URLs. Every command and script of this store touches exactly one key, so nothing ever

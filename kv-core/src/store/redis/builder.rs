@@ -116,7 +116,7 @@ impl RedisStore {
         RedisStoreBuilder::new(target)
     }
 
-    /// A builder over a [`redis::Client`](::redis::Client) you built yourself, for
+    /// A builder over a [`redis::Client`] you built yourself, for
     /// connection settings this builder does not offer. The client must be of the `redis`
     /// crate version kv uses, re-exported as [`kv_core::store::redis::driver`](super::driver).
     pub fn builder_from_client(client: ::redis::Client) -> RedisStoreBuilder {

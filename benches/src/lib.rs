@@ -15,6 +15,21 @@ use bytes::Bytes;
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
+/// The examples of the `docs/` pages, tested the same way.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../../docs/stores.md")]
+    mod stores {}
+    #[doc = include_str!("../../docs/rate-limiting.md")]
+    mod rate_limiting {}
+    #[doc = include_str!("../../docs/sessions.md")]
+    mod sessions {}
+    #[doc = include_str!("../../docs/caching.md")]
+    mod caching {}
+    #[doc = include_str!("../../docs/actix.md")]
+    mod actix {}
+}
+
 /// Keys in the data set.
 pub const KEYS: usize = 100_000;
 

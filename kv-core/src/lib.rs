@@ -35,6 +35,7 @@
 //! | `test-util` | [`clock::ManualClock`], the conformance suite and the test doubles in `testing` (`CountingStore`, `UnavailableStore`, `RemoteLike`), `rate_limit::parse_rate_limit_header` |
 //! | `cache` | the response-cache engine, `cache` (RFC 9111 policy, coalescing, revalidation) |
 //! | `near-cache` | an in-process `moka` near cache in front of the cache's store |
+//! | `metrics` | counters, gauges and histograms through the `metrics` facade ([`observe`] lists them) |
 //!
 //! ## Time
 //! Every store and engine reads time from a [`Clock`] (`new()` uses the system clock,
@@ -67,6 +68,7 @@ pub mod clock;
 mod config;
 mod error;
 mod janitor;
+pub mod observe;
 pub mod rate_limit;
 pub mod request;
 #[cfg(feature = "session")]

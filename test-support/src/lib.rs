@@ -699,3 +699,83 @@ impl SentinelGroup {
         }
     }
 }
+
+/// The process-wide `metrics` debugging recorder the tests read counters from: installed
+/// on first use (before the stores and middlewares under test are built, which register
+/// their handles when built). Every test of one binary shares it, so tests compare the
+/// values before and after what they do, or each binary holds one metrics test.
+pub mod metrics_capture {
+    use std::sync::OnceLock;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    fn snapshotter() -> &'static Snapshotter {
+        static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+        SNAPSHOTTER.get_or_init(|| {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            recorder
+                .install()
+                .expect("no other metrics recorder in this test binary");
+            snapshotter
+        })
+    }
+
+    /// Installs the recorder (call before building what is measured).
+    pub fn install() {
+        let _ = snapshotter();
+    }
+
+    /// One metric of the current values.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Metric {
+        /// The metric's name.
+        pub name: String,
+        /// Its labels, sorted by name.
+        pub labels: Vec<(String, String)>,
+        /// A counter's value, a gauge's value, or a histogram's number of samples.
+        pub value: f64,
+    }
+
+    /// Every metric recorded so far (a histogram as its sample count since the last
+    /// snapshot).
+    pub fn snapshot() -> Vec<Metric> {
+        snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let (_, key) = key.into_parts();
+                let mut labels: Vec<(String, String)> = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                labels.sort();
+                let value = match value {
+                    DebugValue::Counter(n) => n as f64,
+                    DebugValue::Gauge(g) => g.into_inner(),
+                    DebugValue::Histogram(samples) => samples.len() as f64,
+                };
+                Metric {
+                    name: key.name().to_owned(),
+                    labels,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// The value of the counter `name` with exactly these labels in `snapshot` (0 when absent).
+    pub fn value(snapshot: &[Metric], name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        want.sort();
+        snapshot
+            .iter()
+            .filter(|m| m.name == name && m.labels == want)
+            .map(|m| m.value)
+            .sum()
+    }
+}

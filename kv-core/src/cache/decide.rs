@@ -164,7 +164,7 @@ impl<St: Store> Cache<St> {
                 .await
             {
                 Joined::Answer(response) => {
-                    bump(&self.inner.counters.hits);
+                    bump(&self.inner.counters.coalesced);
                     return Lookup::Hit {
                         response,
                         refresh: None,

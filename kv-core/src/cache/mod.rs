@@ -141,7 +141,6 @@ pub use stats::CacheStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::HOST;
@@ -309,15 +308,15 @@ impl<St: Store> Cache<St> {
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheStats {
-            hits: l(&c.hits),
-            misses: l(&c.misses),
-            bypasses: l(&c.bypasses),
-            stale: l(&c.stale),
-            revalidated: l(&c.revalidated),
-            stored: l(&c.stored),
-            store_errors: l(&c.store_errors),
+            hits: c.hits.get() + c.coalesced.get(),
+            coalesced: c.coalesced.get(),
+            misses: c.misses.get(),
+            bypasses: c.bypasses.get(),
+            stale: c.stale.get(),
+            revalidated: c.revalidated.get(),
+            stored: c.stored.get(),
+            store_errors: c.store_errors.get(),
         }
     }
 

@@ -137,7 +137,14 @@ struct Shared {
     /// server refuses every connection, one attempt per [`REBUILD_INTERVAL`], not one per
     /// call.
     next_rebuild_ms: AtomicU64,
+    /// Per-operation durations, errors and reconnects (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: crate::observe::StoreMetrics,
 }
+
+/// A store call's names: the contract method (the `operation` label of the metrics) and
+/// the Redis command sent (`db.operation.name` in its span; `EVALSHA` for the scripts).
+type Op = (&'static str, &'static str);
 
 /// A connection that stops answering without being closed (a blackholed address after a
 /// failover, a frozen proxy) is not replaced by the `redis` crate: a timeout is not a
@@ -231,17 +238,36 @@ impl RedisStore {
         self.shared.conn.read().clone()
     }
 
-    /// Runs one command under the command timeout.
-    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    /// Runs one command under the command timeout; `op` names it for metrics and spans.
+    async fn query<T: ::redis::FromRedisValue>(&self, op: Op, cmd: &Cmd) -> Result<T> {
         let mut conn = self.conn();
-        self.run(cmd.query_async(&mut conn)).await
+        self.run(op, cmd.query_async(&mut conn)).await
     }
 
     /// Runs a Redis future under the command timeout, and replaces the connection when
     /// the failure says it is beyond the `redis` crate's own reconnect.
-    async fn run<T>(&self, fut: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T> {
+    async fn run<T>(
+        &self,
+        (method, command): Op,
+        fut: impl Future<Output = ::redis::RedisResult<T>>,
+    ) -> Result<T> {
+        use tracing::Instrument as _;
+        #[cfg(not(feature = "metrics"))]
+        let _ = method;
         let timeout = self.config().command_timeout;
-        let (result, trouble) = match tokio::time::timeout(timeout, fut).await {
+        let span = tracing::debug_span!(
+            "kv.store",
+            db.system.name = "redis",
+            db.operation.name = command,
+        );
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(timeout, fut).instrument(span).await;
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .call(method, started.elapsed().as_secs_f64());
+        let (result, trouble) = match outcome {
             Ok(Ok(v)) => (Ok(v), Trouble::None),
             Ok(Err(e)) => {
                 let trouble = Trouble::of(&e);
@@ -249,6 +275,10 @@ impl RedisStore {
             }
             Err(_) => (Err(timed_out(timeout)), Trouble::Timeout),
         };
+        #[cfg(feature = "metrics")]
+        if let Err(err) = &result {
+            self.shared.metrics.error(crate::observe::error_kind(err));
+        }
         let shared = &*self.shared;
         match trouble {
             Trouble::None if result.is_ok() => {
@@ -306,6 +336,8 @@ impl RedisStore {
             };
             match rebuild.open().await {
                 Ok(manager) => {
+                    #[cfg(feature = "metrics")]
+                    shared.metrics.reconnect(true);
                     *shared.conn.write() = Conn::Single(manager);
                     shared.timeouts.store(0, Ordering::Relaxed);
                     tracing::info!(
@@ -314,6 +346,8 @@ impl RedisStore {
                     );
                 }
                 Err(err) => {
+                    #[cfg(feature = "metrics")]
+                    shared.metrics.reconnect(false);
                     tracing::warn!(
                         db.system.name = "redis",
                         error = %err,
@@ -343,7 +377,16 @@ impl RedisStore {
         if let Some(ms) = ttl_ms {
             cmd.arg("PX").arg(ms);
         }
-        let stored: Option<()> = self.query(&cmd).await?;
+        let stored: Option<()> = self
+            .query(
+                if nx {
+                    ("set_nx", "SET")
+                } else {
+                    ("set", "SET")
+                },
+                &cmd,
+            )
+            .await?;
         Ok(stored.is_some())
     }
 }
@@ -351,7 +394,8 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let key = self.key(key)?;
-        self.query(::redis::cmd("GET").arg(&key)).await
+        self.query(("get", "GET"), ::redis::cmd("GET").arg(&key))
+            .await
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
@@ -364,7 +408,9 @@ impl Store for RedisStore {
 
     async fn del(&self, key: &str) -> Result<bool> {
         let key = self.key(key)?;
-        let removed: i64 = self.query(::redis::cmd("DEL").arg(&key)).await?;
+        let removed: i64 = self
+            .query(("del", "DEL"), ::redis::cmd("DEL").arg(&key))
+            .await?;
         Ok(removed > 0)
     }
 
@@ -372,12 +418,18 @@ impl Store for RedisStore {
         let key = self.key(key)?;
         // PEXPIRE with 0 deletes the key, as the contract says.
         let ms = if ttl.is_zero() { 0 } else { ttl_millis(ttl)? };
-        self.query(::redis::cmd("PEXPIRE").arg(&key).arg(ms)).await
+        self.query(
+            ("expire", "PEXPIRE"),
+            ::redis::cmd("PEXPIRE").arg(&key).arg(ms),
+        )
+        .await
     }
 
     async fn ttl(&self, key: &str) -> Result<Ttl> {
         let key = self.key(key)?;
-        let pttl: i64 = self.query(::redis::cmd("PTTL").arg(&key)).await?;
+        let pttl: i64 = self
+            .query(("ttl", "PTTL"), ::redis::cmd("PTTL").arg(&key))
+            .await?;
         Ok(Ttl::from_pttl(pttl))
     }
 
@@ -385,14 +437,19 @@ impl Store for RedisStore {
         let key = self.key(key)?;
         match opt_ttl_millis(ttl_if_new)? {
             None => {
-                self.query(::redis::cmd("INCRBY").arg(&key).arg(delta))
-                    .await
+                self.query(
+                    ("incr_by", "INCRBY"),
+                    ::redis::cmd("INCRBY").arg(&key).arg(delta),
+                )
+                .await
             }
             Some(ms) => {
                 let mut conn = self.conn();
                 let mut invocation = INCR_SCRIPT.prepare_invoke();
                 invocation.key(&key).arg(delta).arg(ms);
-                let text: Bytes = self.run(invocation.invoke_async(&mut conn)).await?;
+                let text: Bytes = self
+                    .run(("incr_by", "EVALSHA"), invocation.invoke_async(&mut conn))
+                    .await?;
                 super::input::parse_redis_int(&text).ok_or_else(|| {
                     KvError::Backend(Arc::new(std::io::Error::other(
                         "INCRBY script returned a non-integer",
@@ -404,7 +461,8 @@ impl Store for RedisStore {
 
     async fn hget_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
         let key = self.key(key)?;
-        self.query(::redis::cmd("HGETALL").arg(&key)).await
+        self.query(("hget_all", "HGETALL"), ::redis::cmd("HGETALL").arg(&key))
+            .await
     }
 
     async fn hset(
@@ -426,7 +484,7 @@ impl Store for RedisStore {
                 for (name, value) in &fields {
                     cmd.arg(name).arg(value.as_ref());
                 }
-                let _added: i64 = self.query(&cmd).await?;
+                let _added: i64 = self.query(("hset", "HSET"), &cmd).await?;
                 Ok(())
             }
             Some(ms) => {
@@ -436,7 +494,9 @@ impl Store for RedisStore {
                 for (name, value) in &fields {
                     invocation.arg(name).arg(value.as_ref());
                 }
-                let _ok: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+                let _ok: i64 = self
+                    .run(("hset", "EVALSHA"), invocation.invoke_async(&mut conn))
+                    .await?;
                 Ok(())
             }
         }
@@ -453,7 +513,7 @@ impl Store for RedisStore {
         for name in &fields {
             cmd.arg(name);
         }
-        self.query(&cmd).await
+        self.query(("hdel", "HDEL"), &cmd).await
     }
 }
 

@@ -324,6 +324,8 @@ impl RedisStoreBuilder {
                 rebuilding: AtomicBool::new(false),
                 born: Instant::now(),
                 next_rebuild_ms: AtomicU64::new(0),
+                #[cfg(feature = "metrics")]
+                metrics: crate::observe::StoreMetrics::new("redis"),
             }),
         };
         #[cfg(feature = "redis-sentinel")]

@@ -1,0 +1,194 @@
+//! Metrics and tracing: what kv reports, under which names.
+//!
+//! # Metrics (feature `metrics`)
+//! kv reports through the [`metrics`](https://docs.rs/metrics) facade, so any recorder
+//! works (`metrics-exporter-prometheus` in the demos). Without the feature nothing is
+//! compiled in; with it and no recorder installed, each event costs a relaxed atomic add
+//! and a call into the facade's no-op recorder.
+//!
+//! **Install the recorder before building the middlewares and stores**: each registers its
+//! handles once, when built (so that a request pays no name lookup or label allocation),
+//! with the recorder installed at that moment.
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | `kv_cache_requests_total` | counter | `outcome` = `hit`, `miss`, `stale`, `revalidated`, `bypass`, `coalesced` | requests the response cache saw, by what it did |
+//! | `kv_cache_stores_total` | counter | | entries written |
+//! | `kv_cache_store_errors_total` | counter | | cache store calls that failed (the request goes on as a miss) |
+//! | `kv_rate_limit_decisions_total` | counter | `policy`, `outcome` = `allowed`, `denied`, `shadow_denied`, `error` | one per policy per checked request |
+//! | `kv_session_loads_total` | counter | | session records read |
+//! | `kv_session_saves_total` | counter | | session records written |
+//! | `kv_session_creations_total` | counter | | new sessions written for the first time |
+//! | `kv_session_ends_total` | counter | `reason` = `logout`, `cycle`, `end_all` | sessions ended |
+//! | `kv_session_errors_total` | counter | | store failures while loading or saving |
+//! | `kv_store_operation_duration_seconds` | histogram | `backend` = `redis`, `operation` = the store method (`get`, `set`, `set_nx`, `del`, `expire`, `ttl`, `incr_by`, `hget_all`, `hset`, `hdel`) | each remote store call, failures included |
+//! | `kv_store_errors_total` | counter | `backend`, `kind` = `unavailable`, `timeout`, `backend`, `wrong_type`, `not_integer`, `overflow`, `invalid_input` | failed remote store calls |
+//! | `kv_store_reconnects_total` | counter | `backend`, `outcome` = `ok`, `failed` | replacement connections opened by the store |
+//! | `kv_memory_store_keys` | gauge | | entries held (sampled by the expiry tick) |
+//! | `kv_memory_store_bytes` | gauge | | accounted bytes held (sampled by the expiry tick) |
+//!
+//! No label carries a key, a session id, an IP address or a user: policy names are the
+//! ones you configured, every other label value is a fixed word.
+//!
+//! # Tracing
+//! Remote store calls run in a `debug` span named `kv.store` with the OpenTelemetry
+//! semantic-convention fields `db.system.name = "redis"` and `db.operation.name` (the
+//! command sent: `GET`, `SET`, `EVALSHA` for the scripts, …), so `tracing-opentelemetry` exports them as database client spans. kv never puts
+//! a key, a value, a cookie, a session id or an IP address in a span or event field.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter kept twice: in an atomic (for the engines' own `stats()`), and, with the
+/// `metrics` feature, in a registered metrics handle.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) struct Tally {
+    n: AtomicU64,
+    #[cfg(feature = "metrics")]
+    handle: ::metrics::Counter,
+}
+
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+impl Tally {
+    /// A tally reported as `name` with these fixed labels.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(name: &'static str, labels: &[(&'static str, &'static str)]) -> Tally {
+        Tally {
+            n: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            handle: {
+                let labels: Vec<::metrics::Label> = labels
+                    .iter()
+                    .map(|(k, v)| ::metrics::Label::from_static_parts(k, v))
+                    .collect();
+                ::metrics::counter!(name, labels)
+            },
+        }
+    }
+
+    /// Adds one.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.n.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.handle.increment(1);
+    }
+
+    /// The count so far (this instance's, not the recorder's).
+    pub(crate) fn get(&self) -> u64 {
+        self.n.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Tally").field(&self.get()).finish()
+    }
+}
+
+/// The store-call metrics of one remote backend, registered once per store.
+#[cfg(all(feature = "metrics", feature = "redis"))]
+pub(crate) struct StoreMetrics {
+    backend: &'static str,
+    durations: parking_lot::RwLock<Vec<(&'static str, ::metrics::Histogram)>>,
+    errors: Vec<(&'static str, ::metrics::Counter)>,
+    reconnects_ok: ::metrics::Counter,
+    reconnects_failed: ::metrics::Counter,
+}
+
+#[cfg(all(feature = "metrics", feature = "redis"))]
+impl StoreMetrics {
+    const ERROR_KINDS: [&'static str; 7] = [
+        "unavailable",
+        "timeout",
+        "backend",
+        "wrong_type",
+        "not_integer",
+        "overflow",
+        "invalid_input",
+    ];
+
+    pub(crate) fn new(backend: &'static str) -> StoreMetrics {
+        let errors = Self::ERROR_KINDS
+            .iter()
+            .map(|kind| {
+                (
+                    *kind,
+                    ::metrics::counter!("kv_store_errors_total", "backend" => backend, "kind" => *kind),
+                )
+            })
+            .collect();
+        StoreMetrics {
+            backend,
+            durations: parking_lot::RwLock::new(Vec::new()),
+            errors,
+            reconnects_ok: ::metrics::counter!("kv_store_reconnects_total", "backend" => backend, "outcome" => "ok"),
+            reconnects_failed: ::metrics::counter!("kv_store_reconnects_total", "backend" => backend, "outcome" => "failed"),
+        }
+    }
+
+    /// Records one call of `operation` that took `seconds`.
+    pub(crate) fn call(&self, operation: &'static str, seconds: f64) {
+        if let Some((_, h)) = self
+            .durations
+            .read()
+            .iter()
+            .find(|(op, _)| *op == operation)
+        {
+            h.record(seconds);
+            return;
+        }
+        let h = ::metrics::histogram!(
+            "kv_store_operation_duration_seconds",
+            "backend" => self.backend,
+            "operation" => operation
+        );
+        h.record(seconds);
+        self.durations.write().push((operation, h));
+    }
+
+    /// Records one failed call.
+    pub(crate) fn error(&self, kind: &'static str) {
+        if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == kind) {
+            c.increment(1);
+        }
+    }
+
+    /// Records a replacement connection, opened or not.
+    pub(crate) fn reconnect(&self, ok: bool) {
+        if ok {
+            self.reconnects_ok.increment(1);
+        } else {
+            self.reconnects_failed.increment(1);
+        }
+    }
+}
+
+#[cfg(all(feature = "metrics", feature = "redis"))]
+impl std::fmt::Debug for StoreMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreMetrics")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The metrics kind of a store error.
+#[cfg(all(feature = "metrics", feature = "redis"))]
+pub(crate) fn error_kind(err: &crate::KvError) -> &'static str {
+    use crate::KvError;
+    match err {
+        KvError::Unavailable(cause)
+            if cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+        {
+            "timeout"
+        }
+        KvError::Unavailable(_) => "unavailable",
+        KvError::WrongType => "wrong_type",
+        KvError::NotInteger => "not_integer",
+        KvError::Overflow => "overflow",
+        KvError::InvalidInput(_) => "invalid_input",
+        _ => "backend",
+    }
+}

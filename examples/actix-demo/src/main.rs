@@ -3,7 +3,8 @@
 //! Same routes and behaviour as `axum-demo` (what they share is in `demo-common`):
 //! `/slow` is cached 10 s, `/me` is a session, `/api/limited` allows 5 requests per 10 s
 //! per client (per user when logged in). `REDIS_URL` moves everything to Redis, so
-//! several replicas share it; `PORT` or `--port N` picks the port.
+//! several replicas share it; `PORT` or `--port N` picks the port. `/metrics` serves the
+//! middlewares' and the store's metrics in the Prometheus text format.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,6 +19,7 @@ use kv_core::cache::Cache;
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
+    let metrics = demo_common::install_metrics()?;
     let config = Config::from_env()?;
     let store = demo_common::open_store(&config).await?;
     let key = demo_common::session_key(&store).await?;
@@ -48,11 +50,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .route(web::get().to(limited)),
             )
             .route("/healthz", web::get().to(|| async { "ok" }))
+            .app_data(web::Data::new(metrics.clone()))
+            .route("/metrics", web::get().to(metrics_page))
     })
     .bind(addr)?
     .run()
     .await?;
     Ok(())
+}
+
+async fn metrics_page(
+    handle: web::Data<metrics_exporter_prometheus::PrometheusHandle>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(demo_common::METRICS_CONTENT_TYPE)
+        .body(handle.render())
 }
 
 async fn index() -> HttpResponse {

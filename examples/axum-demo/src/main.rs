@@ -3,7 +3,8 @@
 //! Same routes and behaviour as `actix-demo` (what they share is in `demo-common`):
 //! `/slow` is cached 10 s, `/me` is a session, `/api/limited` allows 5 requests per 10 s
 //! per client (per user when logged in). `REDIS_URL` moves everything to Redis, so
-//! several replicas share it; `PORT` or `--port N` picks the port.
+//! several replicas share it; `PORT` or `--port N` picks the port. `/metrics` serves the
+//! middlewares' and the store's metrics in the Prometheus text format.
 
 use std::net::SocketAddr;
 
@@ -22,6 +23,7 @@ use kv_tower::{CacheLayer, RateLimitLayer};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
+    let metrics = demo_common::install_metrics()?;
     let config = Config::from_env()?;
     let store = demo_common::open_store(&config).await?;
     let key = demo_common::session_key(&store).await?;
@@ -42,6 +44,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .layer(middleware::from_fn(user_header)),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, demo_common::METRICS_CONTENT_TYPE)],
+                        text,
+                    )
+                }
+            }),
+        )
         .layer(SessionLayer::new(demo_common::sessions(store, key)?));
 
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));

@@ -195,6 +195,43 @@ pub async fn check_demo(binary: &str) {
     assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(sixth.headers().get("retry-after").is_some());
     assert!(sixth.headers().get("ratelimit-policy").is_some());
+
+    // The metrics of what happened above, in the Prometheus text format.
+    let text = metrics(&client, &demo).await;
+    assert!(
+        sample(&text, "kv_cache_requests_total{outcome=\"hit\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "kv_cache_requests_total{outcome=\"miss\"}") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "kv_cache_requests_total{outcome=\"coalesced\"}") >= 1.0,
+        "{text}"
+    );
+}
+
+/// `GET /metrics`: a 200 in the Prometheus text format.
+async fn metrics(client: &Client, demo: &Demo) -> String {
+    let r = client.get(demo.url("/metrics")).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain"),
+        "the Prometheus text format"
+    );
+    r.text().await.expect("text")
+}
+
+/// The value of the sample `series` (`name{labels}` as rendered), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .filter_map(|rest| rest.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// Two replicas of `binary` on one Redis share sessions and the rate limit.
@@ -238,6 +275,18 @@ pub async fn check_replicas(binary: &str, redis_url: &str) {
             .await
             .expect("send");
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    // On Redis, every store call is timed, under its store method.
+    for demo in [&a, &b] {
+        let text = metrics(&client, demo).await;
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kv_store_operation_duration_seconds")
+                    && l.contains("backend=\"redis\"")
+                    && l.contains("operation=\"incr_by\"")),
+            "{text}"
+        );
     }
 }
 

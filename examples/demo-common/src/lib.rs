@@ -63,6 +63,30 @@ pub fn init_tracing() {
 }
 
 /// The store: Redis when `REDIS_URL` is set, else the embedded memory store.
+/// Installs the Prometheus recorder and returns the handle `GET /metrics` renders. Call it
+/// first: the store and the middlewares register their metrics when they are built.
+/// A background thread drains the recorder's histograms every 5 s, as the exporter
+/// requires when it serves no HTTP listener of its own.
+pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
+    Ok(handle)
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 pub async fn open_store(config: &Config) -> Result<AnyStore, kv_core::KvError> {
     let store = match &config.redis_url {
         Some(url) => AnyStore::connect(url).await?,

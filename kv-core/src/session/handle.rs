@@ -60,6 +60,12 @@ impl Session {
         }
     }
 
+    /// The response header the value of [`end`](Session::end) goes in: `Set-Cookie`, or
+    /// in token mode the configured token header.
+    pub fn response_header(&self) -> http::HeaderName {
+        self.inner.manager.cookie.response_header()
+    }
+
     /// Whether any method was called in this request. An untouched session needs no
     /// [`end`](Session::end): it made no store call and sets no cookie.
     pub fn is_touched(&self) -> bool {

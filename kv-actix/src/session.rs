@@ -485,13 +485,17 @@ pub trait SessionExt {
 
 impl SessionExt for HttpRequest {
     fn get_session(&self) -> Option<kv_core::session::Session> {
-        self.extensions().get::<kv_core::session::Session>().cloned()
+        self.extensions()
+            .get::<kv_core::session::Session>()
+            .cloned()
     }
 }
 
 impl SessionExt for ServiceRequest {
     fn get_session(&self) -> Option<kv_core::session::Session> {
-        self.extensions().get::<kv_core::session::Session>().cloned()
+        self.extensions()
+            .get::<kv_core::session::Session>()
+            .cloned()
     }
 }
 

@@ -87,7 +87,9 @@ impl Reply {
         let mut headers: Vec<String> = self
             .headers
             .iter()
-            .filter(|(n, _)| ["set-cookie", "x-session-token", "content-type"].contains(&n.as_str()))
+            .filter(|(n, _)| {
+                ["set-cookie", "x-session-token", "content-type"].contains(&n.as_str())
+            })
             .map(|(n, v)| {
                 let v = match v.split_once(';') {
                     Some((pair, rest)) if n == "set-cookie" => {
@@ -182,7 +184,11 @@ mod routes {
 
     fn expiry_text(e: Option<kv_core::session::SessionExpiry>) -> String {
         e.map_or("none".to_owned(), |e| {
-            format!("{} {}", e.idle_timeout.as_secs(), e.absolute_timeout.as_secs())
+            format!(
+                "{} {}",
+                e.idle_timeout.as_secs(),
+                e.absolute_timeout.as_secs()
+            )
         })
     }
 
@@ -190,7 +196,10 @@ mod routes {
         Ok(s.user().await?.unwrap_or_else(|| "anonymous".into()))
     }
     pub(super) async fn t_login(s: TSession, h: http::HeaderMap) -> Result<&'static str, TFailure> {
-        let user = h.get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("alice");
+        let user = h
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("alice");
         s.login(user).await?;
         Ok("welcome")
     }
@@ -213,7 +222,10 @@ mod routes {
         s: TSession,
         h: http::HeaderMap,
     ) -> Result<(StatusCode, &'static str), TFailure> {
-        let token = h.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let token = h
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         Ok(if s.verify_csrf_token(token).await? {
             (StatusCode::OK, "sent")
         } else {
@@ -344,7 +356,10 @@ async fn apps(axum_manager: SessionManager, actix_manager: SessionManager) -> [B
             .route("/remember", web::post().to(a_remember))
             .route("/expiry", web::get().to(a_expiry))
             .route("/untouched", web::post().to(|| async { "hello" }))
-            .route("/admin", web::get().guard(logged_in).to(|| async { "admin" }))
+            .route(
+                "/admin",
+                web::get().guard(logged_in).to(|| async { "admin" }),
+            )
             .route(
                 "/ext",
                 web::get().to(|req: actix_web::HttpRequest| async move {
@@ -421,7 +436,13 @@ async fn apps_on(
 async fn both(apps: &[Box<dyn Target>; 2], req: Req) -> [Reply; 2] {
     let a = apps[0].send(req.clone()).await;
     let b = apps[1].send(req.clone()).await;
-    assert_eq!(a.shape(), b.shape(), "axum and actix differ on {} {}", req.method, req.path);
+    assert_eq!(
+        a.shape(),
+        b.shape(),
+        "axum and actix differ on {} {}",
+        req.method,
+        req.path
+    );
     [a, b]
 }
 
@@ -477,13 +498,26 @@ async fn a_cross_site_login_post_is_refused_before_the_handler_alike() {
             .header("sec-fetch-site", "cross-site")
             .header("content-type", "application/x-www-form-urlencoded");
         let r = both(&apps, attack).await;
-        assert_eq!((r[0].status, r[0].body.as_str()), (403, "Forbidden"), "{}", backend.name());
+        assert_eq!(
+            (r[0].status, r[0].body.as_str()),
+            (403, "Forbidden"),
+            "{}",
+            backend.name()
+        );
         assert!(r[0].cookie().is_none(), "no session was set");
         // Older browsers: a foreign Origin alone; every unsafe method.
-        let r = both(&apps, post("/untouched").header("origin", "https://evil.example")).await;
+        let r = both(
+            &apps,
+            post("/untouched").header("origin", "https://evil.example"),
+        )
+        .await;
         assert_eq!(r[0].status, 403);
         // Same origin, and clients that send neither header, reach the handler.
-        let r = both(&apps, post("/login").header("sec-fetch-site", "same-origin")).await;
+        let r = both(
+            &apps,
+            post("/login").header("sec-fetch-site", "same-origin"),
+        )
+        .await;
         assert_eq!(r[0].body, "welcome");
         let r = both(&apps, post("/login").header("origin", "http://app.example")).await;
         assert_eq!(r[0].body, "welcome");
@@ -510,14 +544,23 @@ async fn the_synchronizer_token_guards_a_form_alike() {
         };
         for i in 0..2 {
             let ok = apps[i].send(with(i, &tokens[i])).await;
-            assert_eq!((ok.status, ok.body.as_str()), (200, "sent"), "{}", backend.name());
+            assert_eq!(
+                (ok.status, ok.body.as_str()),
+                (200, "sent"),
+                "{}",
+                backend.name()
+            );
             let other = apps[i].send(with(i, &tokens[1 - i])).await;
             assert_eq!(other.status, 403, "another session's token");
             let none = apps[i].send(with(i, "")).await;
             assert_eq!(none.status, 403);
         }
         // A session that never asked for one refuses every token.
-        let r = both(&apps, post("/transfer").header("x-csrf-token", tokens[0].clone())).await;
+        let r = both(
+            &apps,
+            post("/transfer").header("x-csrf-token", tokens[0].clone()),
+        )
+        .await;
         assert_eq!(r[0].status, 403);
     }
 }
@@ -563,7 +606,11 @@ async fn an_anonymous_flood_evicts_no_logged_in_user_alike() {
     }
     for (i, user) in users.iter().enumerate() {
         let r = each(&apps, user, |c| get("/whoami").cookie(&[c])).await;
-        assert_eq!(r[0].body, format!("user{i}"), "zero logged-in sessions lost");
+        assert_eq!(
+            r[0].body,
+            format!("user{i}"),
+            "zero logged-in sessions lost"
+        );
     }
 }
 
@@ -586,14 +633,26 @@ async fn anonymous_records_idle_out_sooner_on_both_stores() {
         let prefix = format!("idle:{}:{app}:session:", std::process::id());
         let id = |c: &str| c.split_once('=').expect("pair").1.to_owned();
         let pttl = |key: String| -> i64 {
-            support::cli_url(&url, &["PTTL", &key]).trim().parse().expect("pttl")
+            support::cli_url(&url, &["PTTL", &key])
+                .trim()
+                .parse()
+                .expect("pttl")
         };
         let anon = pttl(format!("{prefix}{}", id(&anonymous[i])));
         let user = id(&alice[i]);
-        assert!(user.starts_with("u."), "logged-in records are of the protected class");
+        assert!(
+            user.starts_with("u."),
+            "logged-in records are of the protected class"
+        );
         let logged = pttl(format!("{prefix}{user}"));
-        assert!((110_000..=120_000).contains(&anon), "{app}: anonymous PTTL {anon}");
-        assert!((1_790_000..=1_800_000).contains(&logged), "{app}: logged-in PTTL {logged}");
+        assert!(
+            (110_000..=120_000).contains(&anon),
+            "{app}: anonymous PTTL {anon}"
+        );
+        assert!(
+            (1_790_000..=1_800_000).contains(&logged),
+            "{app}: logged-in PTTL {logged}"
+        );
     }
 }
 
@@ -605,7 +664,10 @@ async fn key_rotation_accepts_old_cookies_and_reissues_them_alike() {
     let (backends, _redis) = Backend::all("parity_key_rotation");
     let (old, new) = (Key::from(&[1u8; 64]), Key::from(&[2u8; 64]));
     for backend in &backends {
-        let stores = [backend.store("rot", "axum").await, backend.store("rot", "actix").await];
+        let stores = [
+            backend.store("rot", "axum").await,
+            backend.store("rot", "actix").await,
+        ];
         let build = |keys: Vec<Key>| {
             let m = |s: &AnyStore| {
                 SessionManager::builder(s.clone())
@@ -651,7 +713,8 @@ async fn remember_me_lifetimes_are_kept_in_the_record_alike() {
         .await;
         let r = both(&apps, post("/remember")).await;
         assert!(
-            r[0].header("set-cookie").is_some_and(|c| c.contains("Max-Age=2592000")),
+            r[0].header("set-cookie")
+                .is_some_and(|c| c.contains("Max-Age=2592000")),
             "{}",
             backend.name()
         );
@@ -666,8 +729,14 @@ async fn remember_me_lifetimes_are_kept_in_the_record_alike() {
         if let (Backend::Redis(url), Some(_)) = (backend, &redis) {
             let id = remembered[0].split_once('=').expect("pair").1;
             let key = format!("remember:{}:axum:session:{id}", std::process::id());
-            let pttl: i64 = support::cli_url(url, &["PTTL", &key]).trim().parse().expect("pttl");
-            assert!(pttl > 6 * 24 * 3600 * 1000, "the record's TTL is its own idle timeout");
+            let pttl: i64 = support::cli_url(url, &["PTTL", &key])
+                .trim()
+                .parse()
+                .expect("pttl");
+            assert!(
+                pttl > 6 * 24 * 3600 * 1000,
+                "the record's TTL is its own idle timeout"
+            );
         }
     }
 }
@@ -681,12 +750,19 @@ async fn asvs_v3_5_2_token_mode_uses_server_side_session_tokens_alike() {
     for backend in &backends {
         let apps = apps_on(backend, "bearer", SessionManagerBuilder::bearer_token).await;
         let r = both(&apps, post("/login")).await;
-        assert!(r[0].header("set-cookie").is_none(), "{}: no cookie", backend.name());
+        assert!(
+            r[0].header("set-cookie").is_none(),
+            "{}: no cookie",
+            backend.name()
+        );
         let tokens = [0, 1].map(|i| r[i].header("x-session-token").expect("token").to_owned());
         let bearer = |t: &str| get("/whoami").header("authorization", format!("Bearer {t}"));
         assert_eq!(each(&apps, &tokens, bearer).await[0].body, "alice");
         // Cookies are not read in token mode.
-        let r = each(&apps, &tokens, |t| get("/whoami").cookie(&[&format!("sid={t}")])).await;
+        let r = each(&apps, &tokens, |t| {
+            get("/whoami").cookie(&[&format!("sid={t}")])
+        })
+        .await;
         assert_eq!(r[0].body, "anonymous");
         // Cycling hands back a new token; the old one is dead.
         let r = each(&apps, &tokens, |t| {
@@ -704,7 +780,11 @@ async fn asvs_v3_5_2_token_mode_uses_server_side_session_tokens_alike() {
         .await;
         assert_eq!(each(&apps, &cycled, bearer).await[0].body, "anonymous");
         // A cross-origin API client is not refused in token mode.
-        let r = both(&apps, post("/login").header("origin", "https://spa.example")).await;
+        let r = both(
+            &apps,
+            post("/login").header("origin", "https://spa.example"),
+        )
+        .await;
         assert_eq!(r[0].status, 200);
     }
 }
@@ -720,14 +800,20 @@ async fn asvs_v3_5_3_tokens_are_signed_and_tampering_is_refused_alike() {
         .await;
         let r = both(&apps, post("/login")).await;
         let tokens = [0, 1].map(|i| r[i].header("x-api-session").expect("token").to_owned());
-        let r = each(&apps, &tokens, |t| get("/whoami").header("x-api-session", t)).await;
+        let r = each(&apps, &tokens, |t| {
+            get("/whoami").header("x-api-session", t)
+        })
+        .await;
         assert_eq!(r[0].body, "alice", "{}", backend.name());
         let forged = tokens.clone().map(|t| {
             let mut bytes = t.into_bytes();
             bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
             String::from_utf8(bytes).expect("ascii")
         });
-        let r = each(&apps, &forged, |t| get("/whoami").header("x-api-session", t)).await;
+        let r = each(&apps, &forged, |t| {
+            get("/whoami").header("x-api-session", t)
+        })
+        .await;
         assert_eq!(r[0].body, "anonymous");
     }
 }
@@ -754,7 +840,11 @@ async fn update_or_counts_and_actix_reaches_the_session_from_guards_and_middlewa
         let ext = actix.send(get("/ext").cookie(&[&cookie])).await;
         assert_eq!((ext.status, ext.body.as_str()), (200, "alice"));
         let anonymous = actix.send(get("/admin")).await;
-        assert!(matches!(anonymous.status, 404 | 405), "{}", anonymous.status);
+        assert!(
+            matches!(anonymous.status, 404 | 405),
+            "{}",
+            anonymous.status
+        );
         assert_eq!(anonymous.header("x-saw-session"), Some("yes"));
         // ... and guards (synchronous: on a store that answers in place).
         if let Backend::Memory = backend {

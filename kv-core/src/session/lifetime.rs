@@ -36,7 +36,11 @@ impl Session {
     /// # Errors
     /// [`SessionError::InvalidLifetime`] for a zero timeout;
     /// [`SessionError::Store`] when loading failed.
-    pub async fn set_lifetime(&self, idle: Duration, absolute: Duration) -> Result<(), SessionError> {
+    pub async fn set_lifetime(
+        &self,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<(), SessionError> {
         self.load().await?;
         self.data().set_lifetime(idle, absolute)
     }

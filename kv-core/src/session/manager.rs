@@ -17,7 +17,7 @@ use super::origin::CrossOriginProtection;
 use super::shared::ManagerInner;
 use crate::clock::{Clock, ClockHandle};
 use crate::request::RequestView;
-use crate::{AnyStore, Answer, ConfigError, MAX_TTL, Store};
+use crate::{Answer, AnyStore, ConfigError, MAX_TTL, Store};
 
 /// The session engine: configuration, store and clock, shared by every request.
 ///
@@ -105,7 +105,10 @@ impl SessionManager {
     /// [`protected_prefixes`](Self::protected_prefixes) for a key prefix (the default
     /// is `session:`), before the manager exists: the store is built first.
     pub fn protected_prefixes_for(key_prefix: &str) -> [String; 2] {
-        [format!("{key_prefix}{USER_TAG}"), format!("{key_prefix}user:")]
+        [
+            format!("{key_prefix}{USER_TAG}"),
+            format!("{key_prefix}user:"),
+        ]
     }
 }
 

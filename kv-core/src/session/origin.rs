@@ -67,9 +67,13 @@ impl CrossOriginProtection {
         for origin in self.trusted {
             let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
                 !scheme.is_empty()
-                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
                     && !host.is_empty()
-                    && host.bytes().all(|b| b.is_ascii_graphic() && !b"/?#@".contains(&b))
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"/?#@".contains(&b))
             });
             if !valid {
                 return Err(ConfigError::new(

@@ -46,7 +46,8 @@ pub(crate) struct Meta {
 impl Meta {
     /// The fields that store it.
     pub(crate) fn fields(&self) -> impl Iterator<Item = (String, Bytes)> + '_ {
-        let num = |name: &str, v: Option<u64>| v.map(|v| (name.to_owned(), Bytes::from(v.to_string())));
+        let num =
+            |name: &str, v: Option<u64>| v.map(|v| (name.to_owned(), Bytes::from(v.to_string())));
         num(IDLE, self.idle_ms)
             .into_iter()
             .chain(num(ABSOLUTE, self.absolute_ms))

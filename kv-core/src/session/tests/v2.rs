@@ -74,7 +74,11 @@ async fn the_live_session_wins_on_a_remote_store_too() {
     store.reset();
     let both = cookies(&[unknown, pair(&alice)]);
     assert_eq!(whoami(&f, &both).await.as_deref(), Some("alice"));
-    assert_eq!(store.calls().hget_all, 2, "one read per candidate, in order");
+    assert_eq!(
+        store.calls().hget_all,
+        2,
+        "one read per candidate, in order"
+    );
 }
 
 #[tokio::test]
@@ -129,9 +133,15 @@ fn cross_site_unsafe_requests_are_refused_as_go_does() {
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
         assert_eq!(refused(method, &attack), Some(403), "{method}");
     }
-    assert_eq!(refused("POST", &[("sec-fetch-site", "same-site")]), Some(403));
+    assert_eq!(
+        refused("POST", &[("sec-fetch-site", "same-site")]),
+        Some(403)
+    );
     // Old browsers: Origin only.
-    assert_eq!(refused("POST", &[("origin", "http://evil.example")]), Some(403));
+    assert_eq!(
+        refused("POST", &[("origin", "http://evil.example")]),
+        Some(403)
+    );
     assert_eq!(refused("POST", &[("origin", "null")]), Some(403));
     // A spoofed Sec-Fetch-Site is not needed to pass, but cannot help a cross-site page:
     // browsers set it; a page cannot. Same-origin requests pass.
@@ -149,18 +159,22 @@ fn cross_site_unsafe_requests_are_refused_as_go_does() {
 #[test]
 fn trusted_origins_pass_and_protection_can_be_turned_off() {
     let f = fixture_with(|b| {
-        b.cross_origin_protection(
-            CrossOriginProtection::new().trust_origin("https://SSO.example"),
-        )
+        b.cross_origin_protection(CrossOriginProtection::new().trust_origin("https://SSO.example"))
     });
     let check = |headers: &[(&str, &str)]| {
         f.sessions
             .check_cross_origin(&request("POST", headers))
             .is_none()
     };
-    assert!(check(&[("origin", "https://sso.example"), ("sec-fetch-site", "cross-site")]));
+    assert!(check(&[
+        ("origin", "https://sso.example"),
+        ("sec-fetch-site", "cross-site")
+    ]));
     assert!(check(&[("origin", "https://sso.example")]));
-    assert!(!check(&[("origin", "http://sso.example"), ("sec-fetch-site", "cross-site")]));
+    assert!(!check(&[
+        ("origin", "http://sso.example"),
+        ("sec-fetch-site", "cross-site")
+    ]));
     let off = fixture_with(|b| b.cross_origin_protection(CrossOriginProtection::disabled()));
     let attack = request("POST", &[("sec-fetch-site", "cross-site")]);
     assert!(off.sessions.check_cross_origin(&attack).is_none());
@@ -247,7 +261,11 @@ async fn flood(protect: bool) -> (usize, MemoryStore) {
         if i % 4 == 0 {
             let value = bytes::Bytes::from(vec![b'x'; 300]);
             store
-                .set(&format!("cache:/page/{i}"), value, Some(Duration::from_secs(60)))
+                .set(
+                    &format!("cache:/page/{i}"),
+                    value,
+                    Some(Duration::from_secs(60)),
+                )
                 .await
                 .expect("cache entry");
         }
@@ -273,7 +291,11 @@ async fn an_anonymous_flood_evicts_no_logged_in_session() {
     // The control: the same flood into a store without eviction classes loses users
     // (what the issue measured), so the flood is heavy enough to prove the point.
     let (unprotected, _) = flood(false).await;
-    assert!(unprotected < 50, "control run lost {} users", 50 - unprotected);
+    assert!(
+        unprotected < 50,
+        "control run lost {} users",
+        50 - unprotected
+    );
 }
 
 #[tokio::test]
@@ -281,7 +303,10 @@ async fn anonymous_sessions_idle_out_sooner_than_logged_in_ones() {
     let f = fixture_with(|b| b.anonymous_idle_timeout(Duration::from_secs(60)));
     let anonymous = f.new_session("a", "1").await;
     let alice = login(&f, "alice").await;
-    let key = format!("session:{}", cookie_value(&cookie_header_as_set(&anonymous)));
+    let key = format!(
+        "session:{}",
+        cookie_value(&cookie_header_as_set(&anonymous))
+    );
     assert_eq!(
         f.store.inner().ttl(&key).await.expect("ttl"),
         Ttl::Expires(Duration::from_secs(60))
@@ -300,7 +325,9 @@ async fn anonymous_sessions_idle_out_sooner_than_logged_in_ones() {
         .expect("hget_all");
     assert!(!fields.is_empty());
     // The default: 10 minutes, never more than the idle timeout.
-    let sessions = SessionManager::builder(MemoryStore::new()).build().expect("config");
+    let sessions = SessionManager::builder(MemoryStore::new())
+        .build()
+        .expect("config");
     assert!(format!("{sessions:?}").contains("anonymous_idle_timeout: 600s"));
 }
 
@@ -335,8 +362,15 @@ async fn a_cookie_signed_with_an_older_key_is_accepted_and_reissued_with_the_cur
         // Accepted, and re-issued under the new key on that response (same session).
         let s = after.sessions.start(&with_headers(&cookie));
         assert_eq!(s.user().await.expect("user").as_deref(), Some("alice"));
-        let reissued = s.end(StatusCode::OK).await.expect("end").expect("re-issued");
-        assert_ne!(cookie_value(&reissued), cookie_value(&cookie_header_as_set(&cookie)));
+        let reissued = s
+            .end(StatusCode::OK)
+            .await
+            .expect("end")
+            .expect("re-issued");
+        assert_ne!(
+            cookie_value(&reissued),
+            cookie_value(&cookie_header_as_set(&cookie))
+        );
         let reissued = cookie_from(&reissued);
         // A cookie under the current key is not re-issued again.
         let s = after.sessions.start(&with_headers(&reissued));
@@ -350,7 +384,9 @@ async fn a_cookie_signed_with_an_older_key_is_accepted_and_reissued_with_the_cur
         assert_eq!(whoami(&retired, &cookie).await, None);
         assert_eq!(whoami(&retired, &reissued).await.as_deref(), Some("alice"));
     }
-    let no_keys = SessionManager::builder(MemoryStore::new()).signed_keys([]).build();
+    let no_keys = SessionManager::builder(MemoryStore::new())
+        .signed_keys([])
+        .build();
     assert!(no_keys.is_err());
 }
 
@@ -366,7 +402,10 @@ async fn remember_me_gives_one_session_its_own_lifetime_within_the_maxima() {
     // Asked for more than the maxima: cut to them.
     s.set_lifetime(14 * day, 90 * day).await.expect("lifetime");
     let expiry = s.expiry().await.expect("expiry").expect("a session");
-    assert_eq!((expiry.idle_timeout, expiry.absolute_timeout), (7 * day, 30 * day));
+    assert_eq!(
+        (expiry.idle_timeout, expiry.absolute_timeout),
+        (7 * day, 30 * day)
+    );
     let set = s.end(StatusCode::OK).await.expect("end").expect("cookie");
     assert!(set.to_str().expect("ascii").contains("Max-Age=2592000"));
     let remembered = cookie_from(&set);
@@ -380,7 +419,10 @@ async fn remember_me_gives_one_session_its_own_lifetime_within_the_maxima() {
     let expiry = s.expiry().await.expect("expiry").expect("a session");
     let now = UNIX_EPOCH + Duration::from_millis(f.clock.now_millis_for_tests());
     assert_eq!(expiry.idle_deadline, now + 7 * day);
-    assert_eq!(expiry.absolute_deadline, now - Duration::from_secs(2 * 3600) + 30 * day);
+    assert_eq!(
+        expiry.absolute_deadline,
+        now - Duration::from_secs(2 * 3600) + 30 * day
+    );
     s.end(StatusCode::OK).await.expect("end");
     // And it ends at its own idle timeout.
     f.clock.advance(7 * day + Duration::from_secs(1));
@@ -394,7 +436,10 @@ async fn remember_me_gives_one_session_its_own_lifetime_within_the_maxima() {
     assert_eq!(s.expiry().await.expect("expiry"), None, "no session yet");
     s.insert("a", 1).await.expect("insert");
     let expiry = s.expiry().await.expect("expiry").expect("pending");
-    assert_eq!((expiry.idle_timeout, expiry.absolute_timeout), (IDLE, ABSOLUTE));
+    assert_eq!(
+        (expiry.idle_timeout, expiry.absolute_timeout),
+        (IDLE, ABSOLUTE)
+    );
 }
 
 #[test]
@@ -417,18 +462,28 @@ async fn token_mode_reads_the_bearer_id_and_hands_it_back_in_a_header() {
     s.login("alice").await.expect("login");
     let token = s.end(StatusCode::OK).await.expect("end").expect("token");
     let token = token.to_str().expect("ascii").to_owned();
-    assert!(!token.contains(';') && !token.contains("Max-Age"), "a bare token");
+    assert!(
+        !token.contains(';') && !token.contains("Max-Age"),
+        "a bare token"
+    );
     let bearer = |value: &str| {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::try_from(value).expect("v"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::try_from(value).expect("v"),
+        );
         headers
     };
     assert_eq!(
-        whoami(&f, &bearer(&format!("Bearer {token}"))).await.as_deref(),
+        whoami(&f, &bearer(&format!("Bearer {token}")))
+            .await
+            .as_deref(),
         Some("alice")
     );
     assert_eq!(
-        whoami(&f, &bearer(&format!("bearer {token}"))).await.as_deref(),
+        whoami(&f, &bearer(&format!("bearer {token}")))
+            .await
+            .as_deref(),
         Some("alice")
     );
     // Cookies are not read in token mode; a tampered token is no session.
@@ -441,9 +496,15 @@ async fn token_mode_reads_the_bearer_id_and_hands_it_back_in_a_header() {
     assert_eq!(whoami(&f, &bearer(&format!("Bearer x{token}"))).await, None);
     assert_eq!(whoami(&f, &bearer(&format!("Basic {token}"))).await, None);
     // Cycling hands back a new token; logout sends nothing (no cookie to expire).
-    let s = f.sessions.start(&with_headers(&bearer(&format!("Bearer {token}"))));
+    let s = f
+        .sessions
+        .start(&with_headers(&bearer(&format!("Bearer {token}"))));
     s.cycle_id().await.expect("cycle");
-    let cycled = s.end(StatusCode::OK).await.expect("end").expect("new token");
+    let cycled = s
+        .end(StatusCode::OK)
+        .await
+        .expect("end")
+        .expect("new token");
     assert_ne!(cycled.to_str().expect("ascii"), token);
     let s = f.sessions.start(&with_headers(&bearer(&format!(
         "Bearer {}",
@@ -471,7 +532,11 @@ async fn update_and_update_or_change_typed_values_in_place() {
     let f = fixture();
     let s = f.sessions.start(&with_headers(&HeaderMap::new()));
     assert!(!s.update("n", |n: u32| n + 1).await.expect("update"));
-    assert_eq!(s.get::<u32>("n").await.expect("get"), None, "update stores nothing");
+    assert_eq!(
+        s.get::<u32>("n").await.expect("get"),
+        None,
+        "update stores nothing"
+    );
     s.update_or("n", 1u32, |n| n + 1).await.expect("update_or");
     assert_eq!(s.get::<u32>("n").await.expect("get"), Some(1));
     s.update_or("n", 1u32, |n| n + 1).await.expect("update_or");

@@ -29,9 +29,9 @@ mod tests {
 
     use bytes::Bytes;
 
+    use crate::Store;
     use crate::clock::ManualClock;
     use crate::store::memory::MemoryStore;
-    use crate::Store;
 
     use super::Classes;
 
@@ -70,14 +70,22 @@ mod tests {
             }
             for i in 0..20_000 {
                 let value = Bytes::from_static(&[2; 200]);
-                store.set(&format!("flood:{i}"), value, ttl).await.expect("set");
+                store
+                    .set(&format!("flood:{i}"), value, ttl)
+                    .await
+                    .expect("set");
                 if i % 1000 == 0 {
                     clock.advance(Duration::from_millis(1));
                 }
             }
             let mut kept = 0;
             for i in 0..50 {
-                if store.get(&format!("keep:{i}")).await.expect("get").is_some() {
+                if store
+                    .get(&format!("keep:{i}"))
+                    .await
+                    .expect("get")
+                    .is_some()
+                {
                     kept += 1;
                 }
             }
@@ -87,6 +95,9 @@ mod tests {
         assert_eq!(kept, 50, "every protected key survives");
         assert!(store.used_bytes() <= 256 << 10, "within the bound");
         let (unprotected_kept, _) = flood(false).await;
-        assert!(unprotected_kept < 50, "the flood is heavy enough to evict them otherwise");
+        assert!(
+            unprotected_kept < 50,
+            "the flood is heavy enough to evict them otherwise"
+        );
     }
 }

@@ -283,12 +283,7 @@ impl Shard {
                     break;
                 }
                 let age = tick.wrapping_sub(entry.accessed.load(Ordering::Relaxed));
-                let candidate = (
-                    index,
-                    !self.classes.covers(key),
-                    entry.expires_at != 0,
-                    age,
-                );
+                let candidate = (index, !self.classes.covers(key), entry.expires_at != 0, age);
                 let better = match victim {
                     None => true,
                     Some((_, u, v, a)) => (candidate.1, candidate.2, candidate.3) > (u, v, a),
@@ -299,7 +294,9 @@ impl Shard {
             }
             // Eviction classes: a protected key goes only when the shard holds no other.
             if unprotected && victim.is_some_and(|v| !v.1) {
-                victim = self.unprotected_victim().map(|index| (index, true, false, 0));
+                victim = self
+                    .unprotected_victim()
+                    .map(|index| (index, true, false, 0));
             }
             match victim {
                 Some((index, ..)) => {

@@ -290,7 +290,15 @@ async fn an_anonymous_flood_evicts_no_logged_in_session() {
     assert!(store.len() < 20_000, "the flood was bounded, not kept");
     // The control: the same flood into a store without eviction classes loses users
     // (what the issue measured), so the flood is heavy enough to prove the point.
-    let (unprotected, _) = flood(false).await;
+    let (unprotected, control) = flood(false).await;
+    eprintln!(
+        "flood: with eviction classes {alive}/50 users kept ({} bytes, {} entries); \
+         without {unprotected}/50 ({} bytes, {} entries)",
+        store.used_bytes(),
+        store.len(),
+        control.used_bytes(),
+        control.len()
+    );
     assert!(
         unprotected < 50,
         "control run lost {} users",

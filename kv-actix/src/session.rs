@@ -35,6 +35,11 @@
 //! middleware is a `500` naming `SessionMiddleware` ([`MissingSessionMiddleware`];
 //! actix-session silently hands out an empty session). A session that fails (its store
 //! does) answers the engine's opaque `500` (`SessionError::answer`), as under tower.
+//!
+//! Before the handler, the engine's cross-origin check ([`CrossOriginProtection`], on by
+//! default for cookie sessions) may answer `403`; in token mode the new token goes in the
+//! token header instead of `Set-Cookie`. [`SessionExt`] reaches the session from other
+//! middleware and guards.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -44,7 +49,8 @@ use std::task::{Context, Poll, ready as ready_poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{self, HeaderValue as ActixValue};
+use actix_web::guard::GuardContext;
+use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::Either;
 use kv_core::Step;
@@ -56,7 +62,9 @@ use serde::de::DeserializeOwned;
 use crate::answer::to_response;
 use crate::view::{View, actix_status, status};
 
-pub use kv_core::session::{Key, SameSite, SessionManagerBuilder, UserSession};
+pub use kv_core::session::{
+    CrossOriginProtection, Key, SameSite, SessionExpiry, SessionManagerBuilder, UserSession,
+};
 
 /// The session middleware: `App::wrap(SessionMiddleware::new(manager))`. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -116,6 +124,15 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        // Cross-origin protection: refused before the handler runs (no store call).
+        if let Some(refusal) = self.manager.check_cross_origin(&View::new(&req)) {
+            let response = req.into_response(to_response(refusal));
+            return SessionFuture {
+                state: State::Refused {
+                    response: Some(response.map_into_right_body()),
+                },
+            };
+        }
         // No store call and no cookie check here (the `Cookie` headers are only copied):
         // the extractor loads the session.
         let session = self.manager.start(&View::new(&req));
@@ -141,8 +158,10 @@ pin_project! {
     #[project = Proj]
     enum State<F, B> {
         Calling { #[pin] fut: F, session: Option<kv_core::session::Session> },
+        // Refused by the cross-origin check; the inner service was not called.
+        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
         // Only for a save that waits on the store.
-        Saving { saving: Save, response: Option<ServiceResponse<B>> },
+        Saving { saving: Save, response: Option<ServiceResponse<B>>, header: http::HeaderName },
     }
 }
 
@@ -161,18 +180,32 @@ where
                     let Some(session) = session.take().filter(|s| s.is_touched()) else {
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     };
+                    let header = session.response_header();
                     match session.end(status(response.status())) {
-                        Step::Ready(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Step::Ready(outcome) => {
+                            return Poll::Ready(Ok(apply(outcome, response, &header)));
+                        }
                         Step::Pending(saving) => this.state.set(State::Saving {
                             saving,
                             response: Some(response),
+                            header,
                         }),
                     }
                 }
-                Proj::Saving { saving, response } => {
+                Proj::Refused { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    };
+                }
+                Proj::Saving {
+                    saving,
+                    response,
+                    header,
+                } => {
                     let outcome = ready_poll!(Pin::new(saving).poll(cx));
                     return match response.take() {
-                        Some(response) => Poll::Ready(Ok(apply(outcome, response))),
+                        Some(response) => Poll::Ready(Ok(apply(outcome, response, header))),
                         None => Poll::Pending,
                     };
                 }
@@ -181,17 +214,22 @@ where
     }
 }
 
-/// The response once the session is finished: with its `Set-Cookie`, or a 500.
+/// The response once the session is finished: with its `Set-Cookie` (or token header),
+/// or a 500.
 fn apply<B>(
     outcome: Result<Option<http::HeaderValue>, SessionError>,
     mut response: ServiceResponse<B>,
+    header: &http::HeaderName,
 ) -> ServiceResponse<EitherBody<B>> {
     match outcome {
         Ok(None) => response.map_into_left_body(),
         Ok(Some(cookie)) => {
-            if let Ok(mut value) = ActixValue::from_bytes(cookie.as_bytes()) {
+            if let (Ok(name), Ok(mut value)) = (
+                ActixName::from_bytes(header.as_str().as_bytes()),
+                ActixValue::from_bytes(cookie.as_bytes()),
+            ) {
                 value.set_sensitive(true);
-                response.headers_mut().append(header::SET_COOKIE, value);
+                response.headers_mut().append(name, value);
             }
             response.map_into_left_body()
         }
@@ -225,6 +263,69 @@ impl Session {
     /// A reserved key (`__kv.…`) or a value that cannot be serialized.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionFailure> {
         Ok(self.session.data().insert(key, value)?)
+    }
+
+    /// Replaces the value under `key` with `f(value)`; whether it was present (nothing is
+    /// stored when it was not).
+    ///
+    /// # Errors
+    /// A stored value that is not a `T`, or a `T` that cannot be serialized.
+    pub fn update<T, F>(&self, key: &str, f: F) -> Result<bool, SessionFailure>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        Ok(self.session.data().update(key, f)?)
+    }
+
+    /// Replaces the value under `key` with `f(value)`, or stores `default` when absent.
+    ///
+    /// # Errors
+    /// A stored value that is not a `T`, or a `T` that cannot be serialized.
+    pub fn update_or<T, F>(&self, key: &str, default: T, f: F) -> Result<(), SessionFailure>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        Ok(self.session.data().update_or(key, default, f)?)
+    }
+
+    /// This session's synchronizer token (created and stored on first use); see
+    /// [`kv_core::session::Session::csrf_token`].
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn csrf_token(&self) -> Result<String, SessionFailure> {
+        Ok(self.session.data().csrf_token()?)
+    }
+
+    /// Whether `candidate` is this session's synchronizer token (constant-time).
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn verify_csrf_token(&self, candidate: &str) -> Result<bool, SessionFailure> {
+        Ok(self.session.data().verify_csrf_token(candidate)?)
+    }
+
+    /// Gives this session its own idle and absolute timeouts ("remember me"), within the
+    /// manager's maxima; see [`kv_core::session::Session::set_lifetime`].
+    ///
+    /// # Errors
+    /// A zero timeout.
+    pub fn set_lifetime(
+        &self,
+        idle: std::time::Duration,
+        absolute: std::time::Duration,
+    ) -> Result<(), SessionFailure> {
+        Ok(self.session.data().set_lifetime(idle, absolute)?)
+    }
+
+    /// When this session ends; `None` when the request has no session and makes none.
+    ///
+    /// # Errors
+    /// None in practice (the session is loaded by the extractor).
+    pub fn expiry(&self) -> Result<Option<SessionExpiry>, SessionFailure> {
+        Ok(self.session.data().expiry()?)
     }
 
     /// Removes `key`; whether it was present.
@@ -342,6 +443,65 @@ impl FromRequest for Session {
                 Ok(Session { session })
             })),
         }
+    }
+}
+
+/// The request's session from outside a handler — other middleware, guards, a
+/// `ResponseError` — as actix-session's `SessionExt`: the engine's handle that
+/// [`SessionMiddleware`] put in the request, `None` without it. Its `async` methods load
+/// on first use; in a (synchronous) guard, call `load()` — [`Step::Ready`] on an
+/// in-process store — and then its `data()` methods.
+///
+/// ```
+/// # #[actix_web::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use actix_web::{App, HttpResponse, guard, test, web};
+/// use kv_actix::session::{SessionExt, SessionMiddleware};
+/// use kv_core::{MemoryStore, Step, session::SessionManager};
+///
+/// // A guard that lets only logged-in sessions through.
+/// let logged_in = guard::fn_guard(|ctx| {
+///     let Some(session) = ctx.get_session() else { return false };
+///     matches!(session.load(), Step::Ready(Ok(())))
+///         && session.data().user().ok().flatten().is_some()
+/// });
+/// let sessions = SessionManager::builder(MemoryStore::new()).build()?;
+/// let app = test::init_service(
+///     App::new()
+///         .wrap(SessionMiddleware::new(sessions))
+///         .route("/admin", web::get().guard(logged_in).to(HttpResponse::Ok))
+///         .default_service(web::to(HttpResponse::Forbidden)),
+/// )
+/// .await;
+/// let response = test::call_service(&app, test::TestRequest::get().uri("/admin").to_request()).await;
+/// assert_eq!(response.status(), 403);
+/// # Ok(())
+/// # }
+/// ```
+pub trait SessionExt {
+    /// The request's session handle; `None` when [`SessionMiddleware`] is not installed.
+    fn get_session(&self) -> Option<kv_core::session::Session>;
+}
+
+impl SessionExt for HttpRequest {
+    fn get_session(&self) -> Option<kv_core::session::Session> {
+        self.extensions()
+            .get::<kv_core::session::Session>()
+            .cloned()
+    }
+}
+
+impl SessionExt for ServiceRequest {
+    fn get_session(&self) -> Option<kv_core::session::Session> {
+        self.extensions()
+            .get::<kv_core::session::Session>()
+            .cloned()
+    }
+}
+
+impl SessionExt for GuardContext<'_> {
+    fn get_session(&self) -> Option<kv_core::session::Session> {
+        self.req_data().get::<kv_core::session::Session>().cloned()
     }
 }
 

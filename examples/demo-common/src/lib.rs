@@ -62,7 +62,6 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The store: Redis when `REDIS_URL` is set, else the embedded memory store.
 /// Installs the Prometheus recorder and returns the handle `GET /metrics` renders. Call it
 /// first: the store and the middlewares register their metrics when they are built.
 /// A background thread drains the recorder's histograms every 5 s, as the exporter
@@ -87,10 +86,23 @@ pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle
 /// The content type of the Prometheus text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The store: Redis when `REDIS_URL` is set, else the embedded memory store, whose
+/// logged-in session records and per-user indexes are an eviction class of their own (a
+/// flood of anonymous visits or cache entries cannot push them out).
 pub async fn open_store(config: &Config) -> Result<AnyStore, kv_core::KvError> {
     let store = match &config.redis_url {
         Some(url) => AnyStore::connect(url).await?,
-        None => AnyStore::connect("memory://").await?,
+        None => {
+            let mut memory = kv_core::MemoryStore::builder();
+            for prefix in SessionManager::protected_prefixes_for("session:") {
+                memory = memory.protect_prefix(prefix);
+            }
+            AnyStore::new(
+                memory
+                    .build()
+                    .map_err(|e| kv_core::KvError::invalid_input(e.to_string()))?,
+            )
+        }
     };
     tracing::info!(backend = store.backend_name(), "store ready");
     Ok(store)

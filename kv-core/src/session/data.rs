@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::SessionError;
 use super::handle::Session;
-use super::record::{Field, RESERVED_PREFIX};
+use super::record::{Field, Meta, RESERVED_PREFIX};
 
 /// The calls of a [`Session`] that has been [`load`](Session::load)ed, answered in place:
 /// returned by [`Session::data`]. Each is the synchronous twin of the `async` method of
@@ -37,6 +37,33 @@ impl Session {
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         self.load().await?;
         self.data().insert(key, value)
+    }
+
+    /// Replaces the value under `key` with `f(value)`; whether it was present (nothing
+    /// is stored when it was not).
+    ///
+    /// # Errors
+    /// As [`get`](Session::get) and [`insert`](Session::insert).
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<bool, SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        self.load().await?;
+        self.data().update(key, f)
+    }
+
+    /// Replaces the value under `key` with `f(value)`, or stores `default` when absent.
+    ///
+    /// # Errors
+    /// As [`get`](Session::get) and [`insert`](Session::insert).
+    pub async fn update_or<T, F>(&self, key: &str, default: T, f: F) -> Result<(), SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        self.load().await?;
+        self.data().update_or(key, default, f)
     }
 
     /// Removes `key`; whether it was present.
@@ -178,6 +205,37 @@ impl SessionData<'_> {
         })
     }
 
+    /// Replaces the value under `key` with `f(value)`; whether it was present (nothing
+    /// is stored when it was not).
+    ///
+    /// # Errors
+    /// As [`get`](SessionData::get) and [`insert`](SessionData::insert).
+    pub fn update<T, F>(&self, key: &str, f: F) -> Result<bool, SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        match self.get::<T>(key)? {
+            Some(value) => self.insert(key, f(value)).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Replaces the value under `key` with `f(value)`, or stores `default` when absent.
+    ///
+    /// # Errors
+    /// As [`get`](SessionData::get) and [`insert`](SessionData::insert).
+    pub fn update_or<T, F>(&self, key: &str, default: T, f: F) -> Result<(), SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(T) -> T,
+    {
+        match self.get::<T>(key)? {
+            Some(value) => self.insert(key, f(value)),
+            None => self.insert(key, default),
+        }
+    }
+
     /// Removes `key`; whether it was present.
     ///
     /// # Errors
@@ -268,6 +326,12 @@ impl SessionData<'_> {
         self.0.with_loaded(|state| {
             state.login = Some(user.to_owned());
             state.cycle = true;
+            // The login form's synchronizer token belonged to the anonymous session.
+            if let Some(loaded) = state.loaded.as_mut()
+                && loaded.meta.csrf.take().is_some()
+            {
+                loaded.meta_dirty = true;
+            }
             Ok(())
         })
     }
@@ -300,6 +364,9 @@ impl SessionData<'_> {
                     loaded.ended.push((id, record.user));
                 }
                 loaded.data.clear();
+                loaded.meta = Meta::default();
+                loaded.meta_dirty = false;
+                loaded.reissue = false;
             }
             state.removed.clear();
             state.cycle = false;

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use super::SessionError;
-use super::id::SessionId;
+use super::cookie::{Candidate, Found};
 use super::record::{Record, RecordReader};
 use super::save::{self, Save};
 use super::shared::ManagerInner;
@@ -60,6 +60,12 @@ impl Session {
         }
     }
 
+    /// The response header the value of [`end`](Session::end) goes in: `Set-Cookie`, or
+    /// in token mode the configured token header.
+    pub fn response_header(&self) -> http::HeaderName {
+        self.inner.manager.cookie.response_header()
+    }
+
     /// Whether any method was called in this request. An untouched session needs no
     /// [`end`](Session::end): it made no store call and sets no cookie.
     pub fn is_touched(&self) -> bool {
@@ -81,18 +87,23 @@ impl Session {
         match self.load_now() {
             Ok(None) => Step::Ready(Ok(())),
             Err(err) => Step::Ready(Err(err)),
-            Ok(Some((id, key, had_cookie))) => {
+            Ok(Some(found)) => {
                 let session = self.clone();
                 Step::Pending(Loading(Box::pin(async move {
-                    session.load_remote(id, key, had_cookie).await
+                    session.load_remote(found).await
                 })))
             }
         }
     }
 
     /// Loads without waiting when it can (loaded already, no valid cookie, or the
-    /// embedded store); else the id and key to read from the store.
-    fn load_now(&self) -> Result<Option<(SessionId, String, bool)>, SessionError> {
+    /// embedded store); else the candidate ids to read from the store.
+    ///
+    /// Several cookies of our name may check out (a planted, validly signed but dead
+    /// one beside the live one): they are tried in the order sent, one store read each,
+    /// at most [`MAX_CANDIDATES`](super::cookie::MAX_CANDIDATES), and the first live
+    /// session wins.
+    fn load_now(&self) -> Result<Option<Found>, SessionError> {
         self.inner.touched.store(true, Ordering::Relaxed);
         {
             let state = self.inner.state.lock();
@@ -104,44 +115,57 @@ impl Session {
             }
         }
         let m = &*self.inner.manager;
-        let (id, had_cookie) = m.cookie.find_id(&self.inner.cookies);
-        let Some(id) = id else {
-            self.set_loaded(Loaded::empty(had_cookie));
+        let found = m.cookie.find_ids(&self.inner.cookies);
+        let mut loaded = Loaded::empty(found.seen);
+        if found.candidates.is_empty() {
+            self.set_loaded(loaded);
             return Ok(None);
+        }
+        let Some(local) = m.store.local() else {
+            return Ok(Some(found));
         };
-        let key = m.record_key(&id);
-        if let Some(local) = m.store.local() {
+        for candidate in found.candidates {
+            let key = m.record_key(&candidate.id);
             // Both reads at once, the fields lent without copies.
             let mut reader = RecordReader::default();
             let read = local
                 .hget_all_with_ttl(&key, &mut |name, value| reader.field(name, value))
                 .map(|ttl| reader.finish(ttl));
-            return self.loaded_from(id, key, had_cookie, read).map(|()| None);
+            if self.consider(&mut loaded, candidate, key, read)? {
+                break;
+            }
         }
-        Ok(Some((id, key, had_cookie)))
+        self.set_loaded(loaded);
+        Ok(None)
     }
 
-    async fn load_remote(
-        &self,
-        id: SessionId,
-        key: String,
-        had_cookie: bool,
-    ) -> Result<(), SessionError> {
+    async fn load_remote(&self, found: Found) -> Result<(), SessionError> {
         let store = &self.inner.manager.store;
-        // `HGETALL` and `PTTL` sent together: one round trip.
-        let read = futures_util::future::try_join(store.hget_all(&key), store.ttl(&key)).await;
-        let record = read
-            .map(|(fields, ttl)| Record::decode(fields.iter().map(|(n, v)| (n.as_str(), v)), ttl));
-        self.loaded_from(id, key, had_cookie, record)
+        let mut loaded = Loaded::empty(found.seen);
+        for candidate in found.candidates {
+            let key = self.inner.manager.record_key(&candidate.id);
+            // `HGETALL` and `PTTL` sent together: one round trip.
+            let read = futures_util::future::try_join(store.hget_all(&key), store.ttl(&key)).await;
+            let record = read.map(|(fields, ttl)| {
+                Record::decode(fields.iter().map(|(n, v)| (n.as_str(), v)), ttl)
+            });
+            if self.consider(&mut loaded, candidate, key, record)? {
+                break;
+            }
+        }
+        self.set_loaded(loaded);
+        Ok(())
     }
 
-    fn loaded_from(
+    /// Takes in one candidate's read: `true` when it named a live session (now the
+    /// current one), `false` to try the next.
+    fn consider(
         &self,
-        id: SessionId,
+        loaded: &mut Loaded,
+        candidate: Candidate,
         key: String,
-        had_cookie: bool,
         read: Result<Option<Record>, KvError>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<bool, SessionError> {
         let record = match read {
             Ok(record) => record,
             Err(err) => {
@@ -151,23 +175,26 @@ impl Session {
             }
         };
         let m = &*self.inner.manager;
-        let mut loaded = Loaded::empty(had_cookie);
         // An id the store does not know is never adopted: `current` stays `None` and a
         // write issues a new id.
-        if let Some(mut record) = record {
-            let now = m.clock.now_millis();
-            loaded.read_at = Some(now);
-            if m.ttl_at(record.created_ms, now).is_some() {
-                loaded.data = std::mem::take(&mut record.data);
-                loaded.current = Some((id, record));
-                loaded.current_key = key;
-            } else {
-                // Past its absolute deadline (its TTL had not run out yet).
-                loaded.ended.push((id, record.user));
-            }
+        let Some(mut record) = record else {
+            return Ok(false);
+        };
+        let now = m.clock.now_millis();
+        loaded.read_at = Some(now);
+        let life = m.lifetime(record.user.is_some(), &record.meta);
+        if m.ttl_at(record.created_ms, now, life).is_some() {
+            loaded.data = std::mem::take(&mut record.data);
+            loaded.meta = record.meta.clone();
+            loaded.reissue = candidate.stale_key;
+            loaded.current = Some((candidate.id, record));
+            loaded.current_key = key;
+            Ok(true)
+        } else {
+            // Past its absolute deadline (its TTL had not run out yet).
+            loaded.ended.push((candidate.id, record.user));
+            Ok(false)
         }
-        self.set_loaded(loaded);
-        Ok(())
     }
 
     fn set_loaded(&self, loaded: Loaded) {
@@ -175,6 +202,11 @@ impl Session {
         if state.loaded.is_none() {
             state.loaded = Some(Box::new(loaded));
         }
+    }
+
+    /// The manager this session belongs to.
+    pub(super) fn manager(&self) -> &ManagerInner {
+        &self.inner.manager
     }
 
     /// Runs `f` on the loaded state.

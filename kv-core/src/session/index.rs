@@ -46,6 +46,7 @@ impl ManagerInner {
         user: &str,
         id: &SessionId,
         created_ms: u64,
+        deadline_ms: u64,
         now_ms: u64,
     ) -> Result<(), KvError> {
         let index = self.user_key(user);
@@ -68,14 +69,15 @@ impl ManagerInner {
             }
         }
         let entry = IndexEntry {
-            deadline_ms: self.absolute_deadline(created_ms),
+            deadline_ms,
             created_ms,
             handle: SessionId::random().as_str()[..12].to_owned(),
         };
         let add = self.store.hset(
             &index,
             vec![(id.as_str().to_owned(), Bytes::from(entry.encode()))],
-            Some(self.absolute),
+            // The longest a session of this user may live.
+            Some(self.max_absolute),
         );
         if dead.is_empty() {
             add.await

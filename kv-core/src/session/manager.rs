@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cookie::{Key, SameSite};
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 use super::SessionError;
-use super::cookie::{CookieConfig, Protection};
+use super::cookie::{Carrier, CookieConfig, Protection};
 use super::handle::Session;
+use super::id::USER_TAG;
 use super::index::UserSession;
+use super::origin::CrossOriginProtection;
 use super::shared::ManagerInner;
 use crate::clock::{Clock, ClockHandle};
 use crate::request::RequestView;
-use crate::{AnyStore, ConfigError, MAX_TTL, Store};
+use crate::{Answer, AnyStore, ConfigError, MAX_TTL, Store};
 
 /// The session engine: configuration, store and clock, shared by every request.
 ///
@@ -33,12 +35,12 @@ impl SessionManager {
         SessionManagerBuilder::new(AnyStore::new(store))
     }
 
-    /// The session of one request: only its `Cookie` headers are read (copied, no
-    /// parsing). Makes no store call and checks no signature: that happens when the
-    /// handler first uses the session.
+    /// The session of one request: only its `Cookie` headers (in token mode, its token
+    /// header) are read (copied, no parsing). Makes no store call and checks no
+    /// signature: that happens when the handler first uses the session.
     pub fn start(&self, req: &dyn RequestView) -> Session {
         let mut cookies = SmallVec::new();
-        req.for_each_header(&header::COOKIE, &mut |value| {
+        req.for_each_header(&self.inner.cookie.request_header(), &mut |value| {
             if let Ok(value) = HeaderValue::from_bytes(value) {
                 cookies.push(value);
             }
@@ -79,6 +81,35 @@ impl SessionManager {
     pub fn cookie_name(&self) -> &str {
         &self.inner.cookie.name
     }
+
+    /// The cross-origin check, for adapters to run before the handler: `Some(403)` when
+    /// the request is refused (see [`CrossOriginProtection`]); `None` to go on. Reads
+    /// two or three headers; no store call.
+    pub fn check_cross_origin(&self, req: &dyn RequestView) -> Option<Answer> {
+        self.inner.cross_origin.as_ref()?.check(req)
+    }
+
+    /// The response header the value of [`Session::end`] goes in: `Set-Cookie`, or in
+    /// token mode the configured token header.
+    pub fn response_header(&self) -> HeaderName {
+        self.inner.cookie.response_header()
+    }
+
+    /// The key prefixes of this manager's logged-in session records and per-user
+    /// indexes, for [`MemoryStoreBuilder::protect_prefix`](crate::MemoryStoreBuilder::protect_prefix)
+    /// (so that a flood of anonymous sessions or cache entries cannot evict them).
+    pub fn protected_prefixes(&self) -> [String; 2] {
+        Self::protected_prefixes_for(&self.inner.prefix)
+    }
+
+    /// [`protected_prefixes`](Self::protected_prefixes) for a key prefix (the default
+    /// is `session:`), before the manager exists: the store is built first.
+    pub fn protected_prefixes_for(key_prefix: &str) -> [String; 2] {
+        [
+            format!("{key_prefix}{USER_TAG}"),
+            format!("{key_prefix}user:"),
+        ]
+    }
 }
 
 impl fmt::Debug for SessionManager {
@@ -88,9 +119,13 @@ impl fmt::Debug for SessionManager {
             .field("store", &inner.store.backend_name())
             .field("cookie", &inner.cookie)
             .field("idle_timeout", &inner.idle)
+            .field("anonymous_idle_timeout", &inner.anonymous_idle)
             .field("absolute_timeout", &inner.absolute)
-            .field("refresh_after", &inner.refresh_after)
+            .field("max_idle_timeout", &inner.max_idle)
+            .field("max_absolute_timeout", &inner.max_absolute)
+            .field("refresh_fraction", &inner.refresh_fraction)
             .field("key_prefix", &inner.prefix)
+            .field("cross_origin", &inner.cross_origin)
             .finish()
     }
 }
@@ -103,10 +138,13 @@ impl fmt::Debug for SessionManager {
 /// | `Secure` / `HttpOnly` / `SameSite` | on / on / `Lax` |
 /// | cookie lifetime | `Max-Age` = the absolute timeout ([`browser_session_cookie`](Self::browser_session_cookie) drops it) |
 /// | protection | the bare 128-bit id ([`signed`](Self::signed) / [`private`](Self::private) add HMAC / AES-GCM) |
-/// | idle timeout | 30 minutes |
+/// | idle timeout | 30 minutes (logged in); anonymous sessions: 10 minutes |
 /// | absolute timeout | 12 hours |
+/// | per-session lifetimes ([`Session::set_lifetime`](super::Session::set_lifetime)) | up to the idle / absolute timeout |
 /// | refresh | at most once per quarter of the idle timeout |
 /// | key prefix | `session:` |
+/// | id carrier | the cookie ([`bearer_token`](Self::bearer_token) / [`header_token`](Self::header_token): a header) |
+/// | cross-origin protection | on for cookies, off in token mode |
 ///
 /// The timeouts are NIST SP 800-63B's AAL2 values, which OWASP ASVS level 2 refers to.
 #[must_use]
@@ -115,9 +153,13 @@ pub struct SessionManagerBuilder {
     clock: ClockHandle,
     cookie: CookieConfig,
     idle: Duration,
+    anonymous_idle: Option<Duration>,
     absolute: Duration,
+    max_idle: Option<Duration>,
+    max_absolute: Option<Duration>,
     refresh_fraction: f64,
     prefix: String,
+    cross_origin: Option<CrossOriginProtection>,
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -144,11 +186,16 @@ impl SessionManagerBuilder {
                 same_site: SameSite::Lax,
                 persistent: true,
                 protection: Protection::Plain,
+                carrier: Carrier::Cookie,
             },
             idle: Duration::from_secs(30 * 60),
+            anonymous_idle: None,
             absolute: Duration::from_secs(12 * 60 * 60),
+            max_idle: None,
+            max_absolute: None,
             refresh_fraction: 0.25,
             prefix: "session:".to_owned(),
+            cross_origin: None,
         }
     }
 
@@ -198,13 +245,92 @@ impl SessionManagerBuilder {
 
     /// Signs the cookie with HMAC-SHA256 under `key` (the id stays readable).
     pub fn signed(mut self, key: Key) -> Self {
-        self.cookie.protection = Protection::Signed(key);
+        self.cookie.protection = Protection::Signed(vec![key]);
         self
     }
 
     /// Encrypts and authenticates the cookie with AES-256-GCM under `key`.
     pub fn private(mut self, key: Key) -> Self {
-        self.cookie.protection = Protection::Private(key);
+        self.cookie.protection = Protection::Private(vec![key]);
+        self
+    }
+
+    /// Signs with the first of `keys` and accepts a cookie signed with any of them (key
+    /// rotation: put the new key first, keep the old ones while their cookies live). A
+    /// cookie that verified with an older key is re-issued under the first one on that
+    /// response, if its session is live. `build()` refuses an empty list.
+    pub fn signed_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.cookie.protection = Protection::Signed(keys.into_iter().collect());
+        self
+    }
+
+    /// [`signed_keys`](Self::signed_keys) for private (AES-256-GCM) cookies.
+    pub fn private_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.cookie.protection = Protection::Private(keys.into_iter().collect());
+        self
+    }
+
+    /// Token mode: the session id comes from `Authorization: Bearer <token>` instead of a
+    /// cookie, and is handed back in the response header `x-session-token` when a session
+    /// is created or its id cycles (see [`token_response_header`](Self::token_response_header)).
+    /// Same records, lifecycle and protection (`signed`/`private` apply to the token);
+    /// no cookie is read or set, and cross-origin protection is off unless asked for.
+    pub fn bearer_token(mut self) -> Self {
+        self.cookie.carrier = Carrier::Bearer {
+            response: HeaderName::from_static("x-session-token"),
+        };
+        self
+    }
+
+    /// Token mode with the id in request header `name` (e.g. `x-session-token`), handed
+    /// back in the same header name.
+    pub fn header_token(mut self, name: HeaderName) -> Self {
+        self.cookie.carrier = Carrier::Header {
+            name: name.clone(),
+            response: name,
+        };
+        self
+    }
+
+    /// In token mode, the response header the new token goes in (default
+    /// `x-session-token` for [`bearer_token`](Self::bearer_token), the request header's
+    /// name for [`header_token`](Self::header_token)). No effect in cookie mode.
+    pub fn token_response_header(mut self, name: HeaderName) -> Self {
+        match &mut self.cookie.carrier {
+            Carrier::Cookie => {}
+            Carrier::Bearer { response } | Carrier::Header { response, .. } => *response = name,
+        }
+        self
+    }
+
+    /// Cross-origin protection for unsafe methods (see [`CrossOriginProtection`]). The
+    /// default: on (no trusted origin beyond the request's own) for cookie sessions,
+    /// off in token mode; [`CrossOriginProtection::disabled`] turns it off.
+    pub fn cross_origin_protection(mut self, protection: CrossOriginProtection) -> Self {
+        self.cross_origin = Some(protection);
+        self
+    }
+
+    /// The idle timeout of anonymous sessions (never logged in): default 10 minutes, or
+    /// the idle timeout if that is shorter. Shorter than a logged-in session's, so that
+    /// a flood of cookieless visits costs less memory for less time.
+    pub fn anonymous_idle_timeout(mut self, idle: Duration) -> Self {
+        self.anonymous_idle = Some(idle);
+        self
+    }
+
+    /// The longest idle timeout a session may choose for itself with
+    /// [`Session::set_lifetime`](super::Session::set_lifetime) (default: the idle timeout).
+    pub fn max_idle_timeout(mut self, idle: Duration) -> Self {
+        self.max_idle = Some(idle);
+        self
+    }
+
+    /// The longest absolute timeout a session may choose for itself with
+    /// [`Session::set_lifetime`](super::Session::set_lifetime) (default: the absolute
+    /// timeout). "Remember me for 30 days": raise both maxima, and set the lifetime at login.
+    pub fn max_absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.max_absolute = Some(absolute);
         self
     }
 
@@ -249,13 +375,22 @@ impl SessionManagerBuilder {
     /// # Errors
     /// [`ConfigError`] for an invalid cookie name, path or domain, a `__Host-`
     /// or `__Secure-` name without the attributes browsers demand, `SameSite=None`
-    /// without `Secure`, zero or over-long timeouts, or a refresh fraction outside
-    /// `(0, 1]`.
+    /// without `Secure`, no key for signed or private cookies, zero or over-long
+    /// timeouts, maxima below the timeouts, a malformed trusted origin, or a refresh
+    /// fraction outside `(0, 1]`.
     pub fn build(self) -> Result<SessionManager, ConfigError> {
         self.cookie.validate()?;
+        let anonymous_idle = self
+            .anonymous_idle
+            .unwrap_or(self.idle.min(Duration::from_secs(10 * 60)));
+        let max_idle = self.max_idle.unwrap_or(self.idle);
+        let max_absolute = self.max_absolute.unwrap_or(self.absolute);
         for (what, d) in [
             ("idle_timeout", self.idle),
+            ("anonymous_idle_timeout", anonymous_idle),
             ("absolute_timeout", self.absolute),
+            ("max_idle_timeout", max_idle),
+            ("max_absolute_timeout", max_absolute),
         ] {
             if d.is_zero() || d > MAX_TTL {
                 return Err(ConfigError::new(
@@ -270,16 +405,30 @@ impl SessionManagerBuilder {
                 "refresh_fraction must be in (0, 1]",
             ));
         }
-        let refresh_after = self.idle.mul_f64(self.refresh_fraction);
+        if max_idle < self.idle.max(anonymous_idle) || max_absolute < self.absolute {
+            return Err(ConfigError::new(
+                "session manager",
+                "max_idle_timeout and max_absolute_timeout must be at least the timeouts they bound",
+            ));
+        }
+        let cross_origin = match self.cross_origin {
+            Some(protection) => protection.compile()?,
+            None if self.cookie.is_cookie() => CrossOriginProtection::new().compile()?,
+            None => None,
+        };
         Ok(SessionManager {
             inner: Arc::new(ManagerInner {
                 store: self.store,
                 clock: self.clock,
                 cookie: self.cookie,
                 idle: self.idle,
+                anonymous_idle,
                 absolute: self.absolute,
-                refresh_after,
+                max_idle,
+                max_absolute,
+                refresh_fraction: self.refresh_fraction,
                 prefix: self.prefix,
+                cross_origin,
             }),
         })
     }

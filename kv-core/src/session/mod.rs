@@ -65,11 +65,14 @@
 //! stored layout), `cookie.rs` and `id.rs`, `shared.rs` (what every request shares).
 
 mod cookie;
+mod csrf;
 mod data;
 mod handle;
 mod id;
 mod index;
+mod lifetime;
 mod manager;
+mod origin;
 mod record;
 mod save;
 mod shared;
@@ -81,7 +84,9 @@ pub use ::cookie::{Key, SameSite};
 pub use data::SessionData;
 pub use handle::{Loading, Session};
 pub use index::{MAX_USER_SESSIONS, UserSession};
+pub use lifetime::SessionExpiry;
 pub use manager::{SessionManager, SessionManagerBuilder};
+pub use origin::CrossOriginProtection;
 pub use save::Save;
 
 use crate::KvError;
@@ -114,6 +119,9 @@ pub enum SessionError {
     /// Keys starting with `__kv.` are the engine's own.
     #[error("session key {0:?} is reserved (keys starting with `__kv.` are)")]
     ReservedKey(String),
+    /// [`Session::set_lifetime`] was given a zero timeout.
+    #[error("a session's idle and absolute timeouts must be positive")]
+    InvalidLifetime,
     /// A [`SessionData`] call was made before the session was loaded.
     #[error("the session was not loaded yet: call `load().await` first")]
     NotLoaded,

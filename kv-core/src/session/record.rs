@@ -4,11 +4,17 @@
 //! session:<id>        (hash, TTL = idle timeout cut at the absolute deadline)
 //!   __kv.created  -> "1764095000123"      Unix ms of creation or login
 //!   __kv.user     -> "alice"              only after `login`
+//!   __kv.idle     -> "2592000000"         only with a lifetime of its own (`set_lifetime`):
+//!   __kv.abs      -> "2592000000"           idle and absolute timeout, ms
+//!   __kv.csrf     -> "<22 chars>"         only once `csrf_token` was asked for
 //!   cart          -> "[1,2,3]"            each of your keys: its value as JSON text
 //!   theme         -> "\"dark\""
-//! session:user:<user> (hash, TTL = absolute timeout since the last login)
-//!   <id>          -> "1764138200123"      that session's absolute deadline, Unix ms
+//! session:user:<user> (hash, TTL = the longest absolute timeout since the last login)
+//!   <id>          -> "<deadline ms> <created ms> <handle>"
 //! ```
+//!
+//! A logged-in session's id starts with `u.` (so its record is `session:u.<id>`), an
+//! anonymous one's does not: see `id.rs`.
 //!
 //! `redis-cli HGETALL session:<id>` reads a session as it is.
 
@@ -22,12 +28,43 @@ use crate::Ttl;
 pub(crate) const RESERVED_PREFIX: &str = "__kv.";
 pub(crate) const CREATED: &str = "__kv.created";
 pub(crate) const USER: &str = "__kv.user";
+pub(crate) const IDLE: &str = "__kv.idle";
+pub(crate) const ABSOLUTE: &str = "__kv.abs";
+pub(crate) const CSRF: &str = "__kv.csrf";
+
+/// The engine's per-session settings beyond creation time and user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// The session's own idle timeout, ms (`None`: the manager's).
+    pub(crate) idle_ms: Option<u64>,
+    /// The session's own absolute timeout, ms (`None`: the manager's).
+    pub(crate) absolute_ms: Option<u64>,
+    /// The synchronizer token (OWASP CSRF cheat sheet), once asked for.
+    pub(crate) csrf: Option<String>,
+}
+
+impl Meta {
+    /// The fields that store it.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (String, Bytes)> + '_ {
+        let num =
+            |name: &str, v: Option<u64>| v.map(|v| (name.to_owned(), Bytes::from(v.to_string())));
+        num(IDLE, self.idle_ms)
+            .into_iter()
+            .chain(num(ABSOLUTE, self.absolute_ms))
+            .chain(
+                self.csrf
+                    .as_ref()
+                    .map(|t| (CSRF.to_owned(), Bytes::from(t.clone()))),
+            )
+    }
+}
 
 /// A record as read from the store.
 #[derive(Debug)]
 pub(crate) struct Record {
     pub(crate) created_ms: u64,
     pub(crate) user: Option<String>,
+    pub(crate) meta: Meta,
     /// Each user key's value as JSON text.
     pub(crate) data: Vec<Field>,
     /// The record's remaining TTL when it was read (`None`: it has none).
@@ -54,6 +91,7 @@ impl Record {
 pub(crate) struct RecordReader {
     created_ms: Option<u64>,
     user: Option<String>,
+    meta: Meta,
     data: Vec<Field>,
 }
 
@@ -66,6 +104,15 @@ impl RecordReader {
                     .and_then(|t| t.parse::<u64>().ok());
             }
             USER => self.user = String::from_utf8(value.to_vec()).ok(),
+            // A malformed number is ignored: the manager's timeouts apply.
+            IDLE => self.meta.idle_ms = number(value).filter(|v| *v > 0),
+            ABSOLUTE => self.meta.absolute_ms = number(value).filter(|v| *v > 0),
+            CSRF => {
+                self.meta.csrf = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|t| t.len() <= 64)
+                    .map(str::to_owned);
+            }
             _ if name.starts_with(RESERVED_PREFIX) => {}
             _ => self.data.push(Field {
                 key: name.to_owned(),
@@ -84,6 +131,7 @@ impl RecordReader {
         Some(Record {
             created_ms: self.created_ms?,
             user: self.user,
+            meta: self.meta,
             data: self.data,
             ttl_left,
         })
@@ -100,13 +148,23 @@ pub(crate) struct Field {
     pub(crate) dirty: bool,
 }
 
+fn number(value: &Bytes) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// The fields that create a whole record.
-pub(crate) fn encode(created_ms: u64, user: Option<&str>, data: &[Field]) -> Vec<(String, Bytes)> {
-    let mut fields = Vec::with_capacity(data.len() + 2);
+pub(crate) fn encode(
+    created_ms: u64,
+    user: Option<&str>,
+    meta: &Meta,
+    data: &[Field],
+) -> Vec<(String, Bytes)> {
+    let mut fields = Vec::with_capacity(data.len() + 5);
     fields.push((CREATED.to_owned(), Bytes::from(created_ms.to_string())));
     if let Some(user) = user {
         fields.push((USER.to_owned(), Bytes::from(user.to_owned())));
     }
+    fields.extend(meta.fields());
     fields.extend(data.iter().map(|f| (f.key.clone(), f.value.clone())));
     fields
 }

@@ -30,6 +30,7 @@ enum Op {
         user: String,
         id: SessionId,
         created: u64,
+        deadline: u64,
         now: u64,
     },
     /// `cycle_id` of a session: delete the old record and, only if it still existed (no
@@ -67,9 +68,10 @@ impl Op {
                 user,
                 id,
                 created,
+                deadline,
                 now,
             } => m
-                .index_add(&user, &id, created, now)
+                .index_add(&user, &id, created, deadline, now)
                 .await
                 .map(|()| Ran::Done),
             Op::Move {
@@ -123,6 +125,7 @@ pub(super) fn end(
         }
     }
 
+    let meta = loaded.meta;
     match loaded.current {
         Some((id, record)) if state.cycle => {
             let fresh = state.login.is_some();
@@ -131,14 +134,18 @@ pub(super) fn end(
             if let Some(old_user) = &record.user {
                 ops.push(Op::Hdel(m.user_key(old_user), vec![id.as_str().to_owned()]));
             }
-            match m.ttl_at(created, now) {
+            let life = m.lifetime(user.is_some(), &meta);
+            match m.ttl_at(created, now, life) {
                 Some(ttl) => {
-                    let new_id = SessionId::random();
-                    let fields = record::encode(created, user.as_deref(), &loaded.data);
+                    // A logged-in session's id is of the protected class (`u.`).
+                    let new_id = SessionId::random_of(user.is_some());
+                    let fields = record::encode(created, user.as_deref(), &meta, &loaded.data);
+                    let deadline = m.absolute_deadline(created, life);
                     let index = user.map(|user| Op::IndexAdd {
                         user,
                         id: new_id.clone(),
                         created,
+                        deadline,
                         now,
                     });
                     if fresh {
@@ -156,29 +163,33 @@ pub(super) fn end(
                             index: index.map(Box::new),
                         });
                     }
-                    let left = m.absolute_deadline(created).saturating_sub(now);
+                    let left = deadline.saturating_sub(now);
                     cookie = m.cookie.issue(&new_id, Duration::from_millis(left));
                     wrote_new = true;
                 }
                 None => ops.push(Op::Del(m.record_key(&id))),
             }
         }
-        Some((_, record)) => {
+        Some((id, record)) => {
             let key = loaded.current_key;
-            match m.ttl_at(record.created_ms, now) {
+            let life = m.lifetime(record.user.is_some(), &meta);
+            match m.ttl_at(record.created_ms, now, life) {
                 // The absolute deadline passed during the request.
                 None => ops.push(Op::Del(key)),
                 Some(ttl) => {
-                    let sets: Vec<(String, Bytes)> = loaded
+                    let mut sets: Vec<(String, Bytes)> = loaded
                         .data
                         .into_iter()
                         .filter(|f| f.dirty)
                         .map(|f| (f.key, f.value))
                         .collect();
+                    if loaded.meta_dirty {
+                        sets.extend(meta.fields());
+                    }
                     let dels = state.removed;
                     let due = record
                         .ttl_left
-                        .is_none_or(|left| ttl.saturating_sub(left) >= m.refresh_after);
+                        .is_none_or(|left| ttl.saturating_sub(left) >= m.refresh_after(life));
                     let changed = !sets.is_empty() || !dels.is_empty();
                     if !sets.is_empty() {
                         // The write refreshes the TTL in the same step.
@@ -190,24 +201,34 @@ pub(super) fn end(
                         ops.push(Op::Hdel(key, dels));
                     }
                     wrote_new = true; // the cookie stays valid
+                    // Re-issued: verified with an older key, or a new absolute timeout
+                    // (the cookie's `Max-Age` follows it).
+                    if loaded.reissue || meta.absolute_ms != record.meta.absolute_ms {
+                        let left = m
+                            .absolute_deadline(record.created_ms, life)
+                            .saturating_sub(now);
+                        cookie = m.cookie.issue(&id, Duration::from_millis(left));
+                    }
                 }
             }
         }
-        None if !loaded.data.is_empty() || state.login.is_some() => {
-            let new_id = SessionId::random();
+        None if !loaded.data.is_empty() || state.login.is_some() || loaded.meta_dirty => {
             let user = state.login;
-            let fields = record::encode(now, user.as_deref(), &loaded.data);
-            if let Some(ttl) = m.ttl_at(now, now) {
+            let new_id = SessionId::random_of(user.is_some());
+            let life = m.lifetime(user.is_some(), &meta);
+            let fields = record::encode(now, user.as_deref(), &meta, &loaded.data);
+            if let Some(ttl) = m.ttl_at(now, now, life) {
                 ops.push(Op::Hset(m.record_key(&new_id), fields, ttl));
                 if let Some(user) = user {
                     ops.push(Op::IndexAdd {
                         user,
                         id: new_id.clone(),
                         created: now,
+                        deadline: m.absolute_deadline(now, life),
                         now,
                     });
                 }
-                cookie = m.cookie.issue(&new_id, m.absolute);
+                cookie = m.cookie.issue(&new_id, life.absolute);
                 wrote_new = true;
             }
         }

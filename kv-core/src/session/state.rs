@@ -1,7 +1,7 @@
 //! One request's view of its session: what was loaded and what the handler changed.
 
 use super::id::SessionId;
-use super::record::{Field, Record};
+use super::record::{Field, Meta, Record};
 use crate::KvError;
 
 #[derive(Default)]
@@ -29,6 +29,12 @@ pub(super) struct Loaded {
     pub(super) had_cookie: bool,
     /// When the record was read (Unix ms), reused as "now" at the end of the request.
     pub(super) read_at: Option<u64>,
+    /// The engine's per-session settings as this request sees them.
+    pub(super) meta: Meta,
+    /// `meta` was changed by this request: written at the end.
+    pub(super) meta_dirty: bool,
+    /// The cookie verified with an older key: re-issued under the current one.
+    pub(super) reissue: bool,
 }
 
 impl Loaded {
@@ -40,6 +46,9 @@ impl Loaded {
             ended: Vec::new(),
             had_cookie,
             read_at: None,
+            meta: Meta::default(),
+            meta_dirty: false,
+            reissue: false,
         }
     }
 }

@@ -2,7 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderValue, Response, header};
+use http::{HeaderName, HeaderValue, Response};
 use kv_core::Step;
 use kv_core::session::{Save, Session, SessionError};
 use pin_project_lite::pin_project;
@@ -22,8 +22,10 @@ pin_project! {
     #[project = StateProj]
     enum State<F, ResB> {
         Calling { #[pin] fut: F, session: Option<Session> },
+        // Refused by the cross-origin check; the inner service was not called.
+        Refused { response: Option<Response<KvBody<ResB>>> },
         // Only for a save that waits on the store (boxed by the engine).
-        Finishing { #[pin] save: Save, response: Option<Response<ResB>> },
+        Finishing { #[pin] save: Save, response: Option<Response<ResB>>, header: HeaderName },
     }
 }
 
@@ -33,6 +35,15 @@ impl<F, ResB> ResponseFuture<F, ResB> {
             state: State::Calling {
                 fut,
                 session: Some(session),
+            },
+        }
+    }
+
+    /// The `403` of the cross-origin check.
+    pub(crate) fn refused(refusal: kv_core::Answer) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                response: Some(answer(refusal)),
             },
         }
     }
@@ -53,38 +64,55 @@ where
                     let Some(session) = session.take().filter(Session::is_touched) else {
                         return Poll::Ready(Ok(response.map(KvBody::new)));
                     };
+                    let header = session.response_header();
                     match session.end(response.status()) {
-                        Step::Ready(outcome) => return Poll::Ready(Ok(apply(outcome, response))),
+                        Step::Ready(outcome) => {
+                            return Poll::Ready(Ok(apply(outcome, response, header)));
+                        }
                         Step::Pending(save) => {
                             this.state.set(State::Finishing {
                                 save,
                                 response: Some(response),
+                                header,
                             });
                         }
                     }
                 }
-                StateProj::Finishing { save, response } => {
+                StateProj::Refused { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    };
+                }
+                StateProj::Finishing {
+                    save,
+                    response,
+                    header,
+                } => {
                     let outcome = ready!(save.poll(cx));
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
-                    return Poll::Ready(Ok(apply(outcome, response)));
+                    let header = std::mem::replace(header, http::header::SET_COOKIE);
+                    return Poll::Ready(Ok(apply(outcome, response, header)));
                 }
             }
         }
     }
 }
 
-/// The response once the session is finished: with its `Set-Cookie`, or a 500.
+/// The response once the session is finished: with its `Set-Cookie` (or token header),
+/// or a 500.
 fn apply<B>(
     outcome: Result<Option<HeaderValue>, SessionError>,
     response: Response<B>,
+    header: HeaderName,
 ) -> Response<KvBody<B>> {
     match outcome {
         Ok(None) => response.map(KvBody::new),
         Ok(Some(cookie)) => {
             let mut response = response.map(KvBody::new);
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response.headers_mut().append(header, cookie);
             response
         }
         // Logged by the engine, without the session id.

@@ -34,7 +34,10 @@
 //! - after the inner service answered, a session the handler used is finished: a
 //!   `Set-Cookie` is appended when the engine gives one; a store failure replaces the
 //!   response with an opaque `500` (logged by the engine, without the session id);
-//! - a session the handler did not use costs nothing more.
+//! - a session the handler did not use costs nothing more;
+//! - before the inner service is called, the engine's cross-origin check
+//!   ([`CrossOriginProtection`], on by default for cookie sessions) may answer `403`;
+//! - in token mode the engine's value goes in its token header instead of `Set-Cookie`.
 //!
 //! The response body is [`KvBody<B>`](crate::KvBody) over the inner service's body `B`:
 //! passed through untouched, or the complete body of the `500` (see [`crate::body`]).
@@ -49,6 +52,9 @@ mod service;
 #[cfg(feature = "axum")]
 pub use extract::{MissingSessionLayer, Session, SessionFailure};
 pub use future::ResponseFuture;
-pub use kv_core::session::{Key, SameSite, SessionError, SessionManager, SessionManagerBuilder};
+pub use kv_core::session::{
+    CrossOriginProtection, Key, SameSite, SessionError, SessionExpiry, SessionManager,
+    SessionManagerBuilder,
+};
 pub use layer::SessionLayer;
 pub use service::SessionService;

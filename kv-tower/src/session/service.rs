@@ -51,6 +51,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        // Cross-origin protection: refused before the handler runs (no store call).
+        if let Some(refusal) = self.manager.check_cross_origin(&View::new(&req)) {
+            return ResponseFuture::refused(refusal);
+        }
         // No store call and no cookie check here: the session loads on first use.
         let session = self.manager.start(&View::new(&req));
         req.extensions_mut().insert(session.clone());

@@ -98,7 +98,7 @@ async fn cookie_attributes_follow_the_configuration() {
 }
 
 #[tokio::test]
-async fn the_first_valid_cookie_of_our_name_wins() {
+async fn a_garbage_cookie_before_the_valid_one_is_skipped() {
     let f = fixture();
     let cookie = f.new_session("a", "1").await;
     let good = cookie_value(&cookie_header_as_set(&cookie));

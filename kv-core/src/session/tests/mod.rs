@@ -11,6 +11,7 @@ mod changes;
 mod cookies;
 mod lifecycle;
 mod users;
+mod v2;
 use crate::Step;
 use crate::clock::ManualClock;
 use crate::testing::{CountingStore, UnavailableStore};

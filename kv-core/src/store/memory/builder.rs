@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
+use super::classes::Classes;
 use super::shard::{Shard, ShardLimits, cost};
 use super::{EXPIRY_BATCH, Inner, MemoryStore, Padded};
 use crate::ConfigError;
@@ -36,6 +37,7 @@ pub struct MemoryStoreBuilder {
     shards: usize,
     expiry_interval: Option<Duration>,
     clock: ClockHandle,
+    protected: Vec<String>,
 }
 
 impl Default for MemoryStoreBuilder {
@@ -48,6 +50,7 @@ impl Default for MemoryStoreBuilder {
             shards: 32,
             expiry_interval: Some(Duration::from_millis(100)),
             clock: ClockHandle::System,
+            protected: Vec::new(),
         }
     }
 }
@@ -62,6 +65,7 @@ impl fmt::Debug for MemoryStoreBuilder {
             .field("shards", &self.shards)
             .field("expiry_interval", &self.expiry_interval)
             .field("clock", &self.clock)
+            .field("protected_prefixes", &self.protected)
             .finish()
     }
 }
@@ -109,6 +113,17 @@ impl MemoryStoreBuilder {
     /// written over, by eviction, or by [`MemoryStore::purge_expired`].
     pub fn without_active_expiry(mut self) -> Self {
         self.expiry_interval = None;
+        self
+    }
+
+    /// An eviction class: keys starting with `prefix` are evicted only when their shard
+    /// holds no other key (then by the usual policy among themselves). For logged-in
+    /// sessions, so that floods of anonymous sessions, cache entries or counters in the
+    /// same bounded store cannot push them out:
+    /// `SessionManager::protected_prefixes_for("session:")` gives the session engine's.
+    /// Protected keys count against the bound like any other. Can be called repeatedly.
+    pub fn protect_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.protected.push(prefix.into());
         self
     }
 
@@ -182,8 +197,12 @@ impl MemoryStoreBuilder {
     fn build_with(mut self, shards: usize, limits: ShardLimits) -> MemoryStore {
         self.shards = shards;
         let hasher = foldhash::fast::RandomState::default();
+        let classes = Classes::new(&self.protected);
         let shard_vec: Vec<Padded> = (0..shards)
-            .map(|i| Padded(RwLock::new(Shard::new(hasher.clone(), hasher.hash_one(i)))))
+            .map(|i| {
+                let shard = Shard::new(hasher.clone(), hasher.hash_one(i), classes.clone());
+                Padded(RwLock::new(shard))
+            })
             .collect();
         let inner = Arc::new(Inner {
             shards: shard_vec.into_boxed_slice(),

@@ -38,7 +38,9 @@
 //! sample holds no key with a TTL but the shard does); an expired one goes first; else the
 //! least recently used key that carries a TTL; a persistent key only when the sample holds
 //! no key with a TTL. Recency has the resolution of the expiry interval (100 ms by
-//! default), like Redis' LRU clock.
+//! default), like Redis' LRU clock. *Eviction classes*
+//! ([`protect_prefix`](MemoryStoreBuilder::protect_prefix)) come before all that: a key of
+//! a protected prefix is evicted only when its shard holds no unprotected key.
 //!
 //! # Limits
 //! Keys up to [`max_key_len`](MemoryStoreBuilder::max_key_len) bytes (16 KiB by default)
@@ -55,6 +57,7 @@
 //! that buffer alive, while the accounting counts the slice.
 
 mod builder;
+mod classes;
 mod faces;
 mod hash;
 mod shard;

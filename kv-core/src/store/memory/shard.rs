@@ -7,6 +7,8 @@ use bytes::Bytes;
 use compact_str::CompactString;
 use indexmap::IndexMap;
 
+use super::classes::Classes;
+
 /// Accounted size of one entry beyond its key and value bytes: the map slot, the index
 /// slot and the entry header. Approximate by design (allocator slack is not counted).
 pub(crate) const ENTRY_OVERHEAD: usize = 96;
@@ -118,16 +120,24 @@ pub(crate) struct Shard {
     /// Where the active-expiry scan resumes.
     pub(crate) cursor: usize,
     rng: u64,
+    /// The protected key prefixes (eviction classes) and how many entries they hold.
+    classes: Classes,
+    protected: usize,
+    /// Where the search for an unprotected victim resumes.
+    evict_cursor: usize,
 }
 
 impl Shard {
-    pub(crate) fn new(hasher: foldhash::fast::RandomState, seed: u64) -> Self {
+    pub(crate) fn new(hasher: foldhash::fast::RandomState, seed: u64, classes: Classes) -> Self {
         Shard {
             map: IndexMap::with_hasher(hasher),
             used: 0,
             volatile: 0,
             cursor: 0,
             rng: seed | 1,
+            classes,
+            protected: 0,
+            evict_cursor: 0,
         }
     }
 
@@ -145,6 +155,9 @@ impl Shard {
     pub(crate) fn remove_index(&mut self, index: usize) -> Option<Entry> {
         let (key, entry) = self.map.swap_remove_index(index)?;
         self.used -= cost(key.len(), entry.value.len());
+        if self.classes.covers(&key) {
+            self.protected -= 1;
+        }
         if entry.expires_at != 0 {
             self.volatile -= 1;
         }
@@ -170,6 +183,9 @@ impl Shard {
         self.make_room(need, limits, now, tick);
         if entry.expires_at != 0 {
             self.volatile += 1;
+        }
+        if self.classes.covers(key) {
+            self.protected += 1;
         }
         self.used += need;
         self.map.insert(CompactString::from(key), entry);
@@ -229,6 +245,8 @@ impl Shard {
     /// to [`MAX_SAMPLES`] while the sample holds no key with a TTL but the shard does);
     /// an expired entry goes first; then the least recently used entry *with a TTL*; only
     /// when the sample holds no key with a TTL, the least recently used persistent key.
+    /// Above all that, a key of a protected prefix (an eviction class) goes only when the
+    /// shard holds no unprotected key.
     fn make_room(&mut self, need: usize, limits: &ShardLimits, now: u64, tick: u32) {
         let full =
             |s: &Self| s.used + need > limits.max_bytes || s.map.len() + 1 > limits.max_entries;
@@ -243,40 +261,68 @@ impl Shard {
             && (self.used + need > limits.max_bytes || self.map.len() + 1 > limits.max_entries)
         {
             let len = self.map.len();
-            let mut victim: Option<(usize, bool, u32)> = None; // (index, volatile, age)
+            let unprotected = len > self.protected;
+            // (index, unprotected, volatile, age): the greatest goes.
+            let mut victim: Option<(usize, bool, bool, u32)> = None;
             let mut sampled = 0;
             // Sample EVICTION_SAMPLES entries; while none of them carries a TTL but the
-            // shard holds some, sample on (up to MAX_SAMPLES) to find one.
+            // shard holds some, or all are protected but the shard holds others, sample
+            // on (up to MAX_SAMPLES).
             while sampled < MAX_SAMPLES.min(len)
                 && (sampled < EVICTION_SAMPLES
-                    || (self.volatile > 0 && !victim.is_some_and(|v| v.1)))
+                    || (self.volatile > 0 && !victim.is_some_and(|v| v.2))
+                    || (unprotected && !victim.is_some_and(|v| v.1)))
             {
                 sampled += 1;
                 let index = (self.next_random() % len as u64) as usize;
-                let Some((_, entry)) = self.map.get_index(index) else {
+                let Some((key, entry)) = self.map.get_index(index) else {
                     continue;
                 };
                 if entry.is_expired(now) {
-                    victim = Some((index, true, u32::MAX));
+                    victim = Some((index, true, true, u32::MAX));
                     break;
                 }
                 let age = tick.wrapping_sub(entry.accessed.load(Ordering::Relaxed));
-                let volatile = entry.expires_at != 0;
+                let candidate = (index, !self.classes.covers(key), entry.expires_at != 0, age);
                 let better = match victim {
                     None => true,
-                    Some((_, v_volatile, v_age)) => (volatile, age) > (v_volatile, v_age),
+                    Some((_, u, v, a)) => (candidate.1, candidate.2, candidate.3) > (u, v, a),
                 };
                 if better {
-                    victim = Some((index, volatile, age));
+                    victim = Some(candidate);
                 }
             }
+            // Eviction classes: a protected key goes only when the shard holds no other.
+            if unprotected && victim.is_some_and(|v| !v.1) {
+                victim = self
+                    .unprotected_victim()
+                    .map(|index| (index, true, false, 0));
+            }
             match victim {
-                Some((index, _, _)) => {
+                Some((index, ..)) => {
                     self.remove_index(index);
                 }
                 None => break,
             }
         }
+    }
+
+    /// The next unprotected entry from the eviction cursor (a shard that samples only
+    /// protected keys is mostly protected: the walk is short on average).
+    fn unprotected_victim(&mut self) -> Option<usize> {
+        let len = self.map.len();
+        for step in 0..len {
+            let index = (self.evict_cursor + step) % len;
+            if self
+                .map
+                .get_index(index)
+                .is_some_and(|(key, _)| !self.classes.covers(key))
+            {
+                self.evict_cursor = index;
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Scans up to `budget` entries from the cursor, removing expired ones.

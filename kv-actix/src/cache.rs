@@ -52,7 +52,7 @@ use kv_core::{Answer, Step, Store};
 use pin_project_lite::pin_project;
 
 use crate::answer::to_response;
-use crate::view::{View, header, status, to_http};
+use crate::view::{View, actix_status, header, status, to_http};
 
 /// The cache middleware: `App::wrap(CacheMiddleware::new(cache))`, or on a `Scope` /
 /// `Resource`. Cheap to clone.
@@ -190,7 +190,7 @@ fn through<B>(
 async fn forwarded<S, B, St>(
     service: Rc<S>,
     mut req: ServiceRequest,
-    forward: Box<Forward<St>>,
+    mut forward: Box<Forward<St>>,
 ) -> Reply<B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
@@ -207,6 +207,9 @@ where
     // a service that fails outright has no request left to answer with.
     let mut response = service.call(req).await?;
     let mut head = to_http(response.headers());
+    if let BodySize::Sized(n) = response.response().body().size() {
+        forward.set_body_len(Some(n));
+    }
     let outcome = forward.response(status(response.status()), &mut head).await;
     Ok(match outcome {
         Outcome::Pass => {
@@ -215,6 +218,9 @@ where
         }
         Outcome::Record(recorder) => {
             replace_headers(response.headers_mut(), &head);
+            if let Some(sent) = recorder.status() {
+                *response.response_mut().status_mut() = actix_status(sent);
+            }
             // actix never polls an empty body (a 204, an empty 200, a redirect): store
             // such an entry now rather than waiting for an end that never comes.
             let recorder = match response.response().body().size() {
@@ -306,7 +312,10 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
     type Error = B::Error;
 
     fn size(&self) -> BodySize {
-        self.inner.size()
+        match self.recorder.size() {
+            Some(n) => BodySize::Sized(n),
+            None => self.inner.size(),
+        }
     }
 
     fn poll_next(
@@ -317,21 +326,26 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
         // kv-core's state machine decides; this only polls the inner body and the store.
         loop {
             ready_poll!(this.recorder.poll_store(cx));
-            if let Some(chunk) = this.held.take() {
-                return Poll::Ready(Some(Ok(chunk)));
+            // While draining (a range sent, the whole response still being recorded), the
+            // chunk to send waits for the inner body's end.
+            if this.held.is_some() && !this.recorder.draining() {
+                return Poll::Ready(this.held.take().map(Ok));
             }
             if *this.ended {
-                return Poll::Ready(None);
+                return Poll::Ready(this.held.take().map(Ok));
             }
             match ready_poll!(this.inner.as_mut().poll_next(cx)) {
                 Some(Ok(chunk)) => {
                     // actix has no end-of-stream hint: the end is the announced length
                     // (which the recorder knows) or the inner body's `None`.
-                    if this.recorder.chunk(&chunk, false, cx) {
-                        *this.held = Some(chunk);
-                        continue;
+                    let hold = this.recorder.chunk(&chunk, false, cx);
+                    if let Some(out) = this.recorder.emit(chunk) {
+                        if hold || this.recorder.draining() {
+                            *this.held = Some(out);
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(out)));
                     }
-                    return Poll::Ready(Some(Ok(chunk)));
                 }
                 Some(Err(err)) => {
                     this.recorder.error();

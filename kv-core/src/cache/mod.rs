@@ -123,6 +123,7 @@ mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
 mod policy;
+mod range;
 mod read;
 mod recorder;
 mod serve;
@@ -166,13 +167,55 @@ pub(crate) struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    /// The host: the `Host` header, else the URI's authority, else empty.
-    pub(crate) fn host(&self) -> &'a str {
-        self.headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(self.authority)
-            .unwrap_or("")
+    /// The host the request is for: the absolute-form authority, else the `Host` header,
+    /// else empty (a request without either, as in-process tests make them). `None` when
+    /// either is not an RFC 3986 `host[:port]`, or `Host` is repeated: such a request
+    /// bypasses the cache (it could otherwise plant a response under another URL's key).
+    pub(crate) fn host(&self) -> Option<&'a str> {
+        let mut lines = self.headers.get_all(HOST).iter();
+        let header = lines.next();
+        if lines.next().is_some() {
+            return None;
+        }
+        let header = match header {
+            Some(h) => Some(h.to_str().ok().filter(|h| key::valid_authority(h))?),
+            None => None,
+        };
+        match self.authority {
+            Some(a) => key::valid_authority(a).then_some(a),
+            None => Some(header.unwrap_or("")),
+        }
+    }
+}
+
+/// What a [custom key function](CacheBuilder::custom_key) or a
+/// [bypass predicate](CacheBuilder::bypass) sees of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheRequest<'a> {
+    head: RequestHead<'a>,
+    host: &'a str,
+}
+
+impl<'a> CacheRequest<'a> {
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.head.method
+    }
+    /// The host (`host[:port]`, validated; empty when the request names none).
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+    /// The path.
+    pub fn path(&self) -> &'a str {
+        self.head.path
+    }
+    /// The query, without `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.head.query
+    }
+    /// The request headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.head.headers
     }
 }
 
@@ -285,7 +328,6 @@ impl<St: Store> Cache<St> {
                 heuristic_freshness: false,
                 heuristic_max: Duration::from_secs(24 * 60 * 60),
                 max_body: 960 << 10,
-                sort_query: false,
                 honor_request_cc: false,
                 cache_authorized: false,
                 status_header: Some(HeaderName::from_static("x-cache")),
@@ -295,6 +337,8 @@ impl<St: Store> Cache<St> {
                 revalidation_window: Duration::from_secs(60),
                 max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
                 targeted: None,
+                keys: config::KeyRules::default(),
+                bypass: None,
             },
             #[cfg(feature = "near-cache")]
             near: None,
@@ -331,19 +375,47 @@ impl<St: Store> Cache<St> {
     }
 
     fn primary(&self, host: &str, path: &str, query: Option<&str>) -> String {
+        self.primary_with(host, path, query, None)
+    }
+
+    fn primary_with(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        custom: Option<&str>,
+    ) -> String {
         let c = &self.inner.config;
-        key::primary_key(&c.prefix, host, path, query, c.sort_query)
+        let fields = key::KeyFields {
+            host,
+            path,
+            query,
+            custom,
+        };
+        key::primary_key(&c.prefix, fields, &c.keys)
     }
 
     /// Drops every stored response of a URL (all its `Vary` variants), on the store and in
     /// this process's near cache. `uri` needs its authority (`http://host/path?query`) for
     /// a cache keyed by host; a path-only URI purges the entries stored without a host.
+    /// Entries stored with a [custom key](CacheBuilder::custom_key) part are not reached
+    /// by a URL (use [`purge_custom`](Cache::purge_custom)).
     ///
     /// # Errors
     /// The store's error.
     pub async fn purge(&self, uri: &Uri) -> Result<bool> {
         let host = uri.authority().map_or("", http::uri::Authority::as_str);
         let key = self.primary(host, uri.path(), uri.query());
+        self.purge_key(&key).await
+    }
+
+    /// [`purge`](Cache::purge) for the entries stored with the custom key part `custom`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn purge_custom(&self, uri: &Uri, custom: &str) -> Result<bool> {
+        let host = uri.authority().map_or("", http::uri::Authority::as_str);
+        let key = self.primary_with(host, uri.path(), uri.query(), Some(custom));
         self.purge_key(&key).await
     }
 

@@ -35,6 +35,12 @@ pub(crate) fn cacheable_by_default(status: StatusCode) -> bool {
     )
 }
 
+/// The statuses for which `stale-if-error` may serve a stale entry (RFC 5861 section 4):
+/// 500, 502, 503 and 504; any other passes through.
+pub(crate) fn is_error_for_stale(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
 /// Statuses whose caching semantics we implement (`must-understand`).
 fn understood(status: StatusCode) -> bool {
     cacheable_by_default(status) || matches!(status.as_u16(), 302 | 303 | 307)

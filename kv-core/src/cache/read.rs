@@ -87,7 +87,8 @@ impl<St: Store> Cache<St> {
         Some(match self.read_now(primary, now)? {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
-                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let (vkey, values) =
+                    key::variant(primary, m.nonce, &m.names, headers, &self.inner.config.keys);
                 let found = match self.read_now(&vkey, now)? {
                     Some(Stored::Entry(e)) if e.vary == values => Some(e),
                     _ => None,
@@ -108,7 +109,8 @@ impl<St: Store> Cache<St> {
         match self.read(primary, now).await {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
-                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let (vkey, values) =
+                    key::variant(primary, m.nonce, &m.names, headers, &self.inner.config.keys);
                 let found = match self.read(&vkey, now).await {
                     Some(Stored::Entry(e)) if e.vary == values => Some(e),
                     _ => None,

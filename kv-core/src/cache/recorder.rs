@@ -30,6 +30,10 @@ pub struct Recorder<St: Store> {
     pub(super) expected_len: Option<u64>,
     pub(super) flight: Option<FlightGuard<St>>,
     pub(super) lock: Option<String>,
+    /// The status to send instead of the inner service's (a range answered: 206, 416).
+    pub(super) status_sent: Option<http::StatusCode>,
+    /// The part of the body to send, `start..end` (a range), when not all of it.
+    pub(super) window: Option<(u64, u64)>,
 }
 
 impl<St: Store> fmt::Debug for Recorder<St> {
@@ -78,6 +82,13 @@ impl<St: Store> Recorder<St> {
     /// The body bytes recorded so far.
     fn body_len(&self) -> usize {
         self.body.len().saturating_sub(self.head)
+    }
+
+    /// The status to send instead of the inner service's, when the cache answers a
+    /// `Range` request from the whole response it records (`206`, `416`); the headers
+    /// were adjusted by [`Forward::response`](super::Forward::response).
+    pub fn status(&self) -> Option<http::StatusCode> {
+        self.status_sent
     }
 
     /// Whether the body is still being recorded.

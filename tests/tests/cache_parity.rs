@@ -12,8 +12,8 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use axum::Router;
 use axum::body::Body;
-use kv_core::cache::Cache;
 use kv_core::ManualClock;
+use kv_core::cache::Cache;
 use kv_core::{AnyStore, MemoryStore, RedisStore};
 use kv_test_support as support;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,7 +108,10 @@ const LEN_BODY: &str = "fifty-two bytes of body, more or less, exactly here!";
 const RANGE_BODY: &str = "0123456789abcdef";
 
 /// What every route answers: (status, headers, body), the same in both apps.
-fn answer(path_and_query: &str, x_status: Option<&str>) -> (u16, Vec<(&'static str, String)>, String) {
+fn answer(
+    path_and_query: &str,
+    x_status: Option<&str>,
+) -> (u16, Vec<(&'static str, String)>, String) {
     let cached = |v: &str| vec![("cache-control", v.to_owned())];
     let path = path_and_query.split('?').next().unwrap_or("");
     match path {
@@ -120,7 +123,11 @@ fn answer(path_and_query: &str, x_status: Option<&str>) -> (u16, Vec<(&'static s
         }
         "/flaky" => match x_status.and_then(|s| s.parse().ok()) {
             Some(code) => (code, Vec::new(), "down".to_owned()),
-            None => (200, cached("max-age=1, stale-if-error=60"), "good".to_owned()),
+            None => (
+                200,
+                cached("max-age=1, stale-if-error=60"),
+                "good".to_owned(),
+            ),
         },
         _ => (200, cached("max-age=60"), format!("route {path_and_query}")),
     }
@@ -146,7 +153,11 @@ async fn store_kinds(test: &str) -> Vec<Option<support::Target>> {
     out
 }
 
-async fn engine(redis: &Option<support::Target>, clock: &ManualClock, app: &str) -> Cache<AnyStore> {
+async fn engine(
+    redis: &Option<support::Target>,
+    clock: &ManualClock,
+    app: &str,
+) -> Cache<AnyStore> {
     let store = match redis {
         Some(target) => AnyStore::new(RedisStore::connect(&target.url()).await.expect("redis")),
         None => AnyStore::new(MemoryStore::with_clock(clock.clone())),
@@ -176,15 +187,21 @@ async fn start(redis: Option<support::Target>) -> Apps {
             let mut response = axum::response::Response::new(Body::from(body));
             *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
             for (name, value) in hs {
-                response.headers_mut().append(name, value.parse().expect("value"));
+                response
+                    .headers_mut()
+                    .append(name, value.parse().expect("value"));
             }
             response
         }
     };
     let router = Router::new()
         .route("/{*rest}", axum::routing::get(handler))
-        .layer(kv_tower::CacheLayer::new(engine(&redis, &clock, "axum").await));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        .layer(kv_tower::CacheLayer::new(
+            engine(&redis, &clock, "axum").await,
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let axum = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
 
@@ -257,11 +274,21 @@ async fn both(apps: &Apps, method: &str, target: &str, headers: &[(&str, &str)])
             .map(|(n, v)| (*n, v.replace("{addr}", &addr.to_string())))
             .collect();
         let hs: Vec<(&str, &str)> = hs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let wire = send(addr, method, &target.replace("{addr}", &addr.to_string()), &hs).await;
+        let wire = send(
+            addr,
+            method,
+            &target.replace("{addr}", &addr.to_string()),
+            &hs,
+        )
+        .await;
         replies.push(wire);
     }
     let (a, b) = (&replies[0], &replies[1]);
-    assert_eq!(owned(a), owned(b), "axum and actix differ on {method} {target} {headers:?}");
+    assert_eq!(
+        owned(a),
+        owned(b),
+        "axum and actix differ on {method} {target} {headers:?}"
+    );
     replies.swap_remove(0)
 }
 
@@ -277,7 +304,12 @@ async fn a_host_header_cannot_plant_a_response_under_another_url() {
         let victim = both(&apps, "GET", "/slow?v=X/slow", &[]).await;
         assert_eq!(victim.header("x-cache"), Some("MISS"));
         assert_eq!(victim.body, b"route /slow?v=X/slow");
-        assert_eq!(both(&apps, "GET", "/slow?v=X/slow", &[]).await.header("x-cache"), Some("HIT"));
+        assert_eq!(
+            both(&apps, "GET", "/slow?v=X/slow", &[])
+                .await
+                .header("x-cache"),
+            Some("HIT")
+        );
         // Not a host at all: served, never cached.
         for _ in 0..2 {
             let odd = both(&apps, "GET", "/odd", &[("host", "not a host/<>\"'")]).await;
@@ -311,7 +343,10 @@ async fn ranges_are_served_from_the_entry_with_206_416_and_if_range() {
         assert_eq!((whole.status, whole.header("x-cache")), (200, Some("HIT")));
         assert_eq!(whole.body, RANGE_BODY.as_bytes());
         let part = both(&apps, "GET", "/range", &[("range", "bytes=0-4")]).await;
-        assert_eq!((part.status, &part.body[..], part.header("x-cache")), (206, &b"01234"[..], Some("HIT")));
+        assert_eq!(
+            (part.status, &part.body[..], part.header("x-cache")),
+            (206, &b"01234"[..], Some("HIT"))
+        );
         assert_eq!(part.header("content-range"), Some("bytes 0-4/16"));
         assert_eq!(part.header("content-length"), Some("5"));
         let suffix = both(&apps, "GET", "/range", &[("range", "bytes=-3")]).await;
@@ -319,9 +354,21 @@ async fn ranges_are_served_from_the_entry_with_206_416_and_if_range() {
         let beyond = both(&apps, "GET", "/range", &[("range", "bytes=99-")]).await;
         assert_eq!(beyond.status, 416);
         assert_eq!(beyond.header("content-range"), Some("bytes */16"));
-        let matching = both(&apps, "GET", "/range", &[("range", "bytes=0-0"), ("if-range", "\"r1\"")]).await;
+        let matching = both(
+            &apps,
+            "GET",
+            "/range",
+            &[("range", "bytes=0-0"), ("if-range", "\"r1\"")],
+        )
+        .await;
         assert_eq!((matching.status, &matching.body[..]), (206, &b"0"[..]));
-        let changed = both(&apps, "GET", "/range", &[("range", "bytes=0-0"), ("if-range", "\"r0\"")]).await;
+        let changed = both(
+            &apps,
+            "GET",
+            "/range",
+            &[("range", "bytes=0-0"), ("if-range", "\"r0\"")],
+        )
+        .await;
         assert_eq!((changed.status, changed.body.len()), (200, 16));
         let multi = both(&apps, "GET", "/range", &[("range", "bytes=0-0,4-5")]).await;
         assert_eq!((multi.status, multi.body.len()), (200, 16));
@@ -344,7 +391,11 @@ async fn twenty_concurrent_range_requests_run_the_handler_once() {
                 assert_eq!((wire.status, &wire.body[..]), (206, &b"01234"[..]));
                 assert_ne!(wire.header("x-cache"), Some("BYPASS"));
             }
-            assert_eq!(calls.load(Ordering::SeqCst), 1, "one handler run for {addr}");
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                1,
+                "one handler run for {addr}"
+            );
         }
     }
 }

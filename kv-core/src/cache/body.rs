@@ -73,21 +73,30 @@ pub struct BodyRecorder {
     sink: Option<Box<dyn Sink>>,
     storing: Option<Storing>,
     last: LastChunk,
-    window: Option<(u64, u64)>,
-    /// Body bytes seen so far (for the window).
+    /// The range window and the body bytes seen so far (boxed: the body type that holds
+    /// this is moved on every response).
+    window: Option<Box<Window>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: u64,
+    end: u64,
     pos: u64,
 }
 
 impl BodyRecorder {
     /// Records into `recorder` (`None`: a body that is not cached, passed through).
     pub fn new<St: Store>(recorder: Option<Box<Recorder<St>>>, last: LastChunk) -> Self {
-        let window = recorder.as_ref().and_then(|r| r.window);
+        let window = recorder
+            .as_ref()
+            .and_then(|r| r.window)
+            .map(|(start, end)| Box::new(Window { start, end, pos: 0 }));
         BodyRecorder {
             sink: recorder.map(|r| r as Box<dyn Sink>),
             storing: None,
             last,
             window,
-            pos: 0,
         }
     }
 
@@ -98,34 +107,32 @@ impl BodyRecorder {
             storing: None,
             last: LastChunk::AfterStore,
             window: None,
-            pos: 0,
         }
     }
 
     /// What to send of a data chunk: all of it, or the part inside the range window;
     /// `None` when nothing of it is sent.
     pub fn emit(&mut self, data: Bytes) -> Option<Bytes> {
-        let Some((start, end)) = self.window else {
+        let Some(w) = self.window.as_mut() else {
             return Some(data);
         };
-        let from = self.pos;
-        let len = data.len() as u64;
-        self.pos = from.saturating_add(len);
-        let a = start.max(from).min(self.pos) - from;
-        let b = end.min(self.pos).max(from) - from;
+        let from = w.pos;
+        w.pos = from.saturating_add(data.len() as u64);
+        let a = w.start.max(from).min(w.pos) - from;
+        let b = w.end.min(w.pos).max(from) - from;
         (a < b).then(|| data.slice(to_usize(a)..to_usize(b)))
     }
 
     /// The length of the body sent, when only a window of it is (a range); else the
     /// inner body's size stands.
     pub fn size(&self) -> Option<u64> {
-        self.window.map(|(start, end)| end - start)
+        self.window.as_ref().map(|w| w.end - w.start)
     }
 
     /// Whether every byte of the window went by but the body is still being recorded:
     /// hold what is to be sent and keep reading the inner body to its end.
     pub fn draining(&self) -> bool {
-        self.window.is_some_and(|(_, end)| self.pos >= end) && self.sink.is_some()
+        self.window.as_ref().is_some_and(|w| w.pos >= w.end) && self.sink.is_some()
     }
 
     /// Whether a copy or a write is still under way (a body is not at its end while it is).

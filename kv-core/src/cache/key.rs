@@ -31,10 +31,21 @@ pub(crate) struct KeyFields<'a> {
     pub(crate) custom: Option<&'a str>,
 }
 
+/// Appends a length in decimal (short ones without a copy call: this runs on every hit).
+fn push_len(key: &mut String, n: usize) {
+    if n < 10 {
+        key.push(char::from(b'0' + n as u8));
+    } else if n < 100 {
+        key.push(char::from(b'0' + (n / 10) as u8));
+        key.push(char::from(b'0' + (n % 10) as u8));
+    } else {
+        key.push_str(itoa::Buffer::new().format(n));
+    }
+}
+
 /// Appends `len ":" bytes`.
 fn field(key: &mut String, s: &str) {
-    let mut buf = itoa::Buffer::new();
-    key.push_str(buf.format(s.len()));
+    push_len(key, s.len());
     key.push(':');
     key.push_str(s);
 }
@@ -54,11 +65,14 @@ pub(crate) fn primary_key(prefix: &str, fields: KeyFields<'_>, rules: &KeyRules)
     key.push_str(prefix);
     key.push_str("G:");
     let start = key.len();
-    let mut buf = itoa::Buffer::new();
-    key.push_str(buf.format(host.len()));
+    push_len(&mut key, host.len());
     key.push(':');
-    for c in host.chars() {
-        key.push(c.to_ascii_lowercase());
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        for c in host.chars() {
+            key.push(c.to_ascii_lowercase());
+        }
+    } else {
+        key.push_str(host);
     }
     field(&mut key, path);
     match &query {
@@ -86,6 +100,30 @@ pub(crate) fn primary_key(prefix: &str, fields: KeyFields<'_>, rules: &KeyRules)
 /// then optionally `:` and at most five digits.
 pub(crate) fn valid_authority(s: &str) -> bool {
     let b = s.as_bytes();
+    // The common case in one pass: reg-name characters, at most one `:` followed by
+    // digits only.
+    let mut colon = None;
+    let mut simple = true;
+    for (i, &c) in b.iter().enumerate() {
+        if HOST_CHARS[usize::from(c)] {
+            continue;
+        }
+        if c == b':' && colon.is_none() {
+            colon = Some(i);
+            continue;
+        }
+        simple = false;
+        break;
+    }
+    if simple {
+        return match colon {
+            None => !b.is_empty(),
+            Some(i) => {
+                let digits = &b[i + 1..];
+                i > 0 && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+            }
+        };
+    }
     let (host, port) = if b.first() == Some(&b'[') {
         let Some(close) = b.iter().position(|&c| c == b']') else {
             return false;
@@ -113,28 +151,44 @@ pub(crate) fn valid_authority(s: &str) -> bool {
     port_ok && (host[0] == b'[' || reg_name(host))
 }
 
+/// `unreserved / sub-delims` (RFC 3986), as a table: the check runs on every request.
+const HOST_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        c += 1;
+    }
+    t
+};
+
 fn unreserved_or_sub_delim(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    HOST_CHARS[usize::from(c)]
 }
 
 fn reg_name(host: &[u8]) -> bool {
+    // The common case: no percent-encoding.
+    if host.iter().all(|&c| HOST_CHARS[usize::from(c)]) {
+        return true;
+    }
     let mut i = 0;
     while i < host.len() {
         let c = host[i];

@@ -29,9 +29,13 @@
 //! `RequestView` (its headers converted to `http` 1.x, which the cache keeps), converts the
 //! response head back and forth, and copies a cacheable body while it streams to the client (the entry is stored when the body
 //! ends; a body error, a client gone mid-body or a body over the bound stores nothing).
-//! Unlike under tower, `stale-while-revalidate` serves the stale entry without a
-//! background refresh (actix cannot build a second request outside its server); the next
-//! request after the stale window refreshes it. `stale-if-error` applies to 5xx
+//! **`stale-while-revalidate` differs from tower's**: actix cannot dispatch a second
+//! request outside its server, so there is no background request. Instead the first
+//! request that finds the entry stale within its `stale-while-revalidate` window (the one
+//! that wins the refresh) is itself forwarded as the revalidation and waits for it;
+//! requests arriving meanwhile get the stale entry at once, and every request after it
+//! gets the refreshed entry. So one client per refresh pays the origin's latency, where
+//! under tower none does. `stale-if-error` applies to 5xx
 //! responses, which is how actix handlers' errors arrive.
 
 use std::fmt;
@@ -144,8 +148,18 @@ where
         let lookup = self.engine.lookup(&View::new(&req));
         let service = Rc::clone(&self.service);
         match lookup {
-            Step::Ready(Lookup::Hit { response, refresh }) => {
-                drop(refresh); // no background refresh under actix (see `hit`)
+            // `stale-while-revalidate`: this request won the refresh; actix cannot
+            // dispatch a second request of its own (see `hit`), so this one revalidates
+            // while concurrent ones get the stale entry.
+            // (A `HEAD` cannot stand in for the `GET` the refresh is: it gets the stale
+            // entry, and dropping the refresh lets another request take it.)
+            Step::Ready(Lookup::Hit {
+                refresh: Some(refresh),
+                ..
+            }) if req.method() == actix_web::http::Method::GET => {
+                Either::Right(Box::pin(forwarded(service, req, refresh)))
+            }
+            Step::Ready(Lookup::Hit { response, .. }) => {
                 Either::Left(ready(Ok(hit(req, response))))
             }
             Step::Ready(Lookup::Forward(forward)) => {
@@ -154,10 +168,13 @@ where
             // The lookup waits for the store; it owns what it read of the request.
             Step::Pending(lookup) => Either::Right(Box::pin(async move {
                 match lookup.await {
-                    Lookup::Hit { response, refresh } => {
-                        drop(refresh);
-                        Ok(hit(req, response))
+                    Lookup::Hit {
+                        refresh: Some(refresh),
+                        ..
+                    } if req.method() == actix_web::http::Method::GET => {
+                        forwarded(service, req, refresh).await
                     }
+                    Lookup::Hit { response, .. } => Ok(hit(req, response)),
                     Lookup::Forward(forward) => forwarded(service, req, forward).await,
                 }
             })),
@@ -166,9 +183,10 @@ where
 }
 
 /// A cache hit (fresh, `304`, or stale within `stale-while-revalidate`). No background
-/// refresh under actix: a second dispatch would need a second `HttpRequest`, which actix
-/// cannot build outside its server. The stale entry is served; once its stale window
-/// ends, a request goes to the handler as usual.
+/// dispatch under actix: a second dispatch would need a second `HttpRequest`, which
+/// actix cannot build outside its server (a clone of the request's shares it, and routing
+/// needs it unshared), so the request that wins a `stale-while-revalidate` refresh is
+/// forwarded itself (see `CacheService::call`).
 fn hit<B>(
     req: ServiceRequest,
     answer: Answer,

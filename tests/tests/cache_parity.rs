@@ -17,6 +17,7 @@ use kv_core::cache::Cache;
 use kv_core::{AnyStore, MemoryStore, RedisStore};
 use kv_test_support as support;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 /// What came back on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,11 @@ fn answer(
             h.push(("etag", "\"r1\"".to_owned()));
             (200, h, RANGE_BODY.to_owned())
         }
+        "/swr" => (
+            200,
+            cached("max-age=10, stale-while-revalidate=60"),
+            String::new(),
+        ),
         "/flaky" => match x_status.and_then(|s| s.parse().ok()) {
             Some(code) => (code, Vec::new(), "down".to_owned()),
             None => (
@@ -133,12 +139,39 @@ fn answer(
     }
 }
 
+/// For `/swr`: counts the run and names it (`v1`, `v2`, ..); every run after the first
+/// waits for a permit of the gate.
+async fn swr_run(path: &str, (runs, gate): &(Arc<AtomicUsize>, Arc<Semaphore>)) -> String {
+    if path != "/swr" {
+        return String::new();
+    }
+    let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+    if n > 1 {
+        gate.acquire().await.expect("gate").forget();
+    }
+    format!("v{n}")
+}
+
+/// Waits (polling, at most 5 s) until `f` holds.
+async fn until(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out");
+}
+
 /// A running pair of apps over one store kind, and how often the slow route ran.
 struct Apps {
     axum: SocketAddr,
     actix: SocketAddr,
     axum_slow: Arc<AtomicUsize>,
     actix_slow: Arc<AtomicUsize>,
+    /// `/swr` runs, and the gate its second and later runs wait at.
+    axum_swr: (Arc<AtomicUsize>, Arc<Semaphore>),
+    actix_swr: (Arc<AtomicUsize>, Arc<Semaphore>),
     clock: ManualClock,
     _redis: Option<support::Target>,
 }
@@ -174,16 +207,21 @@ async fn start(redis: Option<support::Target>) -> Apps {
     // axum, served by hyper.
     let axum_slow = Arc::new(AtomicUsize::new(0));
     let slow = axum_slow.clone();
+    let axum_swr = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+    let swr = axum_swr.clone();
     let handler = move |uri: http::Uri, headers: http::HeaderMap| {
         let slow = slow.clone();
+        let swr = swr.clone();
         async move {
             if uri.path() == "/range-slow" {
                 slow.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            let run = swr_run(uri.path(), &swr).await;
             let pq = uri.path_and_query().map_or("/", |p| p.as_str());
             let x_status = headers.get("x-status").and_then(|v| v.to_str().ok());
-            let (status, hs, body) = answer(pq, x_status);
+            let (status, hs, mut body) = answer(pq, x_status);
+            body.push_str(&run);
             let mut response = axum::response::Response::new(Body::from(body));
             *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
             for (name, value) in hs {
@@ -208,23 +246,29 @@ async fn start(redis: Option<support::Target>) -> Apps {
     // actix-web, served by its own server.
     let actix_slow = Arc::new(AtomicUsize::new(0));
     let slow = actix_slow.clone();
+    let actix_swr = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+    let swr = actix_swr.clone();
     let actix_engine = engine(&redis, &clock, "actix").await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let actix = listener.local_addr().expect("addr");
     let server = HttpServer::new(move || {
         let slow = slow.clone();
+        let swr = swr.clone();
         App::new()
             .wrap(kv_actix::CacheMiddleware::new(actix_engine.clone()))
             .default_service(web::to(move |req: HttpRequest| {
                 let slow = slow.clone();
+                let swr = swr.clone();
                 async move {
                     if req.path() == "/range-slow" {
                         slow.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
+                    let run = swr_run(req.path(), &swr).await;
                     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let x_status = req.headers().get("x-status").and_then(|v| v.to_str().ok());
-                    let (status, hs, body) = answer(pq, x_status);
+                    let (status, hs, mut body) = answer(pq, x_status);
+                    body.push_str(&run);
                     let mut response = HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(status).expect("status"),
                     );
@@ -246,6 +290,8 @@ async fn start(redis: Option<support::Target>) -> Apps {
         actix,
         axum_slow,
         actix_slow,
+        axum_swr,
+        actix_swr,
         clock,
         _redis: redis,
     }
@@ -415,5 +461,59 @@ async fn stale_if_error_serves_only_500_502_503_504() {
             assert_eq!(got.status.to_string(), code, "{code} passes through");
             assert_eq!(got.body, b"down");
         }
+    }
+}
+
+#[actix_web::test]
+async fn stale_while_revalidate_refreshes_on_both_frameworks() {
+    for redis in store_kinds("stale_while_revalidate_refreshes").await {
+        let apps = start(redis).await;
+        for addr in [apps.axum, apps.actix] {
+            assert_eq!(send(addr, "GET", "/swr", &[]).await.body, b"v1");
+        }
+        apps.clock.advance(Duration::from_secs(20));
+
+        // tower: the stale entry at once, the refresh in the background.
+        let (runs, gate) = &apps.axum_swr;
+        let stale = send(apps.axum, "GET", "/swr", &[]).await;
+        assert_eq!(
+            (&stale.body[..], stale.header("x-cache")),
+            (&b"v1"[..], Some("HIT"))
+        );
+        until(|| runs.load(Ordering::SeqCst) == 2).await;
+        let meanwhile = send(apps.axum, "GET", "/swr", &[]).await;
+        assert_eq!(meanwhile.body, b"v1", "one refresh at a time");
+        gate.add_permits(1);
+        let mut fresh = Vec::new();
+        for _ in 0..500 {
+            fresh = send(apps.axum, "GET", "/swr", &[]).await.body;
+            if fresh == b"v2" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fresh, b"v2", "refreshed in the background");
+
+        // actix: the request that wins the refresh revalidates; the others meanwhile get
+        // the stale entry; afterwards everyone gets the refreshed one.
+        let (runs, gate) = &apps.actix_swr;
+        let addr = apps.actix;
+        let winner = tokio::spawn(async move { send(addr, "GET", "/swr", &[]).await });
+        until(|| runs.load(Ordering::SeqCst) == 2).await;
+        let meanwhile = send(apps.actix, "GET", "/swr", &[]).await;
+        assert_eq!(
+            (&meanwhile.body[..], meanwhile.header("x-cache")),
+            (&b"v1"[..], Some("HIT"))
+        );
+        gate.add_permits(1);
+        let winner = winner.await.expect("task");
+        assert_eq!(winner.body, b"v2");
+        let after = send(apps.actix, "GET", "/swr", &[]).await;
+        assert_eq!(
+            (&after.body[..], after.header("x-cache")),
+            (&b"v2"[..], Some("HIT"))
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(apps.axum_swr.0.load(Ordering::SeqCst), 2);
     }
 }

@@ -5,7 +5,8 @@
 //! Run with
 //! `cargo run -p cache-proxy -- --upstream http://127.0.0.1:8000 --port 8020`
 //! (options: `--store memory://|redis://..`, `--default-ttl SECONDS`, `--no-heuristic`,
-//! `--max-body BYTES`). It is what `.ci/cache-conformance` scores with the HTTP caching
+//! `--max-body BYTES`, `--stale-on-disconnect SECONDS` (default 3600: a stale entry is
+//! served when the upstream cannot be reached)). It is what `.ci/cache-conformance` scores with the HTTP caching
 //! conformance suite.
 
 use std::convert::Infallible;
@@ -91,6 +92,7 @@ struct Args {
     default_ttl: Option<Duration>,
     heuristic: bool,
     max_body: Option<usize>,
+    stale_on_disconnect: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -101,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
         default_ttl: None,
         heuristic: true,
         max_body: None,
+        stale_on_disconnect: Duration::from_secs(3600),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -130,12 +133,18 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|e| format!("--max-body: {e}"))?,
                 );
             }
+            "--stale-on-disconnect" => {
+                let secs: u64 = value("--stale-on-disconnect")?
+                    .parse()
+                    .map_err(|e| format!("--stale-on-disconnect: {e}"))?;
+                args.stale_on_disconnect = Duration::from_secs(secs);
+            }
             "--no-heuristic" => args.heuristic = false,
             "-h" | "--help" => {
                 return Err(
                     "usage: cache-proxy --upstream http://127.0.0.1:8000 --port 8020 \
                             [--store memory://|redis://host:port] [--default-ttl SECONDS] \
-                            [--no-heuristic] [--max-body BYTES]"
+                            [--no-heuristic] [--max-body BYTES] [--stale-on-disconnect SECONDS]"
                         .to_owned(),
                 );
             }
@@ -178,7 +187,9 @@ async fn main() {
         .default_ttl(args.default_ttl)
         .heuristic_freshness(args.heuristic.then(|| Duration::from_secs(24 * 60 * 60)))
         // A shared reverse proxy is a CDN in RFC 9213's sense.
-        .targeted_cache_control(Some(HeaderName::from_static("cdn-cache-control")));
+        .targeted_cache_control(Some(HeaderName::from_static("cdn-cache-control")))
+        // A proxy whose upstream is unreachable serves what it has (RFC 9111 section 4.2.4).
+        .stale_on_disconnect(args.stale_on_disconnect);
     if let Some(max) = args.max_body {
         builder = builder.max_body_bytes(max);
     }

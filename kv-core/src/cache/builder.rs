@@ -184,6 +184,17 @@ impl<St: Store> CacheBuilder<St> {
         self
     }
 
+    /// Serve a stale entry, up to `window` past its freshness, when the inner service
+    /// fails without any response (a connection refused or closed, a timeout): RFC 9111
+    /// section 4.2.4 lets a cache disconnected from its origin do so. Never for entries
+    /// marked `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`, and never
+    /// for an error *response* (that is `stale-if-error`'s). Entries are kept in the store
+    /// that much longer. Default zero (off).
+    pub fn stale_on_disconnect(mut self, window: Duration) -> Self {
+        self.config.stale_on_disconnect = window;
+        self
+    }
+
     /// Obey a targeted cache-control field (RFC 9213), e.g. `CDN-Cache-Control` for a cache
     /// that acts as a CDN: when a response carries it, its directives replace those of
     /// `Cache-Control` for this cache (default none).

@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) lock_across_replicas: bool,
     pub(crate) revalidation_window: Duration,
     pub(crate) max_ttl: Duration,
+    pub(crate) stale_on_disconnect: Duration,
     pub(crate) targeted: Option<HeaderName>,
     pub(crate) keys: KeyRules,
     pub(crate) bypass: Option<Predicate>,

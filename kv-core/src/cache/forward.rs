@@ -355,11 +355,15 @@ impl<St: Store> Forward<St> {
     }
 
     /// The inner service failed (no response at all): the stale entry, if
-    /// `stale-if-error` allows it.
+    /// `stale-if-error` or [`stale_on_disconnect`](super::CacheBuilder::stale_on_disconnect)
+    /// allows it.
     pub fn error(self) -> Option<Answer> {
         let stale = self.stale.as_ref()?;
         let now = self.cache.now();
-        if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
+        let window = stale
+            .sie
+            .max(policy::millis(self.cache.inner.config.stale_on_disconnect));
+        if stale.may_serve_stale() && stale.staleness(now) < window {
             bump(&self.cache.inner.counters.stale);
             let empty = HeaderMap::new();
             let headers = self.request_headers.as_ref().unwrap_or(&empty);

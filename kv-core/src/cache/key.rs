@@ -312,6 +312,9 @@ impl KeyRules {
         if name == http::header::ACCEPT_ENCODING && request.contains_key(name) {
             return Some(accept_encoding(request, self.encodings.as_deref()));
         }
+        if name == http::header::ACCEPT_LANGUAGE && request.contains_key(name) {
+            return Some(accept_language(request));
+        }
         vary_value(request, name)
     }
 }
@@ -355,6 +358,50 @@ fn accept_encoding(request: &HeaderMap, encodings: Option<&[String]>) -> HeaderV
             HeaderValue::from_str(&accepted.join(", ")).unwrap_or(HeaderValue::from_static(""))
         }
     }
+}
+
+/// `Accept-Language` as the preferences it states: tags lowercased, `q=0` ones dropped,
+/// ordered by `q` (highest first) and, where the `q`s are equal (no preference), by tag;
+/// so `en, de`, `de, en` and `De, EN` share one variant.
+fn accept_language(request: &HeaderMap) -> HeaderValue {
+    let mut prefs: Vec<(u16, String)> = Vec::new();
+    for line in request.get_all(http::header::ACCEPT_LANGUAGE) {
+        let Ok(line) = line.to_str() else { continue };
+        for item in line.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if tag.is_empty() {
+                continue;
+            }
+            let q = parts
+                .filter_map(|p| {
+                    let p = p.trim();
+                    p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="))
+                })
+                .next()
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            // Thousandths, as RFC 9110 section 12.4.2 writes them.
+            let q = (q * 1000.0).round() as u16;
+            if q > 0 {
+                prefs.push((q, tag));
+            }
+        }
+    }
+    prefs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    prefs.dedup_by(|a, b| a.1 == b.1);
+    let mut out = String::new();
+    for (i, (q, tag)) in prefs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(tag);
+        if *q < 1000 {
+            let _ = write!(out, ";q=0.{q:03}");
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The cross-replica fill lock of a primary key.

@@ -336,6 +336,7 @@ impl<St: Store> Cache<St> {
                 lock_across_replicas: true,
                 revalidation_window: Duration::from_secs(60),
                 max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                stale_on_disconnect: Duration::ZERO,
                 targeted: None,
                 keys: config::KeyRules::default(),
                 bypass: None,

@@ -143,6 +143,20 @@ fn accept_encoding_is_normalised() {
 }
 
 #[test]
+fn accept_language_is_normalised_by_preference() {
+    let names = [http::header::ACCEPT_LANGUAGE];
+    let rules = KeyRules::default();
+    let v =
+        |l: &'static str| variant("p", 1, &names, &headers(&[("accept-language", l)]), &rules).0;
+    assert_eq!(v("en, de"), v("de, en"));
+    assert_eq!(v("en, de"), v("eN, De"));
+    assert_eq!(v("fr;q=0.5, de"), v("de, fr;q=0.50"));
+    assert_ne!(v("fr;q=0.5, de"), v("fr, de;q=0.5"), "a preference is kept");
+    assert_eq!(v("de, xx;q=0"), v("de"));
+    assert_ne!(v("de"), v("en"));
+}
+
+#[test]
 fn variants_differ_by_value_and_by_presence() {
     let names = [HeaderName::from_static("accept-language")];
     let rules = KeyRules::default();

@@ -129,6 +129,24 @@ impl<St: Store> CacheBuilder<St> {
         self
     }
 
+    /// The response header that names an entry's tags for [`Cache::purge_tag`] (e.g.
+    /// `Surrogate-Key` or `Cache-Tag`; space- or comma-separated), default none. The header
+    /// is removed before the response goes to the client unless
+    /// [`keep_tag_header`](Self::keep_tag_header). A hit on a tagged entry reads each tag's
+    /// generation from the store (one read per tag), so that a purge is seen at once
+    /// everywhere. A response with more than 64 tags, or a tag over 256 bytes, is not
+    /// stored.
+    pub fn tag_header(mut self, name: Option<HeaderName>) -> Self {
+        self.config.tag_header = name;
+        self
+    }
+
+    /// Send the tag header on to the client (default off).
+    pub fn keep_tag_header(mut self, keep: bool) -> Self {
+        self.config.keep_tags = keep;
+        self
+    }
+
     /// Honour the request's `Cache-Control` / `Pragma` (default off; see the module docs).
     pub fn honor_request_cache_control(mut self, honor: bool) -> Self {
         self.config.honor_request_cc = honor;

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) stale_on_disconnect: Duration,
     pub(crate) targeted: Option<HeaderName>,
     pub(crate) keys: KeyRules,
+    pub(crate) tag_header: Option<HeaderName>,
+    pub(crate) keep_tags: bool,
     pub(crate) bypass: Option<Predicate>,
 }
 

@@ -15,7 +15,7 @@ use super::flight::FlightGuard;
 use super::policy::{self, Freshness};
 use super::recorder::Recorder;
 use super::stats::bump;
-use super::{Cache, Config, Outcome, key, range};
+use super::{Cache, Config, Outcome, key, range, tags};
 use crate::{Answer, Step, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,17 @@ impl<St: Store> Forward<St> {
     ) -> Step<Outcome<St>, Handover<St>> {
         let cache = self.cache.clone();
         let config = &cache.inner.config;
+        // The tags the response names; the header goes no further unless configured.
+        let tags = match &config.tag_header {
+            Some(name) => {
+                let tags = tags::parse(headers, name);
+                if !config.keep_tags {
+                    headers.remove(name);
+                }
+                tags
+            }
+            None => Ok(Vec::new()),
+        };
         if self.kind == Kind::Bypass {
             let mut this = self;
             this.label(headers, "BYPASS");
@@ -173,7 +184,7 @@ impl<St: Store> Forward<St> {
                     .await
             })));
         }
-        Step::Ready(self.decide_response(&cache, config, status, headers))
+        Step::Ready(self.decide_response(&cache, config, status, headers, tags))
     }
 
     fn decide_response(
@@ -182,6 +193,7 @@ impl<St: Store> Forward<St> {
         config: &Config,
         status: StatusCode,
         headers: &mut HeaderMap,
+        tags: std::result::Result<Vec<String>, ()>,
     ) -> Outcome<St> {
         let now = cache.now();
         let Some(primary) = self.primary.take() else {
@@ -216,6 +228,13 @@ impl<St: Store> Forward<St> {
             self.label(headers, "MISS");
             return Outcome::Pass;
         };
+        let Ok(tags) = tags else {
+            tracing::debug!("kv cache: too many or too long tags; not stored");
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        // Generations are read when the entry is stored (0 until then).
+        let tags: Vec<(String, u64)> = tags.into_iter().map(|t| (t, 0)).collect();
         if headers.len() > entry::MAX_STORED_HEADERS {
             // It could not be read back (see `entry::decode`): pass it on unstored.
             self.label(headers, "MISS");
@@ -258,6 +277,7 @@ impl<St: Store> Forward<St> {
             status,
             vary,
             headers: stored_headers,
+            tags,
             body: Bytes::new(),
             hit_headers: std::sync::OnceLock::new(),
         };
@@ -303,6 +323,7 @@ impl<St: Store> Forward<St> {
             status: stale.status,
             vary: stale.vary.clone(),
             headers: merged,
+            tags: stale.tags.clone(),
             body: stale.body.clone(),
             hit_headers: std::sync::OnceLock::new(),
         };

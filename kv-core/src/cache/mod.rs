@@ -128,6 +128,7 @@ mod read;
 mod recorder;
 mod serve;
 mod stats;
+mod tags;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -339,6 +340,8 @@ impl<St: Store> Cache<St> {
                 stale_on_disconnect: Duration::ZERO,
                 targeted: None,
                 keys: config::KeyRules::default(),
+                tag_header: None,
+                keep_tags: false,
                 bypass: None,
             },
             #[cfg(feature = "near-cache")]

@@ -375,3 +375,91 @@ async fn ignored_query_params_share_an_entry_and_accept_encoding_orders_too() {
             .served_by_cache()
     );
 }
+
+#[tokio::test]
+async fn purge_tag_retires_every_entry_carrying_the_tag_and_only_those() {
+    let h = harness_with(|b| b.tag_header(Some(HeaderName::from_static("surrogate-key"))));
+    let tagged = |tags: &str, body: &'static [u8]| Answer {
+        status: StatusCode::OK,
+        headers: vec![
+            ("cache-control", "max-age=60".into()),
+            ("surrogate-key", tags.into()),
+        ],
+        body,
+    };
+    let first = h.get("/a", &[], &tagged("product-1 all", b"a")).await;
+    assert!(
+        first.header("surrogate-key").is_none(),
+        "the tag header stays here"
+    );
+    h.get("/b", &[], &tagged("product-2, all", b"b")).await;
+    h.get("/c", &[], &ok(&[("cache-control", "max-age=60")], b"c"))
+        .await;
+    let hit = h.get("/a", &[], &ok(&[], b"")).await;
+    assert!(hit.served_by_cache());
+    assert!(hit.header("surrogate-key").is_none());
+
+    assert_eq!(h.cache.purge_tag("product-1").await.expect("purge"), 1);
+    assert!(
+        !h.get("/a", &[], &tagged("product-1 all", b"a2"))
+            .await
+            .served_by_cache()
+    );
+    assert!(h.get("/b", &[], &ok(&[], b"")).await.served_by_cache());
+    // The refill after the purge carries the new generation.
+    assert_eq!(
+        h.get("/a", &[], &ok(&[], b"")).await.body,
+        Bytes::from_static(b"a2")
+    );
+
+    h.cache.purge_tag("all").await.expect("purge");
+    assert!(!h.get("/a", &[], &ok(&[], b"")).await.served_by_cache());
+    assert!(!h.get("/b", &[], &ok(&[], b"")).await.served_by_cache());
+    assert!(
+        h.get("/c", &[], &ok(&[], b"")).await.served_by_cache(),
+        "untagged"
+    );
+
+    // More tags than the bound: not stored (a tag left out could not purge it).
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    h.get(
+        "/m",
+        &[],
+        &Answer {
+            status: StatusCode::OK,
+            headers: vec![
+                ("cache-control", "max-age=60".into()),
+                ("surrogate-key", many.join(" ")),
+            ],
+            body: b"m",
+        },
+    )
+    .await;
+    assert!(!h.get("/m", &[], &ok(&[], b"")).await.served_by_cache());
+}
+
+#[tokio::test]
+async fn the_tag_header_can_be_kept() {
+    let h = harness_with(|b| {
+        b.keep_tag_header(true)
+            .tag_header(Some(HeaderName::from_static("cache-tag")))
+    });
+    let origin = Answer {
+        status: StatusCode::OK,
+        headers: vec![
+            ("cache-control", "max-age=60".into()),
+            ("cache-tag", "x".into()),
+        ],
+        body: b"k",
+    };
+    assert_eq!(
+        h.get("/k", &[], &origin).await.header("cache-tag"),
+        Some("x")
+    );
+    assert_eq!(
+        h.get("/k", &[], &origin).await.header("cache-tag"),
+        Some("x")
+    );
+    h.cache.purge_tag("x").await.expect("purge");
+    assert!(!h.get("/k", &[], &origin).await.served_by_cache());
+}

@@ -39,7 +39,9 @@
 //!
 //! # The rules
 //! - **What is cached**: responses to `GET` (a `HEAD` is answered from the `GET` entry,
-//!   without its body); statuses cacheable by default (200, 203, 204, 300, 301, 308, 404,
+//!   without its body but with its `Content-Length`); a single byte `Range` is answered
+//!   from a complete entry (`206`, `416`, `If-Range` honoured; a range miss fetches the
+//!   whole response, stores it and sends the range); statuses cacheable by default (200, 203, 204, 300, 301, 308, 404,
 //!   405, 410, 414, 501) and any other final status except 206 and 304 when the response
 //!   carries explicit freshness.
 //! - **Freshness**: `s-maxage` > `max-age` > `Expires` − `Date`; without them, heuristic
@@ -62,19 +64,29 @@
 //!   force a trip to the origin would let it defeat the cache (and coalescing) at will.
 //!   [`honor_request_cache_control`](CacheBuilder::honor_request_cache_control) turns it on.
 //! - **Keys**: the method class (`GET`/`HEAD`), host, path and query (optionally
-//!   [sorted](CacheBuilder::sort_query)), plus the values of every request header the
-//!   response names in `Vary` (stored in the entry and compared on every hit).
+//!   [sorted](CacheBuilder::sort_query), [parameters ignored](CacheBuilder::ignore_query_params)),
+//!   an optional [custom part](CacheBuilder::custom_key), each length-prefixed so that no
+//!   two URLs share a key; plus the values of every request header the response names in
+//!   `Vary` (normalised for `Accept-Encoding` and `Accept-Language`, stored in the entry
+//!   and compared on every hit). A request whose `Host` or authority is not an RFC 3986
+//!   `host[:port]` (or that repeats `Host`) bypasses the cache, as does one the
+//!   [bypass predicate](CacheBuilder::bypass) picks.
 //! - **Conditional requests**: `If-None-Match` (weak comparison) and `If-Modified-Since` are
 //!   answered `304` from a fresh entry. A stale entry with a validator is revalidated with a
 //!   conditional request; a `304` freshens it (headers updated, body kept) without a new body.
 //! - **Stale**: `stale-while-revalidate` serves the stale entry and refreshes it in the
-//!   background; `stale-if-error` serves it when the origin answers 5xx or fails.
+//!   background; `stale-if-error` serves it when the origin answers 500, 502, 503 or 504
+//!   (RFC 5861 section 4) or fails; [`stale_on_disconnect`](CacheBuilder::stale_on_disconnect)
+//!   when it fails without a response.
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid both.
 //! - **Coalescing**: concurrent misses for one key (and concurrent revalidations of one stale
 //!   entry) forward one request; the others wait (up to
 //!   [`lock_timeout`](CacheBuilder::lock_timeout)) and get its entry. On a shared store a
 //!   `set_nx` lock does the same across replicas (waiters poll the store).
-//! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants; a
+//! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants;
+//!   [`purge_tag`](Cache::purge_tag) every entry whose response named the tag in the
+//!   [tag header](CacheBuilder::tag_header) (one `INCR`, checked on every read of a tagged
+//!   entry, so every replica and near cache sees it at once); a
 //!   successful (2xx/3xx) unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, any method not
 //!   known to be safe) invalidates its URL and the same-host `Location`/`Content-Location`.
 //! - **Bodies** are recorded while they stream to the client, up to
@@ -95,7 +107,10 @@
 //! cache in process, so a hit on a Redis-backed cache usually costs no round trip. A near
 //! entry lives at most the near-cache TTL and never past its own freshness. A purge clears
 //! the near cache of the replica that purges; **other replicas keep serving their near
-//! copy until it expires** (at most the near-cache TTL), then see the purge.
+//! copy until it expires** (at most the near-cache TTL), then see the purge. A
+//! [tag purge](Cache::purge_tag) is seen at once everywhere.
+//!
+//! More: `docs/response-cache.md` in the repository.
 
 //! # Where things are
 //! `mod.rs` (this face: [`Cache`], [`Lookup`], [`Outcome`]), `builder.rs` and `config.rs`

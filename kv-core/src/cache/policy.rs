@@ -380,44 +380,6 @@ pub(crate) fn evaluate(
     })
 }
 
-#[cfg(test)]
-mod date_tests {
-    use super::*;
-
-    #[test]
-    fn dates_in_any_case_and_with_a_wrong_weekday_are_read() {
-        let ms = |s: &'static str| http_date_ms(&HeaderValue::from_static(s));
-        let exact = ms("Thu, 18 Aug 2050 02:01:18 GMT").expect("IMF-fixdate");
-        assert_eq!(ms("THU, 18 Aug 2050 02:01:18 GMT"), Some(exact));
-        assert_eq!(ms("Thu, 18 AUG 2050 02:01:18 GMT"), Some(exact));
-        assert_eq!(ms("Thu, 18 Aug 2050 02:01:18 gMT"), Some(exact));
-        assert_eq!(ms("Mon, 18 Aug 2050 02:01:18 GMT"), Some(exact));
-        assert_eq!(ms("Thu Aug 18 02:01:18 2050"), Some(exact));
-        assert_eq!(ms("Thursday, 18-Aug-50 02:01:18 GMT"), Some(exact));
-        assert_eq!(
-            ms("Thu Aug  8 02:01:18 2050"),
-            Some(exact - 10 * 86_400_000)
-        );
-        for bad in [
-            "0",
-            "-1",
-            "tomorrow",
-            "Thu, 32 Aug 2050 02:01:18 GMT",
-            "Thu, 18 Aug 2050 25:01:18 GMT",
-            "Thu, 18 Aug 2050 02:01:18 PST",
-            "Thu, 18 Aug 2050 02:01:18 UTC",
-            "Thu 18 Aug 2050 02:01:18 GMT",
-            "Thu, 18  Aug 2050 02:01:18 GMT",
-            "Thu, 18-Aug-2050 02:01:18 GMT",
-            "Thu, 18 Aug 2050 2:01:18 GMT",
-            "Thu, 18 Aug 2050 02.01.18 GMT",
-            "Thu, 18 Aug 50 02:01:18 GMT",
-        ] {
-            assert_eq!(lenient_date_ms(bad), None, "{bad}");
-        }
-    }
-}
-
 /// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual legacy ones): never stored.
 const HOP_BY_HOP: [&str; 10] = [
     "connection",
@@ -530,4 +492,42 @@ pub(crate) const HEADERS_OF_304: [HeaderName; 7] = [
 /// Whether a request carries credentials (`Authorization`).
 pub(crate) fn has_authorization(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_any_case_and_with_a_wrong_weekday_are_read() {
+        let ms = |s: &'static str| http_date_ms(&HeaderValue::from_static(s));
+        let exact = ms("Thu, 18 Aug 2050 02:01:18 GMT").expect("IMF-fixdate");
+        assert_eq!(ms("THU, 18 Aug 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu, 18 AUG 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu, 18 Aug 2050 02:01:18 gMT"), Some(exact));
+        assert_eq!(ms("Mon, 18 Aug 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu Aug 18 02:01:18 2050"), Some(exact));
+        assert_eq!(ms("Thursday, 18-Aug-50 02:01:18 GMT"), Some(exact));
+        assert_eq!(
+            ms("Thu Aug  8 02:01:18 2050"),
+            Some(exact - 10 * 86_400_000)
+        );
+        for bad in [
+            "0",
+            "-1",
+            "tomorrow",
+            "Thu, 32 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 25:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 PST",
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug 2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+        ] {
+            assert_eq!(lenient_date_ms(bad), None, "{bad}");
+        }
+    }
 }

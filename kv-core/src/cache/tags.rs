@@ -33,7 +33,7 @@ pub(crate) fn parse(
         let Ok(line) = line.to_str() else {
             return Err(());
         };
-        for tag in line.split(|c: char| c == ' ' || c == ',' || c == '\t') {
+        for tag in line.split([' ', ',', '\t']) {
             if tag.is_empty() || tags.iter().any(|t| t == tag) {
                 continue;
             }

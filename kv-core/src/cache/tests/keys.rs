@@ -202,7 +202,7 @@ proptest! {
         let fa = KeyFields { host: &a.0, path: &path_a, query: a.2.as_deref(), custom: a.3.as_deref() };
         let fb = KeyFields { host: &b.0, path: &path_b, query: b.2.as_deref(), custom: b.3.as_deref() };
         let rules = KeyRules::default();
-        let same_url = a.0.to_ascii_lowercase() == b.0.to_ascii_lowercase()
+        let same_url = a.0.eq_ignore_ascii_case(&b.0)
             && (if a.1.is_empty() { "/" } else { &a.1 }) == (if b.1.is_empty() { "/" } else { &b.1 })
             && a.2 == b.2
             && a.3 == b.3;

@@ -4,7 +4,11 @@
 //! [`to_response`].
 
 use actix_web::HttpResponse;
-use actix_web::body::BoxBody;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use bytes::Bytes;
 use kv_core::Answer;
 
 use crate::view::{actix_status, header};
@@ -18,7 +22,22 @@ pub(crate) fn to_response(answer: Answer) -> HttpResponse {
         body,
         ..
     } = answer;
-    let mut response = HttpResponse::with_body(actix_status(status), BoxBody::new(body));
+    // A `HEAD` answer from the cache has no body but the length the `GET` would have:
+    // actix writes `Content-Length` from the body's size, so the body says that size.
+    let head_len = if body.is_empty() && status != http::StatusCode::NOT_MODIFIED {
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > 0)
+    } else {
+        None
+    };
+    let body = match head_len {
+        Some(n) => BoxBody::new(HeadBody(n)),
+        None => BoxBody::new(body),
+    };
+    let mut response = HttpResponse::with_body(actix_status(status), body);
     let map = response.headers_mut();
     for (name, value) in &headers {
         if let Some((name, value)) = header(name, value) {
@@ -26,6 +45,25 @@ pub(crate) fn to_response(answer: Answer) -> HttpResponse {
         }
     }
     response
+}
+
+/// The body of a `HEAD` answer: the size of the `GET`'s body, no bytes (actix sends no
+/// body for a `HEAD` request).
+struct HeadBody(u64);
+
+impl MessageBody for HeadBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.0)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Poll::Ready(None)
+    }
 }
 
 #[cfg(test)]

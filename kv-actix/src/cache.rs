@@ -29,9 +29,13 @@
 //! `RequestView` (its headers converted to `http` 1.x, which the cache keeps), converts the
 //! response head back and forth, and copies a cacheable body while it streams to the client (the entry is stored when the body
 //! ends; a body error, a client gone mid-body or a body over the bound stores nothing).
-//! Unlike under tower, `stale-while-revalidate` serves the stale entry without a
-//! background refresh (actix cannot build a second request outside its server); the next
-//! request after the stale window refreshes it. `stale-if-error` applies to 5xx
+//! **`stale-while-revalidate` differs from tower's**: actix cannot dispatch a second
+//! request outside its server, so there is no background request. Instead the first
+//! request that finds the entry stale within its `stale-while-revalidate` window (the one
+//! that wins the refresh) is itself forwarded as the revalidation and waits for it;
+//! requests arriving meanwhile get the stale entry at once, and every request after it
+//! gets the refreshed entry. So one client per refresh pays the origin's latency, where
+//! under tower none does. `stale-if-error` applies to 5xx
 //! responses, which is how actix handlers' errors arrive.
 
 use std::fmt;
@@ -52,7 +56,7 @@ use kv_core::{Answer, Step, Store};
 use pin_project_lite::pin_project;
 
 use crate::answer::to_response;
-use crate::view::{View, header, status, to_http};
+use crate::view::{View, actix_status, header, status, to_http};
 
 /// The cache middleware: `App::wrap(CacheMiddleware::new(cache))`, or on a `Scope` /
 /// `Resource`. Cheap to clone.
@@ -144,8 +148,18 @@ where
         let lookup = self.engine.lookup(&View::new(&req));
         let service = Rc::clone(&self.service);
         match lookup {
-            Step::Ready(Lookup::Hit { response, refresh }) => {
-                drop(refresh); // no background refresh under actix (see `hit`)
+            // `stale-while-revalidate`: this request won the refresh; actix cannot
+            // dispatch a second request of its own (see `hit`), so this one revalidates
+            // while concurrent ones get the stale entry.
+            // (A `HEAD` cannot stand in for the `GET` the refresh is: it gets the stale
+            // entry, and dropping the refresh lets another request take it.)
+            Step::Ready(Lookup::Hit {
+                refresh: Some(refresh),
+                ..
+            }) if req.method() == actix_web::http::Method::GET => {
+                Either::Right(Box::pin(forwarded(service, req, refresh)))
+            }
+            Step::Ready(Lookup::Hit { response, .. }) => {
                 Either::Left(ready(Ok(hit(req, response))))
             }
             Step::Ready(Lookup::Forward(forward)) => {
@@ -154,10 +168,13 @@ where
             // The lookup waits for the store; it owns what it read of the request.
             Step::Pending(lookup) => Either::Right(Box::pin(async move {
                 match lookup.await {
-                    Lookup::Hit { response, refresh } => {
-                        drop(refresh);
-                        Ok(hit(req, response))
+                    Lookup::Hit {
+                        refresh: Some(refresh),
+                        ..
+                    } if req.method() == actix_web::http::Method::GET => {
+                        forwarded(service, req, refresh).await
                     }
+                    Lookup::Hit { response, .. } => Ok(hit(req, response)),
                     Lookup::Forward(forward) => forwarded(service, req, forward).await,
                 }
             })),
@@ -166,9 +183,10 @@ where
 }
 
 /// A cache hit (fresh, `304`, or stale within `stale-while-revalidate`). No background
-/// refresh under actix: a second dispatch would need a second `HttpRequest`, which actix
-/// cannot build outside its server. The stale entry is served; once its stale window
-/// ends, a request goes to the handler as usual.
+/// dispatch under actix: a second dispatch would need a second `HttpRequest`, which
+/// actix cannot build outside its server (a clone of the request's shares it, and routing
+/// needs it unshared), so the request that wins a `stale-while-revalidate` refresh is
+/// forwarded itself (see `CacheService::call`).
 fn hit<B>(
     req: ServiceRequest,
     answer: Answer,
@@ -190,7 +208,7 @@ fn through<B>(
 async fn forwarded<S, B, St>(
     service: Rc<S>,
     mut req: ServiceRequest,
-    forward: Box<Forward<St>>,
+    mut forward: Box<Forward<St>>,
 ) -> Reply<B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
@@ -207,6 +225,9 @@ where
     // a service that fails outright has no request left to answer with.
     let mut response = service.call(req).await?;
     let mut head = to_http(response.headers());
+    if let BodySize::Sized(n) = response.response().body().size() {
+        forward.set_body_len(Some(n));
+    }
     let outcome = forward.response(status(response.status()), &mut head).await;
     Ok(match outcome {
         Outcome::Pass => {
@@ -215,6 +236,9 @@ where
         }
         Outcome::Record(recorder) => {
             replace_headers(response.headers_mut(), &head);
+            if let Some(sent) = recorder.status() {
+                *response.response_mut().status_mut() = actix_status(sent);
+            }
             // actix never polls an empty body (a 204, an empty 200, a redirect): store
             // such an entry now rather than waiting for an end that never comes.
             let recorder = match response.response().body().size() {
@@ -306,7 +330,10 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
     type Error = B::Error;
 
     fn size(&self) -> BodySize {
-        self.inner.size()
+        match self.recorder.size() {
+            Some(n) => BodySize::Sized(n),
+            None => self.inner.size(),
+        }
     }
 
     fn poll_next(
@@ -317,21 +344,26 @@ impl<B: MessageBody> MessageBody for CacheBody<B> {
         // kv-core's state machine decides; this only polls the inner body and the store.
         loop {
             ready_poll!(this.recorder.poll_store(cx));
-            if let Some(chunk) = this.held.take() {
-                return Poll::Ready(Some(Ok(chunk)));
+            // While draining (a range sent, the whole response still being recorded), the
+            // chunk to send waits for the inner body's end.
+            if this.held.is_some() && !this.recorder.draining() {
+                return Poll::Ready(this.held.take().map(Ok));
             }
             if *this.ended {
-                return Poll::Ready(None);
+                return Poll::Ready(this.held.take().map(Ok));
             }
             match ready_poll!(this.inner.as_mut().poll_next(cx)) {
                 Some(Ok(chunk)) => {
                     // actix has no end-of-stream hint: the end is the announced length
                     // (which the recorder knows) or the inner body's `None`.
-                    if this.recorder.chunk(&chunk, false, cx) {
-                        *this.held = Some(chunk);
-                        continue;
+                    let hold = this.recorder.chunk(&chunk, false, cx);
+                    if let Some(out) = this.recorder.emit(chunk) {
+                        if hold || this.recorder.draining() {
+                            *this.held = Some(out);
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(out)));
                     }
-                    return Poll::Ready(Some(Ok(chunk)));
                 }
                 Some(Err(err)) => {
                     this.recorder.error();

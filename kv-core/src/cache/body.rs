@@ -7,6 +7,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+
 use super::recorder::{Recorder, Storing};
 use crate::{Step, Store};
 
@@ -60,19 +62,41 @@ pub enum LastChunk {
 /// The entry is stored as soon as every announced byte went by (`Content-Length`, or the
 /// inner body reporting its end), because a server may stop polling then; the end of an
 /// unannounced body is held until the entry is stored, so that the next request finds it.
+///
+/// **Ranges.** When the cache answers a `Range` request from the whole response it
+/// records, only a window of the body goes to the client: pass every data chunk through
+/// [`emit`](BodyRecorder::emit) (what it returns is what to send), report
+/// [`size`](BodyRecorder::size) as the body's length, and while
+/// [`draining`](BodyRecorder::draining) keep reading the inner body (holding the last
+/// chunk sent) so that the whole response is recorded before the client's body ends.
 pub struct BodyRecorder {
     sink: Option<Box<dyn Sink>>,
     storing: Option<Storing>,
     last: LastChunk,
+    /// The range window and the body bytes seen so far (boxed: the body type that holds
+    /// this is moved on every response).
+    window: Option<Box<Window>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: u64,
+    end: u64,
+    pos: u64,
 }
 
 impl BodyRecorder {
     /// Records into `recorder` (`None`: a body that is not cached, passed through).
     pub fn new<St: Store>(recorder: Option<Box<Recorder<St>>>, last: LastChunk) -> Self {
+        let window = recorder
+            .as_ref()
+            .and_then(|r| r.window)
+            .map(|(start, end)| Box::new(Window { start, end, pos: 0 }));
         BodyRecorder {
             sink: recorder.map(|r| r as Box<dyn Sink>),
             storing: None,
             last,
+            window,
         }
     }
 
@@ -82,7 +106,33 @@ impl BodyRecorder {
             sink: None,
             storing: None,
             last: LastChunk::AfterStore,
+            window: None,
         }
+    }
+
+    /// What to send of a data chunk: all of it, or the part inside the range window;
+    /// `None` when nothing of it is sent.
+    pub fn emit(&mut self, data: Bytes) -> Option<Bytes> {
+        let Some(w) = self.window.as_mut() else {
+            return Some(data);
+        };
+        let from = w.pos;
+        w.pos = from.saturating_add(data.len() as u64);
+        let a = w.start.max(from).min(w.pos) - from;
+        let b = w.end.min(w.pos).max(from) - from;
+        (a < b).then(|| data.slice(to_usize(a)..to_usize(b)))
+    }
+
+    /// The length of the body sent, when only a window of it is (a range); else the
+    /// inner body's size stands.
+    pub fn size(&self) -> Option<u64> {
+        self.window.as_ref().map(|w| w.end - w.start)
+    }
+
+    /// Whether every byte of the window went by but the body is still being recorded:
+    /// hold what is to be sent and keep reading the inner body to its end.
+    pub fn draining(&self) -> bool {
+        self.window.as_ref().is_some_and(|w| w.pos >= w.end) && self.sink.is_some()
     }
 
     /// Whether a copy or a write is still under way (a body is not at its end while it is).
@@ -162,4 +212,8 @@ impl fmt::Debug for BodyRecorder {
             .field("last", &self.last)
             .finish()
     }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }

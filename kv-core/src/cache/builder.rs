@@ -8,10 +8,11 @@ use std::time::Duration;
 use http::HeaderName;
 use parking_lot::Mutex;
 
+use super::config::{KeyFn, Predicate, QueryParam};
 #[cfg(feature = "near-cache")]
 use super::near;
 use super::stats::Counters;
-use super::{Cache, Config, Inner, memo};
+use super::{Cache, CacheRequest, Config, Inner, memo};
 use crate::clock::{Clock, ClockHandle};
 use crate::{ConfigError, Store};
 
@@ -69,7 +70,80 @@ impl<St: Store> CacheBuilder<St> {
     /// Sort the query's `&`-separated pairs in the key, so that `?b=2&a=1` and `?a=1&b=2`
     /// share an entry (default off: the query is kept as sent).
     pub fn sort_query(mut self, sort: bool) -> Self {
-        self.config.sort_query = sort;
+        self.config.keys.sort_query = sort;
+        self
+    }
+
+    /// Leave these query parameters out of the key (default none): exact names
+    /// (`fbclid`, `gclid`), or prefixes ending in `*` (`utm_*`). The request still goes to
+    /// the inner service as sent; only the key ignores them, so `/a?utm_source=x&id=1`
+    /// and `/a?id=1` share an entry. Only for parameters the response does not depend on.
+    pub fn ignore_query_params<I, S>(mut self, params: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.keys.ignored_query = params
+            .into_iter()
+            .map(|p| QueryParam::parse(p.as_ref()))
+            .collect();
+        self
+    }
+
+    /// Normalise a request's `Accept-Encoding` (when a response varies on it) to the one
+    /// of `encodings` (the content codings the origin produces, in its order of
+    /// preference) that the request accepts, else `identity`: `gzip, br` and
+    /// `br, gzip` then share one entry, as do all browsers that accept the same coding.
+    /// Without it (the default) the accepted codings are only lowercased, sorted and
+    /// deduplicated (`q=0` ones dropped).
+    pub fn normalize_accept_encoding<I, S>(mut self, encodings: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.keys.encodings = Some(
+            encodings
+                .into_iter()
+                .map(|e| e.as_ref().trim().to_ascii_lowercase())
+                .collect(),
+        );
+        self
+    }
+
+    /// A part of the key computed from the request (default none), e.g. a tenant read
+    /// from a header the response depends on without naming it in `Vary`. `None` adds no
+    /// part. Entries with a part are purged by [`Cache::purge_custom`].
+    pub fn custom_key(
+        mut self,
+        f: impl Fn(&CacheRequest<'_>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.keys.custom = Some(KeyFn(Arc::new(f)));
+        self
+    }
+
+    /// Requests for which `f` is `true` bypass the cache (default none): forwarded as
+    /// they are, nothing read or stored (`X-Cache: BYPASS`). Unsafe methods still
+    /// invalidate their URL.
+    pub fn bypass(mut self, f: impl Fn(&CacheRequest<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.config.bypass = Some(Predicate(Arc::new(f)));
+        self
+    }
+
+    /// The response header that names an entry's tags for [`Cache::purge_tag`] (e.g.
+    /// `Surrogate-Key` or `Cache-Tag`; space- or comma-separated), default none. The header
+    /// is removed before the response goes to the client unless
+    /// [`keep_tag_header`](Self::keep_tag_header). A hit on a tagged entry reads each tag's
+    /// generation from the store (one read per tag), so that a purge is seen at once
+    /// everywhere. A response with more than 64 tags, or a tag over 256 bytes, is not
+    /// stored.
+    pub fn tag_header(mut self, name: Option<HeaderName>) -> Self {
+        self.config.tag_header = name;
+        self
+    }
+
+    /// Send the tag header on to the client (default off).
+    pub fn keep_tag_header(mut self, keep: bool) -> Self {
+        self.config.keep_tags = keep;
         self
     }
 
@@ -125,6 +199,17 @@ impl<St: Store> CacheBuilder<St> {
     /// freshness.
     pub fn max_ttl(mut self, ttl: Duration) -> Self {
         self.config.max_ttl = ttl;
+        self
+    }
+
+    /// Serve a stale entry, up to `window` past its freshness, when the inner service
+    /// fails without any response (a connection refused or closed, a timeout): RFC 9111
+    /// section 4.2.4 lets a cache disconnected from its origin do so. Never for entries
+    /// marked `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`, and never
+    /// for an error *response* (that is `stale-if-error`'s). Entries are kept in the store
+    /// that much longer. Default zero (off).
+    pub fn stale_on_disconnect(mut self, window: Duration) -> Self {
+        self.config.stale_on_disconnect = window;
         self
     }
 

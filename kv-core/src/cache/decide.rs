@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use http::Method;
-use http::header::RANGE;
 
 use super::entry::{Entry, Marker};
 use super::flight::Joined;
 use super::forward::{Forward, Invalidate, Kind};
 use super::read::Found;
 use super::stats::bump;
-use super::{Cache, Lookup, RequestHead, directives};
+use super::{Cache, CacheRequest, Lookup, RequestHead, directives};
 use crate::Store;
 
 /// Request methods that are safe (RFC 9110 section 9.2.1): they never invalidate.
@@ -75,7 +74,15 @@ impl<St: Store> Cache<St> {
             return Begin::Done(Lookup::Forward(Box::new(f)));
         }
         let cacheable_method = *method == Method::GET || *method == Method::HEAD;
-        if !cacheable_method || req.headers.contains_key(RANGE) {
+        // A Host (or authority) that is not `host[:port]` never reaches a key.
+        let host = req.host().filter(|_| cacheable_method);
+        let view = host.map(|host| CacheRequest { head: req, host });
+        let bypassed = match (&view, &config.bypass) {
+            (None, _) => true,
+            (Some(view), Some(p)) => (p.0)(view),
+            (Some(_), None) => false,
+        };
+        if bypassed {
             bump(&self.inner.counters.bypasses);
             return Begin::Done(Lookup::Forward(Box::new(self.forward(
                 Kind::Bypass,
@@ -99,8 +106,13 @@ impl<St: Store> Cache<St> {
         } else {
             None
         };
+        let host = host.unwrap_or("");
+        let custom = match (&config.keys.custom, &view) {
+            (Some(f), Some(view)) => (f.0)(view),
+            _ => None,
+        };
         Begin::Find(Ctx {
-            primary: self.primary(req.host(), req.path, req.query),
+            primary: self.primary_with(host, req.path, req.query, custom.as_deref()),
             is_head: *method == Method::HEAD,
             request_cc,
             now,
@@ -208,10 +220,20 @@ impl<St: Store> Cache<St> {
         primary: Option<String>,
     ) -> Forward<St> {
         let invalidate = match (kind, req) {
-            (Kind::Bypass, Some(r)) => Some(Invalidate {
-                host: r.host().to_owned(),
-                path: r.path.to_owned(),
-                query: r.query.map(str::to_owned),
+            (Kind::Bypass, Some(r)) => r.host().map(|host| {
+                let custom = self
+                    .inner
+                    .config
+                    .keys
+                    .custom
+                    .as_ref()
+                    .and_then(|f| (f.0)(&CacheRequest { head: r, host }));
+                Invalidate {
+                    host: host.to_owned(),
+                    path: r.path.to_owned(),
+                    query: r.query.map(str::to_owned),
+                    custom,
+                }
             }),
             _ => None,
         };
@@ -232,6 +254,7 @@ impl<St: Store> Cache<St> {
             lock: None,
             is_head: false,
             background: false,
+            body_len: None,
         }
     }
 }

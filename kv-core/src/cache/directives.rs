@@ -107,46 +107,29 @@ impl Directives {
     }
 }
 
-/// A conservative check of RFC 8941 dictionary syntax, as far as the cache reads it: keys
-/// are `lcalpha / "*"` then `lcalpha / DIGIT / "_" / "-" / "." / "*"`; the delta-seconds
-/// directives must be integers; other values any bare item (no inner lists, parameters
-/// accepted).
+/// Whether a targeted field line is a valid Structured Field Dictionary (RFC 9651, parsed
+/// by `sfv`) as far as the cache reads it: no inner lists, and the delta-seconds directives
+/// integers (or bare, which reads as `0`). Only a miss's response is checked (this is not
+/// on the hit path).
 fn valid_sf_dictionary(line: &[u8]) -> bool {
-    split_top_level(line).all(|member| {
-        let member = trim(member);
-        let (key, value) = match member.iter().position(|&b| b == b'=') {
-            Some(i) => (&member[..i], Some(&member[i + 1..])),
-            None => (member, None),
-        };
-        let key_ok = matches!(key.first(), Some(b'a'..=b'z' | b'*'))
-            && key
-                .iter()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'));
-        if !key_ok {
-            return false;
-        }
-        let Some(value) = value else { return true };
-        let value = value.split(|&b| b == b';').next().unwrap_or_default();
+    let Ok(dict) = sfv::Parser::new(line).parse::<sfv::Dictionary>() else {
+        return false;
+    };
+    dict.iter().all(|(key, entry)| {
         let numeric = matches!(
-            key,
-            b"max-age" | b"s-maxage" | b"stale-while-revalidate" | b"stale-if-error"
+            key.as_str(),
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
         );
-        let integer = !value.is_empty()
-            && value.len() <= 15
-            && value
-                .strip_prefix(b"-")
-                .unwrap_or(value)
-                .iter()
-                .all(u8::is_ascii_digit);
-        if numeric {
-            return integer;
+        match entry {
+            sfv::ListEntry::InnerList(_) => false,
+            sfv::ListEntry::Item(item) => {
+                !numeric
+                    || matches!(
+                        item.bare_item,
+                        sfv::BareItem::Integer(_) | sfv::BareItem::Boolean(true)
+                    )
+            }
         }
-        integer
-            || matches!(value, b"?0" | b"?1")
-            || (value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"')
-            || value
-                .first()
-                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'*')
     })
 }
 
@@ -246,6 +229,32 @@ mod tests {
             cc(&["extension=\"max-age=3600\", max-age=1"]).max_age,
             Some(1)
         );
+    }
+
+    #[test]
+    fn targeted_fields_must_be_sf_dictionaries() {
+        for ok in [
+            "max-age=60",
+            "max-age=60, s-maxage=30",
+            "no-store",
+            "max-age=60;a=1, private",
+            "ext=\"x, y\", max-age=1",
+            "ext=tok, ext2=?0, e3=1.5",
+        ] {
+            assert!(valid_sf_dictionary(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "Max-Age=60",
+            "max-age=\"60\"",
+            "max-age=6.0",
+            "max-age=(1 2)",
+            "max-age=60,",
+            "a=\"unterminated",
+            "max-age=1234567890123456",
+            "9key=1",
+        ] {
+            assert!(!valid_sf_dictionary(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! sie u64 ms | flags u8 | status u16 | vary: n u16, (name u16-len, present u8, value
 //! u32-len)* | headers: n u16, (name u16-len, value u32-len)* | body (the rest)`.
 //!
+//! Version 2 is version 1 with the entry's tags between the headers and the body:
+//! `tags: n u16, (tag u16-len, generation u64)*` (an entry without tags is written as
+//! version 1).
+//!
 //! `Vary` marker (`V`, version 1), stored under a URL's primary key when its responses
 //! vary: `b'V' 1 | nonce u64 | names: n u16, (name u16-len)*`. Variants live under keys
 //! that include the nonce, so replacing or deleting the marker retires every variant.
@@ -38,6 +42,9 @@ pub(crate) struct Entry {
     /// The request header values this variant was stored for (`None`: absent).
     pub(crate) vary: Vec<(HeaderName, Option<HeaderValue>)>,
     pub(crate) headers: HeaderMap,
+    /// The entry's tags, each with the tag's generation when it was stored (see
+    /// `tags.rs`): it is served only while every generation is still current.
+    pub(crate) tags: Vec<(String, u64)>,
     pub(crate) body: Bytes,
     /// `headers` with `Age` and the status header in place, made on the first hit: a hit
     /// clones it and overwrites `Age` (no growth, no rehash of the other names).
@@ -84,13 +91,19 @@ impl Entry {
         for (n, v) in &self.headers {
             size += 2 + n.as_str().len() + 4 + v.len();
         }
+        if !self.tags.is_empty() {
+            size += 2;
+            for (t, _) in &self.tags {
+                size += 2 + t.len() + 8;
+            }
+        }
         size
     }
 
     /// Everything but the body (which follows it in the stored form).
     pub(crate) fn encode_head(&self, out: &mut BytesMut) {
         out.put_u8(b'R');
-        out.put_u8(1);
+        out.put_u8(if self.tags.is_empty() { 1 } else { 2 });
         for n in [
             self.response_time,
             self.initial_age,
@@ -119,6 +132,14 @@ impl Entry {
             put_name(out, n);
             out.put_u32(len32(v.len()));
             out.put_slice(v.as_bytes());
+        }
+        if !self.tags.is_empty() {
+            out.put_u16(len16(self.tags.len()));
+            for (t, generation) in &self.tags {
+                out.put_u16(len16(t.len()));
+                out.put_slice(t.as_bytes());
+                out.put_u64(*generation);
+            }
         }
     }
 
@@ -235,11 +256,9 @@ pub(crate) const MAX_STORED_HEADERS: usize = 4096;
 pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
     let mut r = Reader { buf, pos: 0 };
     let kind = r.u8()?;
-    if r.u8()? != 1 {
-        return None;
-    }
-    match kind {
-        b'R' => {
+    let version = r.u8()?;
+    match (kind, version) {
+        (b'R', 1 | 2) => {
             let response_time = r.u64()?;
             let initial_age = r.u64()?;
             let fresh = r.u64()?;
@@ -264,6 +283,16 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
                 let value = r.value()?;
                 headers.try_append(name, value).ok()?;
             }
+            let mut tags = Vec::new();
+            if version == 2 {
+                let n = r.count(11)?;
+                tags.reserve(n);
+                for _ in 0..n {
+                    let len = usize::from(r.u16()?);
+                    let tag = String::from_utf8(r.take(len)?.to_vec()).ok()?;
+                    tags.push((tag, r.u64()?));
+                }
+            }
             let body = r.buf.slice(r.pos..);
             Some(Stored::Entry(Arc::new(Entry {
                 response_time,
@@ -275,11 +304,12 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
                 status,
                 vary,
                 headers,
+                tags,
                 body,
                 hit_headers: std::sync::OnceLock::new(),
             })))
         }
-        b'V' => {
+        (b'V', 1) => {
             let nonce = r.u64()?;
             let n = r.count(2)?;
             let mut names = Vec::with_capacity(n);
@@ -367,10 +397,26 @@ mod tests {
                 (HeaderName::from_static("accept-encoding"), None),
             ],
             headers,
+            tags: Vec::new(),
             body: Bytes::from_static(b"hello"),
             hit_headers: std::sync::OnceLock::new(),
         };
         let bytes = entry.encode();
+        assert_eq!(bytes[1], 1, "an entry without tags stays version 1");
+        let tagged = Entry {
+            tags: vec![("product-7".to_owned(), 3), ("all".to_owned(), 0)],
+            ..entry.clone()
+        };
+        let tagged_bytes = tagged.encode();
+        assert_eq!(tagged_bytes[1], 2);
+        let Some(Stored::Entry(back)) = decode(tagged_bytes.clone()) else {
+            panic!("not an entry")
+        };
+        assert_eq!(back.tags, tagged.tags);
+        assert_eq!(back.body, tagged.body);
+        for cut in 0..tagged_bytes.len() - tagged.body.len() {
+            assert!(decode(tagged_bytes.slice(..cut)).is_none(), "cut at {cut}");
+        }
         let Some(Stored::Entry(back)) = decode(bytes.clone()) else {
             panic!("not an entry")
         };

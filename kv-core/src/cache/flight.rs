@@ -131,6 +131,7 @@ impl<St: Store> Cache<St> {
                     .map(|(n, _)| n.clone())
                     .collect::<Vec<_>>(),
                 headers,
+                &self.inner.config.keys,
             );
             let now = self.now().max(now);
             if values == entry.vary && entry.is_fresh(now) {

@@ -15,7 +15,7 @@ use super::flight::FlightGuard;
 use super::policy::{self, Freshness};
 use super::recorder::Recorder;
 use super::stats::bump;
-use super::{Cache, Config, Outcome, key};
+use super::{Cache, Config, Outcome, key, range, tags};
 use crate::{Answer, Step, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,7 @@ pub(super) struct Invalidate {
     pub(super) host: String,
     pub(super) path: String,
     pub(super) query: Option<String>,
+    pub(super) custom: Option<String>,
 }
 
 /// A request the inner service must answer, and what to do with its answer.
@@ -45,6 +46,8 @@ pub struct Forward<St: Store> {
     pub(super) lock: Option<String>,
     pub(super) is_head: bool,
     pub(super) background: bool,
+    /// The response body's length as the adapter knows it (its exact size hint).
+    pub(super) body_len: Option<u64>,
 }
 
 impl<St: Store> fmt::Debug for Forward<St> {
@@ -85,7 +88,14 @@ impl<St: Store> Forward<St> {
     /// Adjusts the forwarded request's headers: when revalidating a stale entry, its
     /// validators become `If-None-Match` / `If-Modified-Since` (replacing the client's; the
     /// client's conditionals are then answered from the freshened entry).
+    ///
+    /// A `Range` is removed from a request the cache may store the answer to: the whole
+    /// response is fetched once, stored, and the range answered from it.
     pub fn prepare(&self, headers: &mut HeaderMap) {
+        if self.primary.is_some() && !self.is_head {
+            headers.remove(http::header::RANGE);
+            headers.remove(http::header::IF_RANGE);
+        }
         let Some(stale) = &self.stale else { return };
         let etag = stale.headers.get(http::header::ETAG);
         let lm = stale.headers.get(http::header::LAST_MODIFIED);
@@ -102,6 +112,13 @@ impl<St: Store> Forward<St> {
         if let Some(lm) = lm {
             headers.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
         }
+    }
+
+    /// Tells the cache the response body's length, when the adapter knows it although
+    /// `Content-Length` does not say it (a framework's exact size hint). Call it before
+    /// [`response`](Forward::response).
+    pub fn set_body_len(&mut self, len: Option<u64>) {
+        self.body_len = len;
     }
 
     fn label(&self, headers: &mut HeaderMap, value: &'static str) {
@@ -122,6 +139,17 @@ impl<St: Store> Forward<St> {
     ) -> Step<Outcome<St>, Handover<St>> {
         let cache = self.cache.clone();
         let config = &cache.inner.config;
+        // The tags the response names; the header goes no further unless configured.
+        let tags = match &config.tag_header {
+            Some(name) => {
+                let tags = tags::parse(headers, name);
+                if !config.keep_tags {
+                    headers.remove(name);
+                }
+                tags
+            }
+            None => Ok(Vec::new()),
+        };
         if self.kind == Kind::Bypass {
             let mut this = self;
             this.label(headers, "BYPASS");
@@ -156,7 +184,7 @@ impl<St: Store> Forward<St> {
                     .await
             })));
         }
-        Step::Ready(self.decide_response(&cache, config, status, headers))
+        Step::Ready(self.decide_response(&cache, config, status, headers, tags))
     }
 
     fn decide_response(
@@ -165,6 +193,7 @@ impl<St: Store> Forward<St> {
         config: &Config,
         status: StatusCode,
         headers: &mut HeaderMap,
+        tags: std::result::Result<Vec<String>, ()>,
     ) -> Outcome<St> {
         let now = cache.now();
         let Some(primary) = self.primary.take() else {
@@ -174,7 +203,7 @@ impl<St: Store> Forward<St> {
         let request_headers = self.request_headers.take().unwrap_or_default();
 
         if let Some(stale) = self.stale.clone()
-            && status.is_server_error()
+            && policy::is_error_for_stale(status)
             && stale.may_serve_stale()
             && stale.staleness(now) < stale.sie
         {
@@ -199,6 +228,13 @@ impl<St: Store> Forward<St> {
             self.label(headers, "MISS");
             return Outcome::Pass;
         };
+        let Ok(tags) = tags else {
+            tracing::debug!("kv cache: too many or too long tags; not stored");
+            self.label(headers, "MISS");
+            return Outcome::Pass;
+        };
+        // Generations are read when the entry is stored (0 until then).
+        let tags: Vec<(String, u64)> = tags.into_iter().map(|t| (t, 0)).collect();
         if headers.len() > entry::MAX_STORED_HEADERS {
             // It could not be read back (see `entry::decode`): pass it on unstored.
             self.label(headers, "MISS");
@@ -209,17 +245,27 @@ impl<St: Store> Forward<St> {
             return Outcome::Pass;
         }
         let names = policy::vary_names(headers).unwrap_or_default();
-        let vary = key::vary_values(&names, &request_headers);
+        let vary = key::vary_values(&names, &request_headers, &config.keys);
         let stored_headers = policy::storable_headers(headers, config.status_header.as_ref());
         let expected_len = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .or(self.body_len);
         if expected_len.is_some_and(|n| n > config.max_body as u64) {
             self.label(headers, "MISS");
             return Outcome::Pass;
         }
         self.label(headers, "MISS");
+        // A range request: the whole response is recorded, the range sent (when its
+        // length is known before the body).
+        let (status_sent, window) = match expected_len {
+            Some(len) if request_headers.contains_key(http::header::RANGE) => {
+                let selected = range::select(&request_headers, status, headers, len);
+                (selected.apply(headers), selected.window())
+            }
+            _ => (None, None),
+        };
         let capacity = expected_len.map_or(0, |n| n as usize);
         let entry = Entry {
             response_time: now,
@@ -231,6 +277,7 @@ impl<St: Store> Forward<St> {
             status,
             vary,
             headers: stored_headers,
+            tags,
             body: Bytes::new(),
             hit_headers: std::sync::OnceLock::new(),
         };
@@ -248,6 +295,8 @@ impl<St: Store> Forward<St> {
             expected_len,
             flight: self.flight.take(),
             lock: self.lock.take(),
+            status_sent,
+            window,
         }))
     }
 
@@ -274,6 +323,7 @@ impl<St: Store> Forward<St> {
             status: stale.status,
             vary: stale.vary.clone(),
             headers: merged,
+            tags: stale.tags.clone(),
             body: stale.body.clone(),
             hit_headers: std::sync::OnceLock::new(),
         };
@@ -326,11 +376,15 @@ impl<St: Store> Forward<St> {
     }
 
     /// The inner service failed (no response at all): the stale entry, if
-    /// `stale-if-error` allows it.
+    /// `stale-if-error` or [`stale_on_disconnect`](super::CacheBuilder::stale_on_disconnect)
+    /// allows it.
     pub fn error(self) -> Option<Answer> {
         let stale = self.stale.as_ref()?;
         let now = self.cache.now();
-        if stale.may_serve_stale() && stale.staleness(now) < stale.sie {
+        let window = stale
+            .sie
+            .max(policy::millis(self.cache.inner.config.stale_on_disconnect));
+        if stale.may_serve_stale() && stale.staleness(now) < window {
             bump(&self.cache.inner.counters.stale);
             let empty = HeaderMap::new();
             let headers = self.request_headers.as_ref().unwrap_or(&empty);
@@ -353,10 +407,11 @@ impl<St: Store> Forward<St> {
     /// Purges the request's URL and the same-host `Location` / `Content-Location` targets.
     async fn invalidate_urls(&self, inv: &Invalidate, targets: &[Option<String>]) {
         let cache = &self.cache;
-        let mut keys = vec![cache.primary(&inv.host, &inv.path, inv.query.as_deref())];
+        let custom = inv.custom.as_deref();
+        let mut keys = vec![cache.primary_with(&inv.host, &inv.path, inv.query.as_deref(), custom)];
         for target in targets.iter().flatten() {
             if let Some((path, query)) = same_host_target(&inv.host, &inv.path, target) {
-                keys.push(cache.primary(&inv.host, &path, query.as_deref()));
+                keys.push(cache.primary_with(&inv.host, &path, query.as_deref(), custom));
             }
         }
         for key in keys {

@@ -39,7 +39,9 @@
 //!
 //! # The rules
 //! - **What is cached**: responses to `GET` (a `HEAD` is answered from the `GET` entry,
-//!   without its body); statuses cacheable by default (200, 203, 204, 300, 301, 308, 404,
+//!   without its body but with its `Content-Length`); a single byte `Range` is answered
+//!   from a complete entry (`206`, `416`, `If-Range` honoured; a range miss fetches the
+//!   whole response, stores it and sends the range); statuses cacheable by default (200, 203, 204, 300, 301, 308, 404,
 //!   405, 410, 414, 501) and any other final status except 206 and 304 when the response
 //!   carries explicit freshness.
 //! - **Freshness**: `s-maxage` > `max-age` > `Expires` − `Date`; without them, heuristic
@@ -62,19 +64,29 @@
 //!   force a trip to the origin would let it defeat the cache (and coalescing) at will.
 //!   [`honor_request_cache_control`](CacheBuilder::honor_request_cache_control) turns it on.
 //! - **Keys**: the method class (`GET`/`HEAD`), host, path and query (optionally
-//!   [sorted](CacheBuilder::sort_query)), plus the values of every request header the
-//!   response names in `Vary` (stored in the entry and compared on every hit).
+//!   [sorted](CacheBuilder::sort_query), [parameters ignored](CacheBuilder::ignore_query_params)),
+//!   an optional [custom part](CacheBuilder::custom_key), each length-prefixed so that no
+//!   two URLs share a key; plus the values of every request header the response names in
+//!   `Vary` (normalised for `Accept-Encoding` and `Accept-Language`, stored in the entry
+//!   and compared on every hit). A request whose `Host` or authority is not an RFC 3986
+//!   `host[:port]` (or that repeats `Host`) bypasses the cache, as does one the
+//!   [bypass predicate](CacheBuilder::bypass) picks.
 //! - **Conditional requests**: `If-None-Match` (weak comparison) and `If-Modified-Since` are
 //!   answered `304` from a fresh entry. A stale entry with a validator is revalidated with a
 //!   conditional request; a `304` freshens it (headers updated, body kept) without a new body.
 //! - **Stale**: `stale-while-revalidate` serves the stale entry and refreshes it in the
-//!   background; `stale-if-error` serves it when the origin answers 5xx or fails.
+//!   background; `stale-if-error` serves it when the origin answers 500, 502, 503 or 504
+//!   (RFC 5861 section 4) or fails; [`stale_on_disconnect`](CacheBuilder::stale_on_disconnect)
+//!   when it fails without a response.
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid both.
 //! - **Coalescing**: concurrent misses for one key (and concurrent revalidations of one stale
 //!   entry) forward one request; the others wait (up to
 //!   [`lock_timeout`](CacheBuilder::lock_timeout)) and get its entry. On a shared store a
 //!   `set_nx` lock does the same across replicas (waiters poll the store).
-//! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants; a
+//! - **Invalidation**: [`purge`](Cache::purge) drops a URL with all its `Vary` variants;
+//!   [`purge_tag`](Cache::purge_tag) every entry whose response named the tag in the
+//!   [tag header](CacheBuilder::tag_header) (one `INCR`, checked on every read of a tagged
+//!   entry, so every replica and near cache sees it at once); a
 //!   successful (2xx/3xx) unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, any method not
 //!   known to be safe) invalidates its URL and the same-host `Location`/`Content-Location`.
 //! - **Bodies** are recorded while they stream to the client, up to
@@ -95,7 +107,10 @@
 //! cache in process, so a hit on a Redis-backed cache usually costs no round trip. A near
 //! entry lives at most the near-cache TTL and never past its own freshness. A purge clears
 //! the near cache of the replica that purges; **other replicas keep serving their near
-//! copy until it expires** (at most the near-cache TTL), then see the purge.
+//! copy until it expires** (at most the near-cache TTL), then see the purge. A
+//! [tag purge](Cache::purge_tag) is seen at once everywhere.
+//!
+//! More: `docs/response-cache.md` in the repository.
 
 //! # Where things are
 //! `mod.rs` (this face: [`Cache`], [`Lookup`], [`Outcome`]), `builder.rs` and `config.rs`
@@ -123,10 +138,12 @@ mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
 mod policy;
+mod range;
 mod read;
 mod recorder;
 mod serve;
 mod stats;
+mod tags;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -165,13 +182,55 @@ pub(crate) struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    /// The host: the `Host` header, else the URI's authority, else empty.
-    pub(crate) fn host(&self) -> &'a str {
-        self.headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(self.authority)
-            .unwrap_or("")
+    /// The host the request is for: the absolute-form authority, else the `Host` header,
+    /// else empty (a request without either, as in-process tests make them). `None` when
+    /// either is not an RFC 3986 `host[:port]`, or `Host` is repeated: such a request
+    /// bypasses the cache (it could otherwise plant a response under another URL's key).
+    pub(crate) fn host(&self) -> Option<&'a str> {
+        let mut lines = self.headers.get_all(HOST).iter();
+        let header = lines.next();
+        if lines.next().is_some() {
+            return None;
+        }
+        let header = match header {
+            Some(h) => Some(h.to_str().ok().filter(|h| key::valid_authority(h))?),
+            None => None,
+        };
+        match self.authority {
+            Some(a) => key::valid_authority(a).then_some(a),
+            None => Some(header.unwrap_or("")),
+        }
+    }
+}
+
+/// What a [custom key function](CacheBuilder::custom_key) or a
+/// [bypass predicate](CacheBuilder::bypass) sees of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheRequest<'a> {
+    head: RequestHead<'a>,
+    host: &'a str,
+}
+
+impl<'a> CacheRequest<'a> {
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.head.method
+    }
+    /// The host (`host[:port]`, validated; empty when the request names none).
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+    /// The path.
+    pub fn path(&self) -> &'a str {
+        self.head.path
+    }
+    /// The query, without `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.head.query
+    }
+    /// The request headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.head.headers
     }
 }
 
@@ -284,7 +343,6 @@ impl<St: Store> Cache<St> {
                 heuristic_freshness: false,
                 heuristic_max: Duration::from_secs(24 * 60 * 60),
                 max_body: 960 << 10,
-                sort_query: false,
                 honor_request_cc: false,
                 cache_authorized: false,
                 status_header: Some(HeaderName::from_static("x-cache")),
@@ -293,7 +351,12 @@ impl<St: Store> Cache<St> {
                 lock_across_replicas: true,
                 revalidation_window: Duration::from_secs(60),
                 max_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+                stale_on_disconnect: Duration::ZERO,
                 targeted: None,
+                keys: config::KeyRules::default(),
+                tag_header: None,
+                keep_tags: false,
+                bypass: None,
             },
             #[cfg(feature = "near-cache")]
             near: None,
@@ -330,19 +393,47 @@ impl<St: Store> Cache<St> {
     }
 
     fn primary(&self, host: &str, path: &str, query: Option<&str>) -> String {
+        self.primary_with(host, path, query, None)
+    }
+
+    fn primary_with(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        custom: Option<&str>,
+    ) -> String {
         let c = &self.inner.config;
-        key::primary_key(&c.prefix, host, path, query, c.sort_query)
+        let fields = key::KeyFields {
+            host,
+            path,
+            query,
+            custom,
+        };
+        key::primary_key(&c.prefix, fields, &c.keys)
     }
 
     /// Drops every stored response of a URL (all its `Vary` variants), on the store and in
     /// this process's near cache. `uri` needs its authority (`http://host/path?query`) for
     /// a cache keyed by host; a path-only URI purges the entries stored without a host.
+    /// Entries stored with a [custom key](CacheBuilder::custom_key) part are not reached
+    /// by a URL (use [`purge_custom`](Cache::purge_custom)).
     ///
     /// # Errors
     /// The store's error.
     pub async fn purge(&self, uri: &Uri) -> Result<bool> {
         let host = uri.authority().map_or("", http::uri::Authority::as_str);
         let key = self.primary(host, uri.path(), uri.query());
+        self.purge_key(&key).await
+    }
+
+    /// [`purge`](Cache::purge) for the entries stored with the custom key part `custom`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn purge_custom(&self, uri: &Uri, custom: &str) -> Result<bool> {
+        let host = uri.authority().map_or("", http::uri::Authority::as_str);
+        let key = self.primary_with(host, uri.path(), uri.query(), Some(custom));
         self.purge_key(&key).await
     }
 

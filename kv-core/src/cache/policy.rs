@@ -35,6 +35,12 @@ pub(crate) fn cacheable_by_default(status: StatusCode) -> bool {
     )
 }
 
+/// The statuses for which `stale-if-error` may serve a stale entry (RFC 5861 section 4):
+/// 500, 502, 503 and 504; any other passes through.
+pub(crate) fn is_error_for_stale(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
 /// Statuses whose caching semantics we implement (`must-understand`).
 fn understood(status: StatusCode) -> bool {
     cacheable_by_default(status) || matches!(status.as_u16(), 302 | 303 | 307)
@@ -43,11 +49,133 @@ fn understood(status: StatusCode) -> bool {
 /// Milliseconds since the epoch of an HTTP date.
 fn http_date_ms(value: &HeaderValue) -> Option<u64> {
     let s = value.to_str().ok()?;
-    let t = httpdate::parse_http_date(s.trim()).ok()?;
-    Some(
-        t.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    )
+    match httpdate::parse_http_date(s.trim()) {
+        Ok(t) => Some(
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
+        Err(_) => lenient_date_ms(s.trim()),
+    }
+}
+
+/// The three HTTP date formats (RFC 9110 section 5.6.7: IMF-fixdate, RFC 850, asctime),
+/// exactly as laid out there, but with names in any case and the weekday not checked
+/// against the date (`httpdate` refuses both, recipients should not). `None` for anything
+/// else (a missing comma, a one-digit hour, dashes in an IMF-fixdate..: invalid).
+fn lenient_date_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if !s.is_ascii() {
+        return None;
+    }
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let (day, mon, year, time) = if b.len() == 29
+        && at(3, b',')
+        && at(4, b' ')
+        && at(7, b' ')
+        && at(11, b' ')
+        && at(16, b' ')
+        && at(25, b' ')
+        && s[26..].eq_ignore_ascii_case("GMT")
+        && weekday(&s[..3])
+    {
+        (
+            digits(&s[5..7])?,
+            month(&s[8..11])?,
+            digits(&s[12..16])?,
+            &s[17..25],
+        )
+    } else if b.len() == 24
+        && at(3, b' ')
+        && at(7, b' ')
+        && at(10, b' ')
+        && at(19, b' ')
+        && weekday(&s[..3])
+    {
+        (
+            digits(s[8..10].trim_start())?,
+            month(&s[4..7])?,
+            digits(&s[20..24])?,
+            &s[11..19],
+        )
+    } else {
+        let (wd, rest) = s.split_once(", ")?;
+        let r = rest.as_bytes();
+        if !(weekday(wd)
+            && wd.len() > 3
+            && r.len() == 22
+            && r[2] == b'-'
+            && r[6] == b'-'
+            && r[9] == b' '
+            && r[18] == b' '
+            && rest[19..].eq_ignore_ascii_case("GMT"))
+        {
+            return None;
+        }
+        // RFC 9110: a two-digit year more than 50 years ahead is in the past century.
+        let yy = digits(&rest[7..9])?;
+        let year = if yy > 70 { 1900 + yy } else { 2000 + yy };
+        (
+            digits(&rest[..2])?,
+            month(&rest[3..6])?,
+            year,
+            &rest[10..18],
+        )
+    };
+    let t = time.as_bytes();
+    if t.len() != 8 || t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (
+        digits(&time[..2])?,
+        digits(&time[3..5])?,
+        digits(&time[6..])?,
+    );
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || year < 1970 {
+        return None;
+    }
+    // Days since the epoch of a civil date (the proleptic Gregorian calendar).
+    let (y, mo) = if mon <= 2 {
+        (year - 1, mon + 9)
+    } else {
+        (year, mon - 3)
+    };
+    let era = y / 400;
+    let yoe = y % 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    secs.checked_mul(1000)
+}
+
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+fn weekday(w: &str) -> bool {
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    DAYS.iter()
+        .any(|d| w.eq_ignore_ascii_case(d) || (w.len() == 3 && w.eq_ignore_ascii_case(&d[..3])))
+}
+
+fn month(m: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    MONTHS
+        .iter()
+        .position(|n| m.eq_ignore_ascii_case(n))
+        .map(|i| i as u64 + 1)
 }
 
 pub(crate) fn header_date_ms(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
@@ -139,7 +267,10 @@ impl Freshness {
         let remaining = self.fresh.saturating_sub(self.initial_age);
         let mut window = 0;
         if self.flags & FLAG_NO_STALE == 0 {
-            window = self.swr.max(self.sie);
+            window = self
+                .swr
+                .max(self.sie)
+                .max(millis(config.stale_on_disconnect));
         }
         if has_validator {
             window = window.max(millis(config.revalidation_window));
@@ -361,4 +492,42 @@ pub(crate) const HEADERS_OF_304: [HeaderName; 7] = [
 /// Whether a request carries credentials (`Authorization`).
 pub(crate) fn has_authorization(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_any_case_and_with_a_wrong_weekday_are_read() {
+        let ms = |s: &'static str| http_date_ms(&HeaderValue::from_static(s));
+        let exact = ms("Thu, 18 Aug 2050 02:01:18 GMT").expect("IMF-fixdate");
+        assert_eq!(ms("THU, 18 Aug 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu, 18 AUG 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu, 18 Aug 2050 02:01:18 gMT"), Some(exact));
+        assert_eq!(ms("Mon, 18 Aug 2050 02:01:18 GMT"), Some(exact));
+        assert_eq!(ms("Thu Aug 18 02:01:18 2050"), Some(exact));
+        assert_eq!(ms("Thursday, 18-Aug-50 02:01:18 GMT"), Some(exact));
+        assert_eq!(
+            ms("Thu Aug  8 02:01:18 2050"),
+            Some(exact - 10 * 86_400_000)
+        );
+        for bad in [
+            "0",
+            "-1",
+            "tomorrow",
+            "Thu, 32 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 25:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 PST",
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug 2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+        ] {
+            assert_eq!(lenient_date_ms(bad), None, "{bad}");
+        }
+    }
 }

@@ -84,10 +84,22 @@ impl<St: Store> Cache<St> {
 
     /// [`find`](Self::find) without waiting, when the reads can be answered at once.
     pub(super) fn find_now(&self, primary: &str, headers: &HeaderMap, now: u64) -> Option<Found> {
+        let (found, marker) = self.find_now_untagged(primary, headers, now)?;
+        match found {
+            Some(e) if !e.tags.is_empty() => {
+                let current = self.tags_current_now(&e)?;
+                Some((current.then_some(e), marker))
+            }
+            found => Some((found, marker)),
+        }
+    }
+
+    fn find_now_untagged(&self, primary: &str, headers: &HeaderMap, now: u64) -> Option<Found> {
         Some(match self.read_now(primary, now)? {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
-                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let (vkey, values) =
+                    key::variant(primary, m.nonce, &m.names, headers, &self.inner.config.keys);
                 let found = match self.read_now(&vkey, now)? {
                     Some(Stored::Entry(e)) if e.vary == values => Some(e),
                     _ => None,
@@ -105,10 +117,40 @@ impl<St: Store> Cache<St> {
         headers: &HeaderMap,
         now: u64,
     ) -> (Option<Arc<Entry>>, Option<Arc<Marker>>) {
+        let (found, marker) = self.find_untagged(primary, headers, now).await;
+        match found {
+            Some(e) if !self.tags_current(&e).await => {
+                // A purged copy in the near cache: the store may hold a refill.
+                #[cfg(feature = "near-cache")]
+                if let Some(near) = &self.inner.near {
+                    near.remove(primary);
+                    if let Some(m) = &marker {
+                        let keys = &self.inner.config.keys;
+                        near.remove(&key::variant(primary, m.nonce, &m.names, headers, keys).0);
+                    }
+                    let (found, marker) = self.find_untagged(primary, headers, now).await;
+                    return match found {
+                        Some(e) if self.tags_current(&e).await => (Some(e), marker),
+                        _ => (None, marker),
+                    };
+                }
+                (None, marker)
+            }
+            found => (found, marker),
+        }
+    }
+
+    async fn find_untagged(
+        &self,
+        primary: &str,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> (Option<Arc<Entry>>, Option<Arc<Marker>>) {
         match self.read(primary, now).await {
             Some(Stored::Entry(e)) => (Some(e), None),
             Some(Stored::Marker(m)) => {
-                let (vkey, values) = key::variant(primary, m.nonce, &m.names, headers);
+                let (vkey, values) =
+                    key::variant(primary, m.nonce, &m.names, headers, &self.inner.config.keys);
                 let found = match self.read(&vkey, now).await {
                     Some(Stored::Entry(e)) if e.vary == values => Some(e),
                     _ => None,

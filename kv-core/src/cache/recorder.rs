@@ -30,6 +30,10 @@ pub struct Recorder<St: Store> {
     pub(super) expected_len: Option<u64>,
     pub(super) flight: Option<FlightGuard<St>>,
     pub(super) lock: Option<String>,
+    /// The status to send instead of the inner service's (a range answered: 206, 416).
+    pub(super) status_sent: Option<http::StatusCode>,
+    /// The part of the body to send, `start..end` (a range), when not all of it.
+    pub(super) window: Option<(u64, u64)>,
 }
 
 impl<St: Store> fmt::Debug for Recorder<St> {
@@ -80,6 +84,13 @@ impl<St: Store> Recorder<St> {
         self.body.len().saturating_sub(self.head)
     }
 
+    /// The status to send instead of the inner service's, when the cache answers a
+    /// `Range` request from the whole response it records (`206`, `416`); the headers
+    /// were adjusted by [`Forward::response`](super::Forward::response).
+    pub fn status(&self) -> Option<http::StatusCode> {
+        self.status_sent
+    }
+
     /// Whether the body is still being recorded.
     pub fn is_recording(&self) -> bool {
         self.entry.is_some()
@@ -117,7 +128,7 @@ impl<St: Store> Recorder<St> {
                 }
                 return true;
             };
-            if !entry.vary.is_empty() {
+            if !entry.vary.is_empty() || !entry.tags.is_empty() {
                 return false;
             }
             let Some(mut entry) = self.entry.take() else {
@@ -170,9 +181,22 @@ impl<St: Store> Recorder<St> {
             let complete = self
                 .expected_len
                 .is_none_or(|n| n == self.body_len() as u64);
-            if complete {
-                let encoded = std::mem::take(&mut self.body).freeze();
+            let generations = if entry.tags.is_empty() {
+                Some(Vec::new())
+            } else {
+                cache.generations(&entry.tags).await
+            };
+            if let (true, Some(generations)) = (complete, generations) {
+                let mut encoded = std::mem::take(&mut self.body).freeze();
                 entry.body = encoded.slice(self.head..);
+                if !entry.tags.is_empty() {
+                    for ((_, g), now) in entry.tags.iter_mut().zip(generations) {
+                        *g = now;
+                    }
+                    // The head holds the tags' generations: encode it again.
+                    encoded = entry.encode();
+                    entry.body = encoded.slice(encoded.len() - entry.body.len()..);
+                }
                 let entry = Arc::new(entry);
                 if let Some(flight) = self.flight.take() {
                     flight.finish(Some(Arc::clone(&entry)));
@@ -188,6 +212,8 @@ impl<St: Store> Recorder<St> {
                     bump(&cache.inner.counters.store_errors);
                     tracing::warn!(error = %err, "kv cache: store write failed");
                 }
+            } else if complete {
+                tracing::debug!("kv cache: tag generations unreadable; not stored");
             } else {
                 tracing::debug!("kv cache: body length differs from Content-Length; not stored");
             }

@@ -2,12 +2,12 @@
 //! header.
 
 use bytes::Bytes;
-use http::header::AGE;
+use http::header::{AGE, CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::Cache;
 use super::entry::Entry;
-use super::policy;
+use super::{policy, range};
 use crate::{Answer, Store};
 
 impl<St: Store> Cache<St> {
@@ -45,15 +45,41 @@ impl<St: Store> Cache<St> {
                 })
                 .clone();
             headers.insert(AGE, age_value(age));
-            let body = if is_head {
-                Bytes::new()
-            } else {
-                entry.body.clone()
-            };
+            if is_head {
+                // The length the GET would have (RFC 9110 section 9.3.2), without the body.
+                if entry.status != StatusCode::NO_CONTENT
+                    && !entry.headers.contains_key(CONTENT_LENGTH)
+                {
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+                }
+                return Answer {
+                    status: entry.status,
+                    headers,
+                    body: Bytes::new(),
+                };
+            }
+            if request.contains_key(RANGE) {
+                let selected = range::select(
+                    request,
+                    entry.status,
+                    &entry.headers,
+                    entry.body.len() as u64,
+                );
+                if let (Some(status), Some((start, end))) =
+                    (selected.apply(&mut headers), selected.window())
+                {
+                    let body = entry.body.slice(to_usize(start)..to_usize(end));
+                    return Answer {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
             return Answer {
                 status: entry.status,
                 headers,
-                body,
+                body: entry.body.clone(),
             };
         };
         headers.insert(AGE, age_value(age));
@@ -79,4 +105,9 @@ pub(super) fn age_value(secs: u64) -> HeaderValue {
         }
     }
     HeaderValue::from(secs)
+}
+
+/// A window bound into the body (at most its length, which fits `usize`).
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::entry::{self, Entry, Marker, Stored};
 use super::stats::bump;
@@ -79,15 +79,10 @@ impl<St: Store> Cache<St> {
     }
 }
 
-/// The variant key of an entry from the values it was stored for.
+/// The variant key of an entry from the (normalised) values it was stored for, in the
+/// marker's name order.
 pub(super) fn variant_key_for(primary: &str, marker: &Marker, entry: &Entry) -> String {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &entry.vary {
-        if let Some(v) = value {
-            headers.insert(name.clone(), v.clone());
-        }
-    }
-    key::variant(primary, marker.nonce, &marker.names, &headers).0
+    key::variant_key(primary, marker.nonce, &entry.vary)
 }
 
 /// A fresh marker nonce: unique per process and time, without a CSPRNG.

@@ -68,25 +68,32 @@ where
         // kv-core's state machine decides; this only polls the inner body and the store.
         loop {
             ready!(recorder.poll_store(cx));
-            if let Some(frame) = held.take() {
-                return Poll::Ready(Some(Ok(frame)));
+            // While draining (a range sent, the whole response still being recorded), the
+            // chunk to send waits for the inner body's end.
+            if held.is_some() && !recorder.draining() {
+                return Poll::Ready(held.take().map(Ok));
             }
             if *ended {
-                return Poll::Ready(None);
+                return Poll::Ready(held.take().map(Ok));
             }
             match ready!(inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        // A server that knows the length from the size hint (axum
-                        // handlers' bodies) stops polling once that many bytes went out,
-                        // so the inner body's own end counts as the end.
-                        let ended_now = inner.as_ref().get_ref().is_end_stream();
-                        if recorder.chunk(data, ended_now, cx) {
-                            *held = Some(frame);
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    };
+                    // A server that knows the length from the size hint (axum handlers'
+                    // bodies) stops polling once that many bytes went out, so the inner
+                    // body's own end counts as the end.
+                    let ended_now = inner.as_ref().get_ref().is_end_stream();
+                    let hold = recorder.chunk(&data, ended_now, cx);
+                    if let Some(out) = recorder.emit(data) {
+                        if hold || recorder.draining() {
+                            *held = Some(Frame::data(out));
                             continue;
                         }
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
-                    return Poll::Ready(Some(Ok(frame)));
                 }
                 Some(Err(err)) => {
                     recorder.error();
@@ -108,6 +115,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.recorder.size() {
+            Some(n) => SizeHint::with_exact(n),
+            None => self.inner.size_hint(),
+        }
     }
 }

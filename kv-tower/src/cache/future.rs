@@ -101,7 +101,7 @@ where
 /// the boxed work that awaits the store (invalidation, freshening).
 #[allow(clippy::type_complexity)]
 fn hand_over<St, B, E>(
-    forward: Box<Forward<St>>,
+    mut forward: Box<Forward<St>>,
     result: Result<Response<B>, E>,
 ) -> Result<Result<Response<CacheBody<B>>, E>, Work<Response<CacheBody<B>>, E>>
 where
@@ -119,6 +119,7 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
+    forward.set_body_len(body.size_hint().exact());
     match forward.response(head.status, &mut head.headers) {
         Step::Ready(outcome) => Ok(Ok(respond(head, body, outcome))),
         Step::Pending(handover) => Err(Box::pin(

@@ -19,7 +19,7 @@ pub(crate) fn served<B>(response: Answer) -> Response<CacheBody<B>> {
 
 /// The response for an outcome.
 pub(crate) fn respond<St: Store, B>(
-    head: http::response::Parts,
+    mut head: http::response::Parts,
     body: B,
     outcome: Outcome<St>,
 ) -> Response<CacheBody<B>>
@@ -29,6 +29,9 @@ where
     match outcome {
         Outcome::Pass => Response::from_parts(head, pass(body, BodyRecorder::none())),
         Outcome::Record(recorder) => {
+            if let Some(status) = recorder.status() {
+                head.status = status;
+            }
             // A body known to be empty (a 204, an empty body) may never be polled by the
             // server: store it now.
             if body.is_end_stream() || head.status == http::StatusCode::NO_CONTENT {

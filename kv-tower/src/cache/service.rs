@@ -145,6 +145,8 @@ where
         }
     };
     let (mut head, body) = response.into_parts();
+    let mut forward = forward;
+    forward.set_body_len(body.size_hint().exact());
     let outcome = forward.response(head.status, &mut head.headers).await;
     Ok(respond(head, body, outcome))
 }
@@ -187,6 +189,8 @@ where
             return;
         };
         let (mut head, body) = response.into_parts();
+        let mut refresh = refresh;
+        refresh.set_body_len(body.size_hint().exact());
         let mut body = std::pin::pin!(body);
         if let Outcome::Record(mut recorder) =
             refresh.response(head.status, &mut head.headers).await

@@ -88,13 +88,16 @@ async fn a_waiter_gives_up_after_the_lock_timeout() {
 }
 
 #[tokio::test]
-async fn a_range_request_bypasses() {
+async fn a_range_request_is_answered_from_the_entry() {
+    // It bypassed the cache before issue 13 (defect 3).
     let h = harness();
-    let origin = ok(&[("cache-control", "max-age=60")], b"x");
+    let origin = ok(&[("cache-control", "max-age=60")], b"xyz");
     h.get("/r", &[], &origin).await;
     let ranged = h.get("/r", &[("range", "bytes=0-0")], &origin).await;
-    assert!(!ranged.served_by_cache());
-    assert_eq!(ranged.header("x-cache"), Some("BYPASS"));
+    assert!(ranged.served_by_cache());
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.body, Bytes::from_static(b"x"));
+    assert_eq!(ranged.header("x-cache"), Some("HIT"));
 }
 
 /// A store shared by "replicas": a MemoryStore without its local face, so that the cache

@@ -13,7 +13,9 @@ mod body;
 mod coalescing;
 mod config;
 mod freshness;
+mod keys;
 mod revalidation;
+mod v2;
 use crate::clock::{Clock, ManualClock};
 use crate::{MemoryStore, Store, Ttl};
 

@@ -16,10 +16,11 @@
 //! | `kv_cache_stores_total` | counter | | entries written |
 //! | `kv_cache_store_errors_total` | counter | | cache store calls that failed (the request goes on as a miss) |
 //! | `kv_rate_limit_decisions_total` | counter | `policy`, `outcome` = `allowed`, `denied`, `shadow_denied`, `error` | one per policy per checked request |
-//! | `kv_session_loads_total` | counter | | session records read |
-//! | `kv_session_saves_total` | counter | | session records written |
+//! | `kv_session_loads_total` | counter | | live session records read |
+//! | `kv_session_saves_total` | counter | | requests whose session changes were written (one save may be several store calls) |
 //! | `kv_session_creations_total` | counter | | new sessions written for the first time |
-//! | `kv_session_ends_total` | counter | `reason` = `logout`, `cycle`, `end_all` | sessions ended |
+//! | `kv_session_ends_total` | counter | `reason` = `logout`, `cycle`, `end_all`, `expired` | sessions ended: by `flush`, by an id change (`cycle_id`, `login`), by `end_user_sessions` / `end_other_sessions` / `end_user_session`, or found past their absolute deadline |
+//! | `kv_session_cross_origin_refused_total` | counter | | unsafe cross-origin requests refused with `403` |
 //! | `kv_session_errors_total` | counter | | store failures while loading or saving |
 //! | `kv_store_operation_duration_seconds` | histogram | `backend` = `redis`, `operation` = the store method (`get`, `set`, `set_nx`, `del`, `expire`, `ttl`, `incr_by`, `hget_all`, `hset`, `hdel`) | each remote store call, failures included |
 //! | `kv_store_errors_total` | counter | `backend`, `kind` = `unavailable`, `timeout`, `backend`, `wrong_type`, `not_integer`, `overflow`, `invalid_input` | failed remote store calls |
@@ -82,6 +83,106 @@ impl Tally {
 impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Tally").field(&self.get()).finish()
+    }
+}
+
+/// A metrics counter registered once (feature `metrics`); nothing at all without it.
+#[derive(Clone)]
+pub(crate) struct Counter {
+    #[cfg(feature = "metrics")]
+    handle: ::metrics::Counter,
+}
+
+#[cfg_attr(not(feature = "session"), allow(dead_code))]
+impl Counter {
+    /// A counter reported as `name` with these fixed labels.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(name: &'static str, labels: &[(&'static str, &'static str)]) -> Counter {
+        Counter {
+            #[cfg(feature = "metrics")]
+            handle: {
+                let labels: Vec<::metrics::Label> = labels
+                    .iter()
+                    .map(|(k, v)| ::metrics::Label::from_static_parts(k, v))
+                    .collect();
+                ::metrics::counter!(name, labels)
+            },
+        }
+    }
+
+    /// A counter with one label whose value is configured (a policy name): bounded by
+    /// the configuration, never taken from a request.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn with_owned(
+        name: &'static str,
+        owned: (&'static str, &str),
+        labels: &[(&'static str, &'static str)],
+    ) -> Counter {
+        Counter {
+            #[cfg(feature = "metrics")]
+            handle: {
+                let mut all = vec![::metrics::Label::new(owned.0, owned.1.to_owned())];
+                all.extend(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ::metrics::Label::from_static_parts(k, v)),
+                );
+                ::metrics::counter!(name, all)
+            },
+        }
+    }
+
+    /// Adds `n`.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn add(&self, n: u64) {
+        #[cfg(feature = "metrics")]
+        self.handle.increment(n);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counter")
+    }
+}
+
+/// The session engine's counters.
+#[cfg(feature = "session")]
+#[derive(Debug)]
+pub(crate) struct SessionMetrics {
+    pub(crate) loads: Counter,
+    pub(crate) saves: Counter,
+    pub(crate) creations: Counter,
+    pub(crate) ended_logout: Counter,
+    pub(crate) ended_cycle: Counter,
+    pub(crate) ended_end_all: Counter,
+    pub(crate) ended_expired: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) cross_origin_refused: Counter,
+}
+
+#[cfg(feature = "session")]
+impl SessionMetrics {
+    pub(crate) fn new() -> SessionMetrics {
+        let ended = |reason| Counter::new("kv_session_ends_total", &[("reason", reason)]);
+        SessionMetrics {
+            loads: Counter::new("kv_session_loads_total", &[]),
+            saves: Counter::new("kv_session_saves_total", &[]),
+            creations: Counter::new("kv_session_creations_total", &[]),
+            ended_logout: ended("logout"),
+            ended_cycle: ended("cycle"),
+            ended_end_all: ended("end_all"),
+            ended_expired: ended("expired"),
+            errors: Counter::new("kv_session_errors_total", &[]),
+            cross_origin_refused: Counter::new("kv_session_cross_origin_refused_total", &[]),
+        }
     }
 }
 

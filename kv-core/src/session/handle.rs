@@ -170,6 +170,7 @@ impl Session {
             Ok(record) => record,
             Err(err) => {
                 tracing::error!(error = %err, "kv session: loading the session failed");
+                self.inner.manager.metrics.errors.inc();
                 self.inner.state.lock().failed = Some(err.clone());
                 return Err(SessionError::Store(err));
             }
@@ -189,9 +190,12 @@ impl Session {
             loaded.reissue = candidate.stale_key;
             loaded.current = Some((candidate.id, record));
             loaded.current_key = key;
+            m.metrics.loads.inc();
             Ok(true)
         } else {
             // Past its absolute deadline (its TTL had not run out yet).
+            m.metrics.ended_expired.inc();
+            loaded.ended_expired = loaded.ended_expired.saturating_add(1);
             loaded.ended.push((candidate.id, record.user));
             Ok(false)
         }

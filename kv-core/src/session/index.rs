@@ -36,7 +36,11 @@ impl ManagerInner {
         // Only the entries read: a login racing with this call keeps its own entry.
         let fields: Vec<String> = ids.into_iter().map(|(field, _)| field).collect();
         self.store.hdel(&index, fields).await?;
-        Ok(removed.into_iter().filter(|r| *r).count())
+        let ended = removed.into_iter().filter(|r| *r).count();
+        self.metrics
+            .ended_end_all
+            .add(u64::try_from(ended).unwrap_or(u64::MAX));
+        Ok(ended)
     }
 
     /// Adds `id` to `user`'s index, dropping entries whose sessions are past their
@@ -138,6 +142,9 @@ impl ManagerInner {
         };
         let removed = self.store.del(&self.record_key(&id)).await?;
         self.store.hdel(&index, vec![field]).await?;
+        if removed {
+            self.metrics.ended_end_all.inc();
+        }
         Ok(removed)
     }
 }

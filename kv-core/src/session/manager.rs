@@ -86,7 +86,10 @@ impl SessionManager {
     /// the request is refused (see [`CrossOriginProtection`]); `None` to go on. Reads
     /// two or three headers; no store call.
     pub fn check_cross_origin(&self, req: &dyn RequestView) -> Option<Answer> {
-        self.inner.cross_origin.as_ref()?.check(req)
+        let refused = self.inner.cross_origin.as_ref()?.check(req)?;
+        self.inner.metrics.cross_origin_refused.inc();
+        tracing::debug!(method = %req.method(), "kv session: cross-origin request refused (403)");
+        Some(refused)
     }
 
     /// The response header the value of [`Session::end`] goes in: `Set-Cookie`, or in
@@ -429,6 +432,7 @@ impl SessionManagerBuilder {
                 refresh_fraction: self.refresh_fraction,
                 prefix: self.prefix,
                 cross_origin,
+                metrics: crate::observe::SessionMetrics::new(),
             }),
         })
     }

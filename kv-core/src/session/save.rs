@@ -118,6 +118,14 @@ pub(super) fn end(
     let mut cookie = None;
     let mut wrote_new = false;
 
+    // Ended past its deadline is counted when found; the rest is `flush` (logout).
+    let logouts = loaded
+        .ended
+        .len()
+        .saturating_sub(usize::from(loaded.ended_expired));
+    m.metrics
+        .ended_logout
+        .add(u64::try_from(logouts).unwrap_or(u64::MAX));
     for (id, user) in loaded.ended {
         ops.push(Op::Del(m.record_key(&id)));
         if let Some(user) = user {
@@ -166,6 +174,7 @@ pub(super) fn end(
                     let left = deadline.saturating_sub(now);
                     cookie = m.cookie.issue(&new_id, Duration::from_millis(left));
                     wrote_new = true;
+                    m.metrics.ended_cycle.inc();
                 }
                 None => ops.push(Op::Del(m.record_key(&id))),
             }
@@ -230,6 +239,7 @@ pub(super) fn end(
                 }
                 cookie = m.cookie.issue(&new_id, life.absolute);
                 wrote_new = true;
+                m.metrics.creations.inc();
             }
         }
         None => {}
@@ -241,6 +251,7 @@ pub(super) fn end(
     if ops.is_empty() {
         return Step::Ready(Ok(cookie));
     }
+    m.metrics.saves.inc();
     if m.store.local().is_some() {
         // Every call completes on its first poll through the local face: no future.
         let run = run_ops(ops, cookie, m);
@@ -308,6 +319,7 @@ async fn run_ops(
             Ok(Ran::Gone) => Ok(m.cookie.removal()),
             Err(err) => {
                 tracing::error!(error = %err, "kv session: saving the session failed");
+                m.metrics.errors.inc();
                 Err(SessionError::Store(err))
             }
         }

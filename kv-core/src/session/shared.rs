@@ -27,6 +27,8 @@ pub(super) struct ManagerInner {
     pub(super) prefix: String,
     /// Cross-origin protection for unsafe methods (`None`: off).
     pub(super) cross_origin: Option<CrossOrigin>,
+    /// What the engine reports (feature `metrics`).
+    pub(super) metrics: crate::observe::SessionMetrics,
 }
 
 /// The timeouts one session lives by.

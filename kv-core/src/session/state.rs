@@ -25,6 +25,8 @@ pub(super) struct Loaded {
     pub(super) data: Vec<Field>,
     /// Sessions to delete at the end: flushed, or found past their absolute deadline.
     pub(super) ended: Vec<(SessionId, Option<String>)>,
+    /// Of `ended`, the ones found past their absolute deadline (the others were flushed).
+    pub(super) ended_expired: u8,
     /// The client sent a cookie of our name (valid or not).
     pub(super) had_cookie: bool,
     /// When the record was read (Unix ms), reused as "now" at the end of the request.
@@ -44,6 +46,7 @@ impl Loaded {
             current_key: String::new(),
             data: Vec::new(),
             ended: Vec::new(),
+            ended_expired: 0,
             had_cookie,
             read_at: None,
             meta: Meta::default(),

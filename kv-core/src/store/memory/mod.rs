@@ -58,6 +58,7 @@ mod builder;
 mod faces;
 mod hash;
 mod shard;
+mod throttle;
 
 pub use builder::MemoryStoreBuilder;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::decision::{self, HeaderOptions};
 use super::gcra::Gcra;
-use super::policy::{Algorithm, Policy};
+use super::policy::{Algorithm, GcraClock, GcraState, Policy};
 use super::{CostFn, FailureMode, Inner, Predicate, RateLimiter};
 use crate::clock::{Clock, ClockHandle};
 use crate::janitor::Janitor;
@@ -25,6 +25,7 @@ pub struct RateLimiterBuilder<S> {
     cost: Option<CostFn>,
     headers: HeaderOptions,
     clock: ClockHandle,
+    gcra_clock: GcraClock,
     prune_interval: Duration,
 }
 
@@ -52,6 +53,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             cost: None,
             headers: HeaderOptions::default(),
             clock: ClockHandle::System,
+            gcra_clock: GcraClock::Store,
             prune_interval: Duration::from_secs(10),
         }
     }
@@ -104,6 +106,13 @@ impl<S: Store> RateLimiterBuilder<S> {
     /// The clock windows are measured with (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = ClockHandle::new(clock);
+        self
+    }
+
+    /// Whose clock a GCRA decision in the store uses (default [`GcraClock::Store`]: the
+    /// store's, so that clock skew between replicas does not matter).
+    pub fn gcra_clock(mut self, clock: GcraClock) -> Self {
+        self.gcra_clock = clock;
         self
     }
 
@@ -168,9 +177,30 @@ impl<S: Store> RateLimiterBuilder<S> {
                 ));
             }
         }
+        // In process on an in-process store, or when asked for; in the store otherwise.
+        let local_store = self.store.local().is_some();
         let mut policies = Vec::with_capacity(self.policies.len());
         for policy in self.policies {
+            let in_process = match policy.gcra_state {
+                GcraState::InProcess => true,
+                GcraState::Store => false,
+                _ => local_store,
+            };
             let gcra = match policy.algorithm {
+                Algorithm::Gcra if !in_process => {
+                    let request = super::gcra::throttle(&policy, 1, None);
+                    if crate::store::throttle_params_ok(&request).is_err() {
+                        return Err(ConfigError::new(
+                            "rate limiter",
+                            format!(
+                                "policy {:?}: window too short for its limit (under 1 µs a request) \
+                                 or window × burst / limit longer than MAX_TTL",
+                                policy.name
+                            ),
+                        ));
+                    }
+                    None
+                }
                 Algorithm::Gcra => {
                     Some(Gcra::new(&policy, self.clock.clone()).ok_or_else(|| {
                         ConfigError::new(
@@ -201,6 +231,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             cost: self.cost,
             headers: self.headers,
             clock: self.clock,
+            gcra_clock: self.gcra_clock,
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,

@@ -1,5 +1,5 @@
-//! Rate limiting: INCR-based fixed and sliding windows over any [`Store`], and GCRA in
-//! process — decided once here, for every adapter.
+//! Rate limiting: INCR-based fixed and sliding windows and GCRA over any [`Store`] —
+//! decided once here, for every adapter.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -26,10 +26,18 @@
 //! - **Algorithms**: [`Algorithm::FixedWindow`] (one atomic `incr_by` with the rest of the
 //!   window as TTL), [`Algorithm::SlidingWindow`] (the current and the previous window's
 //!   counters, weighted; one `incr_by` and one `get` sent together) and [`Algorithm::Gcra`]
-//!   (in process through `governor`). The window algorithms count every request, denied
+//!   (see below). The window algorithms count every request, denied
 //!   ones included, so a client that keeps hammering stays limited; GCRA (as `governor`
 //!   does) only spends quota on admitted requests. With several policies, a request denied
 //!   by one is still counted by the others.
+//! - **GCRA's state**: in the store when the store is shared — one atomic
+//!   [`Store::throttle`] per decision (one Lua script on Redis), so every replica spends
+//!   one budget; the key carries a TTL and `Retry-After` and the `RateLimit` fields come
+//!   from the stored state. In process through `governor` when the store is in process
+//!   anyway (a [`LocalStore`] face), or when a policy asks for it
+//!   ([`GcraState::InProcess`]: then each replica has its own budget). The decision in
+//!   the store is made on the store's clock (Redis `TIME`) unless
+//!   [`GcraClock::Caller`] is chosen; see there for what clock skew does then.
 //! - **Several policies per route**, checked together: every store call of every policy is
 //!   issued at once, so a decision costs one round trip on Redis however many policies
 //!   there are. `RateLimit-Policy` and `RateLimit` list every policy; a `429` names the
@@ -48,7 +56,7 @@
 //! # Where things are
 //! `mod.rs` (this facade: [`RateLimiter::check`]), `builder.rs` (configuration and its
 //! validation), `window.rs` (the fixed- and sliding-window arithmetic), `gcra.rs` (GCRA
-//! through `governor`), `decision.rs` (the [`Verdict`] and its headers), `key.rs`
+//! through `governor`, and the key, request and state of GCRA in the store), `decision.rs` (the [`Verdict`] and its headers), `key.rs`
 //! ([`KeySource`]), `policy.rs` ([`Policy`]). A new algorithm is a variant of
 //! [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one: the keys a
 //! request touches in `Plan::new`, the state from the replies in `Plan::state`) or beside
@@ -79,7 +87,7 @@ pub use key::{ForwardedHeader, KeySource, MissingKey};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use parse::parse_rate_limit_header;
-pub use policy::{Algorithm, Policy};
+pub use policy::{Algorithm, GcraClock, GcraState, Policy};
 
 use crate::clock::ClockHandle;
 use crate::janitor::Janitor;
@@ -125,6 +133,7 @@ struct Inner<S> {
     cost: Option<CostFn>,
     headers: HeaderOptions,
     clock: ClockHandle,
+    gcra_clock: GcraClock,
     janitor: Janitor,
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
@@ -146,7 +155,7 @@ impl<S: Store> RateLimiter<S> {
     /// Checks `req` against every policy and counts it.
     ///
     /// [`Step::Ready`] when the verdict needed no waiting: bypassed or keyless requests,
-    /// GCRA, and every policy on a store with a [`LocalStore`] face (the memory store);
+    /// in-process GCRA, and every policy on a store with a [`LocalStore`] face (the memory store);
     /// [`Step::Pending`] with the future that asks the store otherwise. The request is
     /// read before this returns; the future owns what it needs (`Send + 'static`).
     /// `limiter.check(&req).await` gives the verdict either way.
@@ -215,7 +224,7 @@ impl<S: Store> Inner<S> {
         Ok(Count { keys, cost })
     }
 
-    /// The verdict without waiting, when every policy is in process (GCRA) or the store
+    /// The verdict without waiting, when every policy is in process (`governor`) or the store
     /// has a [`LocalStore`] face; `None` when the store must be awaited.
     fn decide_now(&self, count: &Count) -> Option<Verdict> {
         let local = if self.any_store_policy {
@@ -223,7 +232,7 @@ impl<S: Store> Inner<S> {
         } else {
             None
         };
-        // The clock only matters to the window algorithms (GCRA reads its own).
+        // The clock only matters to the window algorithms (GCRA reads its own or the store's).
         let now = if local.is_some() {
             self.clock.now_millis()
         } else {
@@ -264,7 +273,7 @@ impl<S: Store> Inner<S> {
         self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
     }
 
-    /// One policy's state: GCRA in process, the window algorithms through the store.
+    /// One policy's state: GCRA in process (`governor`), or through the store.
     async fn count_policy(
         &self,
         policy: &Policy,
@@ -287,6 +296,14 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.algorithm == Algorithm::Gcra {
+            let store_key = gcra::store_key(&self.prefix, policy, key);
+            let reply = self
+                .store
+                .throttle(&store_key, gcra::throttle(policy, cost, self.gcra_now()))
+                .await?;
+            return Ok(gcra::state_of(policy, &reply));
+        }
         let plan = Plan::new(&self.prefix, policy, key, cost, now);
         let (current, previous) = match &plan.previous_key {
             None => (
@@ -317,6 +334,12 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.algorithm == Algorithm::Gcra {
+            let store_key = gcra::store_key(&self.prefix, policy, key);
+            let reply =
+                store.throttle(&store_key, gcra::throttle(policy, cost, self.gcra_now()))?;
+            return Ok(gcra::state_of(policy, &reply));
+        }
         let plan = Plan::new(&self.prefix, policy, key, cost, now);
         let current = store.incr_by(&plan.current_key, plan.cost, Some(plan.ttl))?;
         let previous = match &plan.previous_key {
@@ -324,6 +347,15 @@ impl<S: Store> Inner<S> {
             None => None,
         };
         Ok(plan.state(policy, current, previous.as_deref()))
+    }
+
+    /// The time a GCRA decision in the store is made at: the store's (`None`) unless the
+    /// limiter was asked to use its own clock.
+    fn gcra_now(&self) -> Option<std::time::Duration> {
+        match self.gcra_clock {
+            GcraClock::Store => None,
+            GcraClock::Caller => Some(self.clock.now_since_epoch()),
+        }
     }
 
     fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>) -> Verdict {

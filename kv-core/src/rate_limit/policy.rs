@@ -16,10 +16,45 @@ pub enum Algorithm {
     /// weighted by how much of it still overlaps the sliding window. One `incr_by` and one
     /// `get`, sent concurrently (one round trip on Redis).
     SlidingWindow,
-    /// GCRA (a leaky bucket without a timer), in process through the `governor` crate:
-    /// the fastest check, with a burst; state is per instance, not shared through the
-    /// store, and is pruned in the background.
+    /// GCRA (a leaky bucket without a timer), with a burst. Where its state lives is the
+    /// policy's [`GcraState`]: by default in the store when the store is shared (one
+    /// atomic [`Store::throttle`](crate::Store::throttle) per decision, so replicas share
+    /// one budget), in process through `governor` when the store is in process anyway.
     Gcra,
+}
+
+/// Where a GCRA policy keeps its state ([`Policy::gcra_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GcraState {
+    /// In process (`governor`) when the store has a [`LocalStore`](crate::LocalStore)
+    /// face — its data is process-local anyway — and in the store otherwise. The default.
+    #[default]
+    Auto,
+    /// Always in the store ([`Store::throttle`](crate::Store::throttle)): one budget for
+    /// every limiter on the store, its keys readable and resettable by key.
+    Store,
+    /// Always in this process, through `governor`, even on a shared store: **each replica
+    /// then has its own budget** (n replicas admit n × the quota). The fastest check, for
+    /// limits that are meant per instance (protecting this process's CPU, say).
+    InProcess,
+}
+
+/// Whose clock a GCRA decision in the store uses
+/// ([`RateLimiterBuilder::gcra_clock`](super::RateLimiterBuilder::gcra_clock)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GcraClock {
+    /// The store's: Redis' `TIME` (on a cluster, the clock of the master that holds the
+    /// key), the memory store's [`Clock`](crate::Clock). The replicas' clocks do not
+    /// matter at all; the default.
+    #[default]
+    Store,
+    /// The limiter's own clock ([`RateLimiterBuilder::clock`](super::RateLimiterBuilder::clock)).
+    /// Replicas whose clocks differ by `d` then disagree: a replica that is ahead sees
+    /// the quota refilled early and admits up to `d / interval` requests more than the
+    /// burst; one that is behind denies for up to `d` longer. For tests that drive time.
+    Caller,
 }
 
 /// One quota: `limit` requests per `window`, counted by `algorithm`, per key.
@@ -32,6 +67,7 @@ pub struct Policy {
     pub(crate) burst: Option<u32>,
     pub(crate) key: KeySource,
     pub(crate) missing: Option<MissingKey>,
+    pub(crate) gcra_state: GcraState,
 }
 
 impl Policy {
@@ -44,6 +80,7 @@ impl Policy {
             burst: None,
             key: KeySource::peer_ip(),
             missing: None,
+            gcra_state: GcraState::Auto,
         }
     }
 
@@ -58,7 +95,8 @@ impl Policy {
     }
 
     /// `limit` requests per `window` as a steady rate (one every `window / limit`), with a
-    /// burst of `limit` unless [`burst`](Policy::burst) says otherwise. In process only.
+    /// burst of `limit` unless [`burst`](Policy::burst) says otherwise. Its state lives in
+    /// the store when the store is shared (see [`gcra_state`](Policy::gcra_state)).
     pub fn gcra(name: &str, limit: u32, window: Duration) -> Self {
         Self::new(name, Algorithm::Gcra, limit, window)
     }
@@ -67,6 +105,19 @@ impl Policy {
     #[must_use]
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
+        self
+    }
+
+    /// Where a GCRA policy keeps its state (default [`GcraState::Auto`]); ignored by the
+    /// window algorithms, whose counters are always in the store.
+    ///
+    /// In the store, the state is one key `<prefix><policy>:<key>` holding the
+    /// theoretical arrival time (µs since the epoch) with a TTL of the time until the
+    /// quota is whole again; the emission interval (`window / limit`) has microsecond
+    /// resolution there.
+    #[must_use]
+    pub fn gcra_state(mut self, state: GcraState) -> Self {
+        self.gcra_state = state;
         self
     }
 

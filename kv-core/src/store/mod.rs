@@ -37,6 +37,7 @@ use crate::Result;
 
 pub use any::AnyStore;
 pub use local::LocalStore;
+pub(crate) use throttle::params as throttle_params_ok;
 pub use throttle::{Throttle, ThrottleReply};
 
 /// The remaining time to live of a key, as Redis' `PTTL` reports it.

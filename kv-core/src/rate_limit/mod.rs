@@ -64,6 +64,7 @@
 
 mod builder;
 mod decision;
+mod forwarded;
 mod gcra;
 mod key;
 #[cfg(feature = "test-util")]

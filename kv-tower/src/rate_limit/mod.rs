@@ -38,8 +38,9 @@
 //!
 //! Denied requests never reach the service. The layer keeps the service's error type;
 //! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a
-//! request without a key). On an in-process (GCRA) policy the decision is made without
-//! awaiting; on a store it is one round trip, whatever the number of policies.
+//! request without a key). On an in-process store (or an in-process GCRA policy) the
+//! decision is made without awaiting; on a shared store it is one round trip, whatever
+//! the number of policies (GCRA included: its state is in the store there).
 
 mod future;
 mod layer;
@@ -48,8 +49,9 @@ mod service;
 pub use future::ResponseFuture;
 /// The engine's vocabulary, re-exported so that one `use kv_tower::rate_limit::..` does.
 pub use kv_core::rate_limit::{
-    Algorithm, Decision, FailureMode, ForwardedHeader, HeaderOptions, IpNet, KeySource, MissingKey,
-    Policy, PolicyState, RateLimiter, RateLimiterBuilder, RejectBody, Verdict,
+    Algorithm, Decision, FailureMode, ForwardedHeader, GcraClock, GcraState, HeaderOptions, IpNet,
+    KeySource, MissingKey, Policy, PolicyState, RateLimiter, RateLimiterBuilder, RejectBody,
+    Verdict,
 };
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

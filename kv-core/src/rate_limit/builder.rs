@@ -213,7 +213,23 @@ impl<S: Store> RateLimiterBuilder<S> {
             };
             policies.push((policy, gcra));
         }
-        let any_gcra = policies.iter().any(|(_, g)| g.is_some());
+        let degraded = match self.failure {
+            FailureMode::Local { replicas } => {
+                let plain: Vec<Policy> = policies.iter().map(|(p, _)| p.clone()).collect();
+                Some(
+                    super::degraded::Degraded::new(&plain, replicas, &self.clock).ok_or_else(
+                        || {
+                            ConfigError::new(
+                                "rate limiter",
+                                "FailureMode::Local: a policy's local share makes no quota",
+                            )
+                        },
+                    )?,
+                )
+            }
+            _ => None,
+        };
+        let any_gcra = policies.iter().any(|(_, g)| g.is_some()) || degraded.is_some();
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
         // GCRA advertises its rate (`limit` per `window`), not its burst.
         let policy_header = decision::policy_value(
@@ -232,6 +248,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             headers: self.headers,
             clock: self.clock,
             gcra_clock: self.gcra_clock,
+            degraded,
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,
@@ -252,5 +269,8 @@ impl<S: Store> RateLimiterBuilder<S> {
 fn prune<S>(inner: &Inner<S>) {
     for gcra in inner.policies.iter().filter_map(|(_, g)| g.as_ref()) {
         gcra.prune();
+    }
+    if let Some(degraded) = &inner.degraded {
+        degraded.prune();
     }
 }

@@ -48,7 +48,9 @@
 //! - **Cost** per request, a **bypass** predicate and **shadow mode** (decide, report in
 //!   the headers and in the logs, never reject).
 //! - **Store failures**: [`FailureMode::Open`] (the default: allow and log at `warn`, so a
-//!   limiter outage does not become a site outage) or [`FailureMode::Closed`] (`503`).
+//!   limiter outage does not become a site outage), [`FailureMode::Closed`] (`503`), or
+//!   [`FailureMode::Local`] (degraded mode: a local share of each quota while the store is
+//!   unreachable, the outage logged once).
 //! - **Memory**: counters always carry a TTL (the window), so the store reclaims them; the
 //!   in-process GCRA state is pruned by a background thread (`retain_recent` every
 //!   [`prune_interval`](RateLimiterBuilder::prune_interval)) that ends with the limiter.
@@ -64,6 +66,7 @@
 
 mod builder;
 mod decision;
+mod degraded;
 mod forwarded;
 mod gcra;
 mod key;
@@ -106,6 +109,17 @@ pub enum FailureMode {
     Open,
     /// Answer `503 Service Unavailable` and log the failure at `error`.
     Closed,
+    /// Degraded mode: decide every policy in process while the store fails, with a GCRA
+    /// of `limit / replicas` per window (burst likewise, at least 1) per key — so that
+    /// `replicas` instances together approximate the shared quota. The `RateLimit`
+    /// fields show the local share; `RateLimit-Policy` still names the shared quota. The
+    /// outage is logged once at `warn` when it begins and once at `info` when the store
+    /// answers again, not per request
+    /// ([`RateLimiter::outages`] counts them).
+    Local {
+        /// How many instances share the store's quota (at least 1).
+        replicas: u32,
+    },
 }
 
 type Predicate = Arc<dyn Fn(&dyn RequestView) -> bool + Send + Sync>;
@@ -135,6 +149,7 @@ struct Inner<S> {
     headers: HeaderOptions,
     clock: ClockHandle,
     gcra_clock: GcraClock,
+    degraded: Option<degraded::Degraded>,
     janitor: Janitor,
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
@@ -180,6 +195,15 @@ impl<S: Store> RateLimiter<S> {
             .filter_map(|(_, g)| g.as_ref())
             .map(Gcra::len)
             .sum()
+    }
+
+    /// How many store outages degraded mode ([`FailureMode::Local`]) went through (0 in
+    /// the other modes).
+    pub fn outages(&self) -> u64 {
+        self.inner
+            .degraded
+            .as_ref()
+            .map_or(0, degraded::Degraded::outages)
     }
 
     /// The store the counters live in.
@@ -252,7 +276,7 @@ impl<S: Store> Inner<S> {
                 )),
             })
             .collect();
-        Some(self.finish(states))
+        Some(self.finish(states, count))
     }
 
     async fn decide(&self, count: Count) -> Verdict {
@@ -263,7 +287,7 @@ impl<S: Store> Inner<S> {
             let state = self
                 .count_policy(policy, gcra.as_ref(), key, cost, now)
                 .await;
-            return self.finish(state.map(|s| smallvec::smallvec![s]));
+            return self.finish(state.map(|s| smallvec::smallvec![s]), &count);
         }
         let counted = self
             .policies
@@ -271,7 +295,8 @@ impl<S: Store> Inner<S> {
             .zip(&count.keys)
             .map(|((policy, gcra), key)| self.count_policy(policy, gcra.as_ref(), key, cost, now));
         // Every store call at once: one round trip on a multiplexed connection.
-        self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
+        let states = try_join_all(counted).await.map(SmallVec::from_vec);
+        self.finish(states, &count)
     }
 
     /// One policy's state: GCRA in process (`governor`), or through the store.
@@ -359,10 +384,16 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>) -> Verdict {
-        let policies = match states {
-            Ok(states) => states,
-            Err(err) => return self.store_failed(&err),
+    fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>, count: &Count) -> Verdict {
+        let policies = match (states, &self.degraded) {
+            (Ok(states), degraded) => {
+                if let Some(degraded) = degraded {
+                    degraded.store_answered();
+                }
+                states
+            }
+            (Err(err), Some(degraded)) => degraded.decide(&err, &count.keys, count.cost),
+            (Err(err), None) => return self.store_failed(&err),
         };
         let decision = Decision {
             policies,
@@ -389,7 +420,8 @@ impl<S: Store> Inner<S> {
 
     fn store_failed(&self, err: &KvError) -> Verdict {
         match self.failure {
-            FailureMode::Open => {
+            // `Local` is handled by `finish` (a limiter in that mode has `degraded`).
+            FailureMode::Open | FailureMode::Local { .. } => {
                 tracing::warn!(error = %err, "rate limit store failed: allowing the request (fail-open)");
                 Verdict::Allow {
                     headers: Headers::new(),

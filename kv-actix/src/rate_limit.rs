@@ -30,6 +30,11 @@
 //! `ConnectionInfo::realip_remote_addr` believes any client, so it is not used).
 //! `KeySource::extension` reads `http` extensions, which actix requests do not have: use
 //! `KeySource::custom` with a header or the peer instead.
+//!
+//! With `RateLimiterBuilder::decision_in_extensions(true)` a handler reads the decision
+//! (remaining quota) as `web::ReqData<kv_core::rate_limit::Decision>`. Wrap CORS *after*
+//! this middleware (`.wrap(rate_limit).wrap(cors)`: the last `wrap` is the outermost),
+//! so that a `429` carries CORS headers; preflights pass uncounted by default.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -37,10 +42,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready as ready_poll};
 
-use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use kv_core::rate_limit::{Headers, RateLimiter, Verdict};
+use actix_web::{Error, HttpMessage};
+use kv_core::rate_limit::{Decision, Headers, RateLimiter, Verdict};
 use kv_core::{Answer, Step, Store};
 use pin_project_lite::pin_project;
 
@@ -124,9 +129,10 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let check = self.limiter.check(&View::new(&req));
+        let expose = self.limiter.decision_in_extensions();
         let decide = match check {
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
-            Step::Ready(verdict) => return answer(&self.service, verdict, req),
+            Step::Ready(verdict) => return answer(&self.service, verdict, req, expose),
             Step::Pending(decide) => decide,
         };
         // The store must be asked: one boxed future (next to a network round trip).
@@ -134,7 +140,8 @@ where
         RateLimitFuture::from(State::Boxed {
             fut: Box::pin(async move {
                 match decide.await {
-                    Verdict::Allow { headers, .. } => {
+                    Verdict::Allow { headers, decision } => {
+                        expose_decision(&req, decision, expose);
                         let response = service.call(req).await?;
                         Ok(with_headers(response, headers).map_into_left_body())
                     }
@@ -145,18 +152,33 @@ where
     }
 }
 
-fn answer<S, B>(service: &S, verdict: Verdict, req: ServiceRequest) -> RateLimitFuture<S::Future, B>
+fn answer<S, B>(
+    service: &S,
+    verdict: Verdict,
+    req: ServiceRequest,
+    expose: bool,
+) -> RateLimitFuture<S::Future, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     match verdict {
-        Verdict::Allow { headers, .. } => RateLimitFuture::from(State::Calling {
-            fut: service.call(req),
-            headers,
-        }),
+        Verdict::Allow { headers, decision } => {
+            expose_decision(&req, decision, expose);
+            RateLimitFuture::from(State::Calling {
+                fut: service.call(req),
+                headers,
+            })
+        }
         Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
             response: Some(rejection(req, answer)),
         }),
+    }
+}
+
+/// Puts the decision where the handler can read it (`web::ReqData<Decision>`), if asked.
+fn expose_decision(req: &ServiceRequest, decision: Option<Decision>, expose: bool) {
+    if expose && let Some(decision) = decision {
+        req.extensions_mut().insert(decision);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::decision::{self, HeaderOptions};
 use super::gcra::Gcra;
 use super::policy::{Algorithm, GcraClock, GcraState, Policy};
-use super::{CostFn, FailureMode, Inner, Predicate, RateLimiter};
+use super::{CostFn, Decision, FailureMode, Inner, Predicate, RateLimiter, RejectFn};
 use crate::clock::{Clock, ClockHandle};
 use crate::janitor::Janitor;
 use crate::request::RequestView;
@@ -23,6 +23,9 @@ pub struct RateLimiterBuilder<S> {
     shadow: bool,
     bypass: Option<Predicate>,
     cost: Option<CostFn>,
+    reject: Option<RejectFn>,
+    preflights: bool,
+    expose: bool,
     headers: HeaderOptions,
     clock: ClockHandle,
     gcra_clock: GcraClock,
@@ -51,6 +54,9 @@ impl<S: Store> RateLimiterBuilder<S> {
             shadow: false,
             bypass: None,
             cost: None,
+            reject: None,
+            preflights: false,
+            expose: false,
             headers: HeaderOptions::default(),
             clock: ClockHandle::System,
             gcra_clock: GcraClock::Store,
@@ -94,6 +100,39 @@ impl<S: Store> RateLimiterBuilder<S> {
     /// The weight of a request (default 1; 0 counts as 1 — use `bypass` for free requests).
     pub fn cost(mut self, cost: impl Fn(&dyn RequestView) -> u32 + Send + Sync + 'static) -> Self {
         self.cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// A `429` of your own: `reject` turns the decision into the response (status,
+    /// headers, body — a JSON error envelope, say). The rate-limit headers (`RateLimit`,
+    /// `RateLimit-Policy`, `Retry-After`, `X-RateLimit-*` as configured) are added unless
+    /// the answer sets them itself. Only for requests a policy denied; a store failure
+    /// (`503`) and a request without a key keep their plain answers.
+    pub fn on_reject(
+        mut self,
+        reject: impl Fn(&Decision) -> crate::Answer + Send + Sync + 'static,
+    ) -> Self {
+        self.reject = Some(Arc::new(reject));
+        self
+    }
+
+    /// Whether CORS preflights — `OPTIONS` requests with `Access-Control-Request-Method` —
+    /// are limited and counted (default `false`: they pass uncounted, as a bypass, since
+    /// a browser sends one before many real requests and cannot read a `429` to it).
+    /// Other `OPTIONS` requests are limited as any request. Put the CORS layer *outside*
+    /// the rate limiter (added after it), so that a `429` carries the CORS headers a
+    /// browser app needs to read it.
+    pub fn count_preflights(mut self, count: bool) -> Self {
+        self.preflights = count;
+        self
+    }
+
+    /// Whether the adapters put the [`Decision`] of an allowed request into the request
+    /// extensions, for the handler to show the remaining quota (default `false`: it costs
+    /// a clone and an insertion per request). Read it with axum's
+    /// `Extension<Decision>` or actix's `web::ReqData<Decision>`.
+    pub fn decision_in_extensions(mut self, expose: bool) -> Self {
+        self.expose = expose;
         self
     }
 
@@ -245,6 +284,9 @@ impl<S: Store> RateLimiterBuilder<S> {
             shadow: self.shadow,
             bypass: self.bypass,
             cost: self.cost,
+            reject: self.reject,
+            preflights: self.preflights,
+            expose: self.expose,
             headers: self.headers,
             clock: self.clock,
             gcra_clock: self.gcra_clock,

@@ -124,6 +124,7 @@ pub enum FailureMode {
 
 type Predicate = Arc<dyn Fn(&dyn RequestView) -> bool + Send + Sync>;
 type CostFn = Arc<dyn Fn(&dyn RequestView) -> u32 + Send + Sync>;
+type RejectFn = Arc<dyn Fn(&Decision) -> crate::Answer + Send + Sync>;
 
 /// A set of rate-limit policies over a store. `Clone` shares it.
 pub struct RateLimiter<S> {
@@ -146,6 +147,9 @@ struct Inner<S> {
     shadow: bool,
     bypass: Option<Predicate>,
     cost: Option<CostFn>,
+    reject: Option<RejectFn>,
+    preflights: bool,
+    expose: bool,
     headers: HeaderOptions,
     clock: ClockHandle,
     gcra_clock: GcraClock,
@@ -206,10 +210,38 @@ impl<S: Store> RateLimiter<S> {
             .map_or(0, degraded::Degraded::outages)
     }
 
+    /// Whether the adapters put the [`Decision`] of an allowed request into the request
+    /// extensions for the handler ([`RateLimiterBuilder::decision_in_extensions`]).
+    pub fn decision_in_extensions(&self) -> bool {
+        self.inner.expose
+    }
+
     /// The store the counters live in.
     pub fn store(&self) -> &S {
         &self.inner.store
     }
+}
+
+/// A custom rejection keeps the rate-limit headers of the default one (`RateLimit`,
+/// `RateLimit-Policy`, `Retry-After`, `X-RateLimit-*`) unless it set them itself.
+fn custom_rejection(mut custom: crate::Answer, default: crate::Answer) -> crate::Answer {
+    let mut last = None;
+    for (name, value) in default.headers {
+        let name = match name {
+            Some(name) => {
+                last = Some(name.clone());
+                name
+            }
+            None => match &last {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
+        if name != http::header::CONTENT_TYPE && !custom.headers.contains_key(&name) {
+            custom.headers.insert(name, value);
+        }
+    }
+    custom
 }
 
 fn missing_key_text(status: StatusCode) -> &'static str {
@@ -224,7 +256,12 @@ impl<S: Store> Inner<S> {
     /// Bypass, keys and cost: everything read from the request. `Err` is the verdict of
     /// a request that is not counted (bypassed, or without a key).
     fn count_of(&self, req: &dyn RequestView) -> std::result::Result<Count, Box<Verdict>> {
-        if self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
+        let preflight = !self.preflights
+            && req.method() == http::Method::OPTIONS
+            && req
+                .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .is_some();
+        if preflight || self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
             return Err(Box::new(Verdict::Allow {
                 headers: Headers::new(),
                 decision: None,
@@ -414,7 +451,20 @@ impl<S: Store> Inner<S> {
                 decision: Some(decision),
             }
         } else {
-            decision.reject(&self.headers, Some(&self.policy_header))
+            let verdict = decision.reject(&self.headers, Some(&self.policy_header));
+            match (&self.reject, verdict) {
+                (
+                    Some(reject),
+                    Verdict::Reject {
+                        answer,
+                        decision: Some(decision),
+                    },
+                ) => Verdict::Reject {
+                    answer: custom_rejection(reject(&decision), answer),
+                    decision: Some(decision),
+                },
+                (_, verdict) => verdict,
+            }
         }
     }
 

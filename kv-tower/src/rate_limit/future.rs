@@ -27,16 +27,16 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, ReqB, ResB> {
         // Boxed (the store path only): keeps the future small on the in-process path.
-        Deciding { deciding: Deciding<S, ReqB> },
+        Deciding { deciding: Deciding<S, ReqB>, expose: bool },
         Calling { #[pin] fut: F, headers: Headers },
         Answered { response: Option<Box<Response<KvBody<ResB>>>> },
     }
 }
 
 impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
-    pub(crate) fn deciding(deciding: Deciding<S, ReqB>) -> Self {
+    pub(crate) fn deciding(deciding: Deciding<S, ReqB>, expose: bool) -> Self {
         ResponseFuture {
-            state: State::Deciding { deciding },
+            state: State::Deciding { deciding, expose },
         }
     }
 
@@ -66,13 +66,16 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Deciding { deciding } => {
-                    let (verdict, mut inner, req) = ready!(deciding.as_mut().poll(cx));
+                StateProj::Deciding { deciding, expose } => {
+                    let (verdict, mut inner, mut req) = ready!(deciding.as_mut().poll(cx));
                     let next = match verdict {
-                        Verdict::Allow { headers, .. } => State::Calling {
-                            fut: inner.call(req),
-                            headers,
-                        },
+                        Verdict::Allow { headers, decision } => {
+                            super::service::expose_decision(&mut req, decision, *expose);
+                            State::Calling {
+                                fut: inner.call(req),
+                                headers,
+                            }
+                        }
                         Verdict::Reject { answer: reply, .. } => State::Answered {
                             response: Some(Box::new(answer(reply))),
                         },

@@ -36,6 +36,12 @@
 //! answers are complete bodies of their own, so any service and any other kv layer can sit
 //! inside (see [`crate::body`]).
 //!
+//! With `RateLimiterBuilder::decision_in_extensions(true)` a handler reads the decision
+//! (remaining quota) as `Extension<Decision>`. Add a CORS layer *after* this one
+//! (`.layer(rate_limit).layer(cors)`: the last layer is the outermost), so that a `429`
+//! carries CORS headers; preflights pass uncounted by default
+//! (`RateLimiterBuilder::count_preflights`).
+//!
 //! Denied requests never reach the service. The layer keeps the service's error type;
 //! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a
 //! request without a key). On an in-process store (or an in-process GCRA policy) the

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use kv_core::Step;
 use kv_core::Store;
-use kv_core::rate_limit::{RateLimiter, Verdict};
+use kv_core::rate_limit::{Decision, RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -72,14 +72,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let expose = self.limiter.decision_in_extensions();
         let decide = match self.limiter.check(&View::new(&req)) {
-            Step::Ready(verdict) => return answer(&mut self.inner, verdict, req),
+            Step::Ready(verdict) => return answer(&mut self.inner, verdict, req, expose),
             Step::Pending(decide) => decide,
         };
         // The store must be asked: keep the service that was polled ready for later.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::deciding(Box::pin(async move { (decide.await, ready, req) }))
+        ResponseFuture::deciding(Box::pin(async move { (decide.await, ready, req) }), expose)
     }
 }
 
@@ -87,13 +88,24 @@ where
 fn answer<S, ReqB, ResB>(
     inner: &mut S,
     verdict: Verdict,
-    req: Request<ReqB>,
+    mut req: Request<ReqB>,
+    expose: bool,
 ) -> ResponseFuture<S::Future, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
 {
     match verdict {
-        Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),
+        Verdict::Allow { headers, decision } => {
+            expose_decision(&mut req, decision, expose);
+            ResponseFuture::calling(inner.call(req), headers)
+        }
         Verdict::Reject { answer, .. } => ResponseFuture::answered(answer),
+    }
+}
+
+/// Puts the decision where the handler can read it (`Extension<Decision>`), if asked.
+pub(crate) fn expose_decision<B>(req: &mut Request<B>, decision: Option<Decision>, expose: bool) {
+    if expose && let Some(decision) = decision {
+        req.extensions_mut().insert(decision);
     }
 }

@@ -220,7 +220,20 @@ impl<S: Store> RateLimiterBuilder<S> {
         let local_store = self.store.local().is_some();
         let mut policies = Vec::with_capacity(self.policies.len());
         for policy in self.policies {
+            if policy.quota.is_some()
+                && policy.algorithm == Algorithm::Gcra
+                && policy.gcra_state == GcraState::InProcess
+            {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!(
+                        "policy {:?}: a quota per request needs the GCRA state in the store",
+                        policy.name
+                    ),
+                ));
+            }
             let in_process = match policy.gcra_state {
+                _ if policy.quota.is_some() => false,
                 GcraState::InProcess => true,
                 GcraState::Store => false,
                 _ => local_store,
@@ -269,6 +282,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             _ => None,
         };
         let any_gcra = policies.iter().any(|(_, g)| g.is_some()) || degraded.is_some();
+        let dynamic_quota = policies.iter().any(|(p, _)| p.quota.is_some());
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
         // GCRA advertises its rate (`limit` per `window`), not its burst.
         let policy_header = decision::policy_value(
@@ -291,6 +305,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             clock: self.clock,
             gcra_clock: self.gcra_clock,
             degraded,
+            dynamic_quota,
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,

@@ -232,6 +232,11 @@ impl Decision {
         self.headers_with(options, policy.as_ref())
     }
 
+    /// The `RateLimit-Policy` value of the quotas that applied to this request.
+    pub(crate) fn policy_header(&self) -> HeaderValue {
+        policy_value(self.policies.iter().map(|p| (&*p.name, p.limit, p.window)))
+    }
+
     /// [`headers`](Decision::headers) with the (constant) `RateLimit-Policy` value given.
     pub(crate) fn headers_with(
         &self,

@@ -73,6 +73,7 @@ mod key;
 #[cfg(feature = "test-util")]
 mod parse;
 mod policy;
+mod quota;
 mod window;
 
 use std::fmt;
@@ -92,6 +93,7 @@ pub use key::{ForwardedHeader, KeySource, MissingKey};
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use parse::parse_rate_limit_header;
 pub use policy::{Algorithm, GcraClock, GcraState, Policy};
+pub use quota::Quota;
 
 use crate::clock::ClockHandle;
 use crate::janitor::Janitor;
@@ -154,6 +156,8 @@ struct Inner<S> {
     clock: ClockHandle,
     gcra_clock: GcraClock,
     degraded: Option<degraded::Degraded>,
+    /// Some policy resolves its quota per request: `RateLimit-Policy` is then per request.
+    dynamic_quota: bool,
     janitor: Janitor,
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
@@ -164,6 +168,18 @@ struct Inner<S> {
 struct Count {
     keys: SmallVec<[RateKey; 1]>,
     cost: u32,
+    /// Per policy, the quota resolved for this request (`None`: the configured one).
+    applied: SmallVec<[Option<Policy>; 1]>,
+}
+
+impl Count {
+    /// The policy as it applies to this request (its quota resolved).
+    fn policy<'a>(&'a self, i: usize, configured: &'a Policy) -> &'a Policy {
+        self.applied
+            .get(i)
+            .and_then(Option::as_ref)
+            .unwrap_or(configured)
+    }
 }
 
 impl<S: Store> RateLimiter<S> {
@@ -267,7 +283,7 @@ impl<S: Store> Inner<S> {
                 decision: None,
             }));
         }
-        let mut keys = SmallVec::with_capacity(self.policies.len());
+        let mut keys: SmallVec<[RateKey; 1]> = SmallVec::with_capacity(self.policies.len());
         for (policy, _) in &self.policies {
             match policy.key.extract(req) {
                 Some(key) => keys.push(key),
@@ -283,7 +299,17 @@ impl<S: Store> Inner<S> {
             }
         }
         let cost = self.cost.as_ref().map_or(1, |cost| cost(req)).max(1);
-        Ok(Count { keys, cost })
+        let mut applied: SmallVec<[Option<Policy>; 1]> = SmallVec::new();
+        if self.dynamic_quota {
+            for ((policy, _), key) in self.policies.iter().zip(keys.iter()) {
+                applied.push(policy.applied(req, &key.to_string()));
+            }
+        }
+        Ok(Count {
+            keys,
+            cost,
+            applied,
+        })
     }
 
     /// The verdict without waiting, when every policy is in process (`governor`) or the store
@@ -304,7 +330,9 @@ impl<S: Store> Inner<S> {
             .policies
             .iter()
             .zip(&count.keys)
-            .map(|((policy, gcra), key)| match (gcra, local) {
+            .enumerate()
+            .map(|(i, ((policy, gcra), key))| (count.policy(i, policy), gcra, key))
+            .map(|(policy, gcra, key)| match (gcra, local) {
                 (Some(gcra), _) => Ok(gcra.check(policy, key, count.cost)),
                 (None, Some(store)) => self.count_local(store, policy, key, count.cost, now),
                 // Not reached: `local` is set whenever a policy is store-backed.
@@ -321,16 +349,20 @@ impl<S: Store> Inner<S> {
         let cost = count.cost;
         if let ([(policy, gcra)], [key]) = (&self.policies[..], &count.keys[..]) {
             // One policy: no join (and no vector of futures) needed.
+            let policy = count.policy(0, policy);
             let state = self
                 .count_policy(policy, gcra.as_ref(), key, cost, now)
                 .await;
             return self.finish(state.map(|s| smallvec::smallvec![s]), &count);
         }
-        let counted = self
-            .policies
-            .iter()
-            .zip(&count.keys)
-            .map(|((policy, gcra), key)| self.count_policy(policy, gcra.as_ref(), key, cost, now));
+        let counted =
+            self.policies
+                .iter()
+                .zip(&count.keys)
+                .enumerate()
+                .map(|(i, ((policy, gcra), key))| {
+                    self.count_policy(count.policy(i, policy), gcra.as_ref(), key, cost, now)
+                });
         // Every store call at once: one round trip on a multiplexed connection.
         let states = try_join_all(counted).await.map(SmallVec::from_vec);
         self.finish(states, &count)
@@ -442,7 +474,11 @@ impl<S: Store> Inner<S> {
                 tracing::info!(policy, "rate limit exceeded (shadow mode: not enforced)");
             }
             let headers = if self.headers.on_allowed && (self.headers.ietf || self.headers.legacy) {
-                decision.headers_with(&self.headers, Some(&self.policy_header))
+                if self.dynamic_quota {
+                    decision.headers(&self.headers)
+                } else {
+                    decision.headers_with(&self.headers, Some(&self.policy_header))
+                }
             } else {
                 Headers::new()
             };
@@ -451,7 +487,12 @@ impl<S: Store> Inner<S> {
                 decision: Some(decision),
             }
         } else {
-            let verdict = decision.reject(&self.headers, Some(&self.policy_header));
+            let verdict = if self.dynamic_quota {
+                let policy = decision.policy_header();
+                decision.reject(&self.headers, Some(&policy))
+            } else {
+                decision.reject(&self.headers, Some(&self.policy_header))
+            };
             match (&self.reject, verdict) {
                 (
                     Some(reject),

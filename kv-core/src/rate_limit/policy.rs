@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::key::{KeySource, MissingKey};
+use super::quota::{Quota, QuotaFn};
+use crate::request::RequestView;
 
 /// How a policy counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,7 @@ pub struct Policy {
     pub(crate) key: KeySource,
     pub(crate) missing: Option<MissingKey>,
     pub(crate) gcra_state: GcraState,
+    pub(crate) quota: Option<QuotaFn>,
 }
 
 impl Policy {
@@ -81,6 +84,7 @@ impl Policy {
             key: KeySource::peer_ip(),
             missing: None,
             gcra_state: GcraState::Auto,
+            quota: None,
         }
     }
 
@@ -121,6 +125,24 @@ impl Policy {
         self
     }
 
+    /// The quota per request: `resolve` gets the request and its key (as written into
+    /// store keys: `ip:203.0.113.7`, `h:<header value>`, `x:<custom>`, `global`) and
+    /// answers the quota that applies — a tier (free / pro), a per-API-key plan — or
+    /// `None` for the policy's own. It runs on every request, so it can read settings
+    /// that change while the service runs (an `RwLock`ed map, say) without a restart.
+    /// Every algorithm takes it; the `RateLimit-Policy` and `RateLimit` fields then show
+    /// the quota that applied. An invalid quota (zero limit, window out of range) is
+    /// logged and the policy's own applies. A GCRA policy with a quota function keeps
+    /// its state in the store ([`GcraState::InProcess`] is refused by `build()`).
+    #[must_use]
+    pub fn quota_by(
+        mut self,
+        resolve: impl Fn(&dyn RequestView, &str) -> Option<Quota> + Send + Sync + 'static,
+    ) -> Self {
+        self.quota = Some(QuotaFn(std::sync::Arc::new(resolve)));
+        self
+    }
+
     /// Whom requests count against (default: [`KeySource::peer_ip`]).
     #[must_use]
     pub fn key(mut self, key: KeySource) -> Self {
@@ -149,6 +171,27 @@ impl Policy {
                 MissingKey::Reject(http::StatusCode::BAD_REQUEST)
             }
         })
+    }
+
+    /// This policy with the quota its function gives for this request and key; `None`
+    /// to keep the configured one (no function, it answered `None`, or an invalid quota,
+    /// which is logged).
+    pub(crate) fn applied(&self, req: &dyn RequestView, key: &str) -> Option<Policy> {
+        let quota = (self.quota.as_ref()?.0)(req, key)?;
+        if !quota.is_valid() {
+            tracing::warn!(
+                policy = &*self.name,
+                ?quota,
+                "rate limit: invalid quota resolved; the policy's own applies"
+            );
+            return None;
+        }
+        let mut applied = self.clone();
+        applied.limit = quota.limit;
+        applied.window = quota.window;
+        applied.burst = quota.burst;
+        applied.quota = None;
+        Some(applied)
     }
 
     /// The GCRA burst in effect.

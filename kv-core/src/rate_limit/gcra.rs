@@ -36,6 +36,7 @@ pub(crate) fn throttle(policy: &Policy, cost: u32, now: Option<Duration>) -> Thr
         burst: policy.burst_size(),
         cost,
         now,
+        peek: false,
     }
 }
 

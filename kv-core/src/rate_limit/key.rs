@@ -304,7 +304,7 @@ impl fmt::Display for RateKey {
     }
 }
 
-fn ip_key(ip: IpAddr, v6_prefix: u8) -> RateKey {
+pub(crate) fn ip_key(ip: IpAddr, v6_prefix: u8) -> RateKey {
     match ip.to_canonical() {
         IpAddr::V4(v4) => RateKey::V4(v4),
         IpAddr::V6(v6) => {

@@ -70,6 +70,7 @@ mod degraded;
 mod forwarded;
 mod gcra;
 mod key;
+mod manage;
 #[cfg(feature = "test-util")]
 mod parse;
 mod policy;
@@ -89,6 +90,7 @@ pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Ve
 pub use ipnet::IpNet;
 use key::RateKey;
 pub use key::{ForwardedHeader, KeySource, MissingKey};
+pub use manage::LimitKey;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use parse::parse_rate_limit_header;

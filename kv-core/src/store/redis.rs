@@ -113,7 +113,9 @@ if extra > tau then return {0, 0, -1, reset} end
 local earliest = tat + extra - tau
 if now < earliest then return {0, 0, earliest - now, reset} end
 local nxt = math.max(tat, now) + t + extra
-redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.max(math.ceil((nxt - now) / 1000), 1))
+if ARGV[5] ~= '1' then
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.max(math.ceil((nxt - now) / 1000), 1))
+end
 return {1, math.floor(math.min(now + tau + t - nxt, tau + t) / t), 0, nxt - now}
 ";
 
@@ -449,6 +451,7 @@ impl Store for RedisStore {
             Some(now) => invocation.arg(now),
             None => invocation.arg(""),
         };
+        invocation.arg(if p.peek { "1" } else { "0" });
         let mut conn = self.conn();
         let reply: (i64, i64, i64, i64) = self.run(invocation.invoke_async(&mut conn)).await?;
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));

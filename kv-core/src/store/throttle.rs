@@ -30,6 +30,9 @@ pub struct Throttle {
     /// store's own clock — Redis' `TIME`, the memory store's [`Clock`](crate::Clock) — so
     /// that the clocks of the processes sharing the store do not matter.
     pub now: Option<Duration>,
+    /// Decide without spending: the reply is what this request would get, and nothing is
+    /// written (as redis-cell's quantity 0 reads the state). For reading a key's state.
+    pub peek: bool,
 }
 
 impl Throttle {
@@ -40,7 +43,15 @@ impl Throttle {
             burst,
             cost: 1,
             now: None,
+            peek: false,
         }
+    }
+
+    /// Asks what this request would get, spending nothing.
+    #[must_use]
+    pub fn peek(mut self) -> Self {
+        self.peek = true;
+        self
     }
 
     /// The weight of the request.
@@ -84,6 +95,8 @@ pub(crate) struct Params {
     pub(crate) extra: u64,
     /// The caller's time, if given.
     pub(crate) now: Option<u64>,
+    /// Decide without writing.
+    pub(crate) peek: bool,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -120,6 +133,7 @@ pub(crate) fn params(request: &Throttle) -> Result<Params> {
         // cost > burst makes this exceed tau (and it is saturated, never wrapped).
         extra: t.saturating_mul(u64::from(request.cost - 1)),
         now,
+        peek: request.peek,
     })
 }
 
@@ -160,7 +174,7 @@ pub(crate) fn step(p: &Params, now: u64, tat: Option<u64>) -> (ThrottleReply, Op
         retry_after: Duration::ZERO,
         reset_after: Duration::from_micros(next - now),
     };
-    (reply, Some(next))
+    (reply, (!p.peek).then_some(next))
 }
 
 /// The error of a store that does not implement `throttle` (the trait's default).

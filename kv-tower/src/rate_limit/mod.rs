@@ -56,8 +56,8 @@ pub use future::ResponseFuture;
 /// The engine's vocabulary, re-exported so that one `use kv_tower::rate_limit::..` does.
 pub use kv_core::rate_limit::{
     Algorithm, Decision, FailureMode, ForwardedHeader, GcraClock, GcraState, HeaderOptions, IpNet,
-    KeySource, MissingKey, Policy, PolicyState, RateLimiter, RateLimiterBuilder, RejectBody,
-    Verdict,
+    KeySource, LimitKey, MissingKey, Policy, PolicyState, RateLimiter, RateLimiterBuilder,
+    RejectBody, Verdict,
 };
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

@@ -73,6 +73,13 @@ pub(super) async fn throttle_admits_a_burst_then_one_per_interval<F: Fixture>(f:
         tat,
         "a denial changes nothing"
     );
+    let peeked = s.throttle(&key, at(HOUR).peek()).await.expect("peek");
+    assert!(peeked.allowed && peeked.remaining == 0, "{peeked:?}");
+    assert_eq!(
+        tat_of(s.get(&key).await.expect("get")),
+        tat,
+        "a peek writes nothing"
+    );
     let later = s.throttle(&key, at(HOUR)).await.expect("throttle");
     assert!(later.allowed, "one interval later one more passes");
     assert_eq!(later.remaining, 0);

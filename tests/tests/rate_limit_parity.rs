@@ -166,8 +166,13 @@ fn remaining_text(decision: Option<&Decision>) -> String {
 }
 
 fn axum_app<S: Store>(limiter: Engine<S>) -> AxumApp {
-    let handler = |decision: Option<axum::Extension<Decision>>| async move {
-        remaining_text(decision.as_ref().map(|d| &d.0))
+    let handler = |headers: http::HeaderMap, decision: Option<axum::Extension<Decision>>| async move {
+        let status = headers
+            .get("x-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .and_then(|s| http::StatusCode::from_u16(s).ok())
+            .unwrap_or(http::StatusCode::OK);
+        (status, remaining_text(decision.as_ref().map(|d| &d.0)))
     };
     AxumApp(
         Router::new()
@@ -185,8 +190,14 @@ async fn actix_app<S: Store>(
         Error = actix_web::Error,
     >,
 > {
-    let handler = |decision: Option<web::ReqData<Decision>>| async move {
-        HttpResponse::Ok()
+    let handler = |req: actix_web::HttpRequest, decision: Option<web::ReqData<Decision>>| async move {
+        let status = req
+            .headers()
+            .get("x-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
+            .unwrap_or(actix_web::http::StatusCode::OK);
+        HttpResponse::build(status)
             .content_type("text/plain; charset=utf-8")
             .body(remaining_text(decision.as_deref()))
     };
@@ -422,4 +433,48 @@ async fn replicas_of_both_frameworks_share_one_gcra_budget() {
         .await
         .expect("connect");
     assert_eq!(shared_budget(store).await, 10);
+}
+
+/// Outcome counting and bans through both frameworks, on an in-process store and on the
+/// async path (a store without a local face: the charge is awaited after the handler).
+async fn outcome_and_ban_alike<S: Store + Clone>(store: impl Fn() -> S) {
+    let fail = || get().header("x-status", "401");
+    let make = || {
+        Engine::builder(store())
+            .policy(
+                Policy::fixed_window("failures", 2, Duration::from_secs(3600))
+                    .count_if(|s| s == http::StatusCode::UNAUTHORIZED),
+            )
+            .build()
+            .expect("limiter")
+    };
+    let replies = alike(make, &[get(), get(), get(), fail(), fail(), get(), fail()]).await;
+    // Successes are not counted; two failures are, after the handler; then refused.
+    assert_eq!(statuses(&replies), [200, 200, 200, 401, 401, 429, 429]);
+    let make = || {
+        Engine::builder(store())
+            .policy(Policy::ban(
+                "ban",
+                2,
+                Duration::from_secs(600),
+                Duration::from_secs(3600),
+            ))
+            .build()
+            .expect("limiter")
+    };
+    let banned = get().header("x-status", "403");
+    let replies = alike(make, &[banned.clone(), banned.clone(), get(), get()]).await;
+    assert_eq!(statuses(&replies), [403, 403, 429, 429]);
+    assert_eq!(
+        replies[0].header("ratelimit-policy"),
+        Some("\"ban\";q=2;w=600")
+    );
+    assert_eq!(replies[0].header("ratelimit"), Some("\"ban\";r=2;t=600"));
+    assert_eq!(replies[2].header("retry-after"), Some("3600"));
+}
+
+#[actix_web::test]
+async fn counting_by_outcome_and_bans_answer_alike() {
+    outcome_and_ban_alike(MemoryStore::new).await;
+    outcome_and_ban_alike(|| RemoteLike(MemoryStore::new())).await;
 }

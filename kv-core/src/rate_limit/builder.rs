@@ -220,20 +220,28 @@ impl<S: Store> RateLimiterBuilder<S> {
         let local_store = self.store.local().is_some();
         let mut policies = Vec::with_capacity(self.policies.len());
         for policy in self.policies {
-            if policy.quota.is_some()
+            if (policy.quota.is_some() || policy.outcome.is_some())
                 && policy.algorithm == Algorithm::Gcra
                 && policy.gcra_state == GcraState::InProcess
             {
                 return Err(ConfigError::new(
                     "rate limiter",
                     format!(
-                        "policy {:?}: a quota per request needs the GCRA state in the store",
+                        "policy {:?}: a quota per request or counting by outcome needs the GCRA state in the store",
                         policy.name
                     ),
                 ));
             }
+            if policy.algorithm == Algorithm::Ban
+                && (policy.ban_for < Duration::from_millis(1) || policy.ban_for > MAX_TTL)
+            {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!("ban {:?}: the ban must last 1 ms to 100 years", policy.name),
+                ));
+            }
             let in_process = match policy.gcra_state {
-                _ if policy.quota.is_some() => false,
+                _ if policy.quota.is_some() || policy.outcome.is_some() => false,
                 GcraState::InProcess => true,
                 GcraState::Store => false,
                 _ => local_store,
@@ -283,6 +291,7 @@ impl<S: Store> RateLimiterBuilder<S> {
         };
         let any_gcra = policies.iter().any(|(_, g)| g.is_some()) || degraded.is_some();
         let dynamic_quota = policies.iter().any(|(p, _)| p.quota.is_some());
+        let by_outcome = policies.iter().any(|(p, _)| p.outcome.is_some());
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
         // GCRA advertises its rate (`limit` per `window`), not its burst.
         let policy_header = decision::policy_value(
@@ -306,6 +315,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             gcra_clock: self.gcra_clock,
             degraded,
             dynamic_quota,
+            by_outcome,
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,

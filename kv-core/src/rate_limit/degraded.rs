@@ -1,4 +1,5 @@
-//! Degraded mode ([`FailureMode::Local`](super::FailureMode::Local)): while the store is
+//! What a decision does when the store fails ([`FailureMode`]), and degraded mode
+//! ([`FailureMode::Local`]): while the store is
 //! unreachable, every policy is decided in process by a GCRA with a share of its quota,
 //! and the outage is logged once when it begins and once when it ends.
 
@@ -12,6 +13,28 @@ use super::key::RateKey;
 use super::policy::Policy;
 use crate::KvError;
 use crate::clock::ClockHandle;
+
+/// What a decision does when the store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FailureMode {
+    /// Allow the request without rate-limit headers and log the failure at `warn`.
+    #[default]
+    Open,
+    /// Answer `503 Service Unavailable` and log the failure at `error`.
+    Closed,
+    /// Degraded mode: decide every policy in process while the store fails, with a GCRA
+    /// of `limit / replicas` per window (burst likewise, at least 1) per key — so that
+    /// `replicas` instances together approximate the shared quota. The `RateLimit`
+    /// fields show the local share; `RateLimit-Policy` still names the shared quota. The
+    /// outage is logged once at `warn` when it begins and once at `info` when the store
+    /// answers again, not per request
+    /// ([`RateLimiter::outages`](super::RateLimiter::outages) counts them).
+    Local {
+        /// How many instances share the store's quota (at least 1).
+        replicas: u32,
+    },
+}
 
 pub(crate) struct Degraded {
     /// Per policy: the local stand-in (its limit and burst divided by `replicas`).
@@ -58,7 +81,18 @@ impl Degraded {
         self.local
             .iter()
             .zip(keys)
-            .map(|((share, gcra), key)| gcra.check(share, key, cost))
+            .map(|((share, gcra), key)| match share.algorithm {
+                // A ban's state is in the store: during an outage nobody is banned.
+                super::policy::Algorithm::Ban => PolicyState {
+                    name: share.name.clone(),
+                    limit: u64::from(share.limit),
+                    window: share.window,
+                    remaining: u64::from(share.limit),
+                    reset_after: share.window,
+                    retry_after: None,
+                },
+                _ => gcra.check(share, key, cost),
+            })
             .collect()
     }
 

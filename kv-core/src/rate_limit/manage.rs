@@ -93,16 +93,18 @@ impl<S: Store> RateLimiter<S> {
     /// The store's error.
     pub async fn state(&self, key: &LimitKey) -> Result<Decision> {
         let mut decision = self.check_key(key, 1).await?;
-        for p in &mut decision.policies {
-            if p.allowed() {
-                p.remaining += 1; // before the hypothetical request, not after it
+        let store_held = self.inner.policies.iter().filter(|(_, g)| g.is_none());
+        for (p, (policy, _)) in decision.policies.iter_mut().zip(store_held) {
+            // Before the hypothetical request, not after it (a ban reads as it is).
+            if p.allowed() && policy.algorithm != Algorithm::Ban {
+                p.remaining += 1;
             }
         }
         Ok(decision)
     }
 
     /// Forgets every count of `key` (after a successful password, say): its next request
-    /// has the whole quota.
+    /// has the whole quota; bans are lifted and strikes forgotten.
     ///
     /// # Errors
     /// The store's error.
@@ -115,6 +117,10 @@ impl<S: Store> RateLimiter<S> {
                 (_, Some(_)) => {}
                 (Algorithm::Gcra, None) => {
                     keys.push(gcra::store_key(&inner.prefix, policy, &key.0))
+                }
+                (Algorithm::Ban, None) => {
+                    let (strikes, ban) = super::ban::keys(&inner.prefix, policy, &key.0);
+                    keys.extend([strikes, ban]);
                 }
                 _ => {
                     let plan = Plan::new(&inner.prefix, policy, &key.0, 1, now);
@@ -133,17 +139,21 @@ impl<S: Store> Inner<S> {
         Decision {
             policies,
             shadow: false,
+            ticket: super::decision::Ticket::default(),
         }
     }
 
     /// One store-held policy's state for a request of `cost`, writing nothing.
-    async fn peek(
+    pub(crate) async fn peek(
         &self,
         policy: &Policy,
         key: &RateKey,
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.algorithm == Algorithm::Ban {
+            return super::ban::read(&self.store, &self.prefix, policy, key).await;
+        }
         if policy.algorithm == Algorithm::Gcra {
             let store_key = gcra::store_key(&self.prefix, policy, key);
             let request = gcra::throttle(policy, cost, self.gcra_now()).peek();

@@ -64,6 +64,7 @@
 //! request touches in `Plan::new`, the state from the replies in `Plan::state`) or beside
 //! `gcra.rs` (an in-process one, chosen in `builder.rs`); see `CONTRIBUTING.md`.
 
+mod ban;
 mod builder;
 mod decision;
 mod degraded;
@@ -71,6 +72,7 @@ mod forwarded;
 mod gcra;
 mod key;
 mod manage;
+mod outcome;
 #[cfg(feature = "test-util")]
 mod parse;
 mod policy;
@@ -86,6 +88,7 @@ use smallvec::SmallVec;
 
 pub use builder::RateLimiterBuilder;
 pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Verdict};
+pub use degraded::FailureMode;
 /// CIDR networks, for [`KeySource::client_ip`]'s trusted proxies (re-exported from `ipnet`).
 pub use ipnet::IpNet;
 use key::RateKey;
@@ -103,28 +106,6 @@ use crate::request::RequestView;
 use crate::{KvError, LocalStore, Result, Step, StepFuture, Store};
 use gcra::Gcra;
 use window::Plan;
-
-/// What a decision does when the store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum FailureMode {
-    /// Allow the request without rate-limit headers and log the failure at `warn`.
-    #[default]
-    Open,
-    /// Answer `503 Service Unavailable` and log the failure at `error`.
-    Closed,
-    /// Degraded mode: decide every policy in process while the store fails, with a GCRA
-    /// of `limit / replicas` per window (burst likewise, at least 1) per key — so that
-    /// `replicas` instances together approximate the shared quota. The `RateLimit`
-    /// fields show the local share; `RateLimit-Policy` still names the shared quota. The
-    /// outage is logged once at `warn` when it begins and once at `info` when the store
-    /// answers again, not per request
-    /// ([`RateLimiter::outages`] counts them).
-    Local {
-        /// How many instances share the store's quota (at least 1).
-        replicas: u32,
-    },
-}
 
 type Predicate = Arc<dyn Fn(&dyn RequestView) -> bool + Send + Sync>;
 type CostFn = Arc<dyn Fn(&dyn RequestView) -> u32 + Send + Sync>;
@@ -160,6 +141,8 @@ struct Inner<S> {
     degraded: Option<degraded::Degraded>,
     /// Some policy resolves its quota per request: `RateLimit-Policy` is then per request.
     dynamic_quota: bool,
+    /// Some policy is counted after the handler: allowed decisions carry a ticket.
+    by_outcome: bool,
     janitor: Janitor,
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
@@ -240,36 +223,6 @@ impl<S: Store> RateLimiter<S> {
     }
 }
 
-/// A custom rejection keeps the rate-limit headers of the default one (`RateLimit`,
-/// `RateLimit-Policy`, `Retry-After`, `X-RateLimit-*`) unless it set them itself.
-fn custom_rejection(mut custom: crate::Answer, default: crate::Answer) -> crate::Answer {
-    let mut last = None;
-    for (name, value) in default.headers {
-        let name = match name {
-            Some(name) => {
-                last = Some(name.clone());
-                name
-            }
-            None => match &last {
-                Some(name) => name.clone(),
-                None => continue,
-            },
-        };
-        if name != http::header::CONTENT_TYPE && !custom.headers.contains_key(&name) {
-            custom.headers.insert(name, value);
-        }
-    }
-    custom
-}
-
-fn missing_key_text(status: StatusCode) -> &'static str {
-    if status.is_server_error() {
-        "Internal Server Error: rate limiting could not identify the client\n"
-    } else {
-        "Bad Request: rate limiting could not identify the client\n"
-    }
-}
-
 impl<S: Store> Inner<S> {
     /// Bypass, keys and cost: everything read from the request. `Err` is the verdict of
     /// a request that is not counted (bypassed, or without a key).
@@ -295,7 +248,10 @@ impl<S: Store> Inner<S> {
                     }
                     MissingKey::Reject(status) => {
                         tracing::debug!(policy = &*policy.name, %status, "rate limit: request has no key");
-                        return Err(Box::new(Verdict::plain(status, missing_key_text(status))));
+                        return Err(Box::new(Verdict::plain(
+                            status,
+                            decision::missing_key_text(status),
+                        )));
                     }
                 },
             }
@@ -385,8 +341,23 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    /// Counts one request against one store-backed policy.
+    /// Counts one request against one store-backed policy; a policy counted by outcome
+    /// is only read here (and charged after the handler).
     async fn count(
+        &self,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
+        if policy.outcome.is_some() {
+            return self.peek(policy, key, cost, now).await;
+        }
+        self.spend(policy, key, cost, now).await
+    }
+
+    /// Spends `cost` of one store-backed policy.
+    async fn spend(
         &self,
         policy: &Policy,
         key: &RateKey,
@@ -431,6 +402,21 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.outcome.is_some() {
+            return self.peek_local(store, policy, key, cost, now);
+        }
+        self.spend_local(store, policy, key, cost, now)
+    }
+
+    /// [`spend`](Inner::spend) through the store's in-process face.
+    fn spend_local(
+        &self,
+        store: &dyn LocalStore,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
         if policy.algorithm == Algorithm::Gcra {
             let store_key = gcra::store_key(&self.prefix, policy, key);
             let reply =
@@ -456,6 +442,7 @@ impl<S: Store> Inner<S> {
     }
 
     fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>, count: &Count) -> Verdict {
+        let degraded_now = states.is_err();
         let policies = match (states, &self.degraded) {
             (Ok(states), degraded) => {
                 if let Some(degraded) = degraded {
@@ -466,8 +453,18 @@ impl<S: Store> Inner<S> {
             (Err(err), Some(degraded)) => degraded.decide(&err, &count.keys, count.cost),
             (Err(err), None) => return self.store_failed(&err),
         };
+        let ticket = if self.by_outcome && !degraded_now {
+            decision::Ticket(Some(Arc::new(decision::TicketData {
+                keys: count.keys.clone(),
+                cost: count.cost,
+                applied: count.applied.clone(),
+            })))
+        } else {
+            decision::Ticket::default()
+        };
         let decision = Decision {
             policies,
+            ticket,
             shadow: self.shadow,
         };
         if decision.allowed() {
@@ -503,7 +500,7 @@ impl<S: Store> Inner<S> {
                         decision: Some(decision),
                     },
                 ) => Verdict::Reject {
-                    answer: custom_rejection(reject(&decision), answer),
+                    answer: decision::custom_rejection(reject(&decision), answer),
                     decision: Some(decision),
                 },
                 (_, verdict) => verdict,

@@ -23,6 +23,19 @@ pub enum Algorithm {
     /// atomic [`Store::throttle`](crate::Store::throttle) per decision, so replicas share
     /// one budget), in process through `governor` when the store is in process anyway.
     Gcra,
+    /// A ban, fail2ban style ([`Policy::ban`]): responses matching its predicate are
+    /// strikes; `limit` strikes within `window` refuse the key for the ban's duration.
+    Ban,
+}
+
+/// Which responses a policy counts ([`Policy::count_if`], [`Policy::ban`]).
+#[derive(Clone)]
+pub(crate) struct Outcome(pub(crate) Arc<dyn Fn(http::StatusCode) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outcome")
+    }
 }
 
 /// Where a GCRA policy keeps its state ([`Policy::gcra_state`]).
@@ -71,6 +84,11 @@ pub struct Policy {
     pub(crate) missing: Option<MissingKey>,
     pub(crate) gcra_state: GcraState,
     pub(crate) quota: Option<QuotaFn>,
+    /// Counted after the handler, when the response matches (`None`: every request,
+    /// before the handler).
+    pub(crate) outcome: Option<Outcome>,
+    /// A ban's duration.
+    pub(crate) ban_for: Duration,
 }
 
 impl Policy {
@@ -85,6 +103,8 @@ impl Policy {
             missing: None,
             gcra_state: GcraState::Auto,
             quota: None,
+            outcome: None,
+            ban_for: Duration::ZERO,
         }
     }
 
@@ -103,6 +123,37 @@ impl Policy {
     /// the store when the store is shared (see [`gcra_state`](Policy::gcra_state)).
     pub fn gcra(name: &str, limit: u32, window: Duration) -> Self {
         Self::new(name, Algorithm::Gcra, limit, window)
+    }
+
+    /// A ban, fail2ban style: every response for which `count_if` holds (by default
+    /// `401` and `403`: failed logins) is a strike against the key; `strikes` strikes
+    /// within `within` refuse the key for `duration` (a `429` whose `Retry-After` is the
+    /// ban left). It shows in the headers as a policy — `RateLimit-Policy:
+    /// "name";q=<strikes>;w=<within>`, and `RateLimit: "name";r=<strikes left>;t=..` —
+    /// and is read before the handler and charged after it, on both adapters. The key
+    /// API's [`ban`](super::RateLimiter::ban) and [`unban`](super::RateLimiter::unban)
+    /// set and lift it by hand. State: `<prefix><name>:<key>:strikes` and `..:ban`,
+    /// both with TTLs.
+    pub fn ban(name: &str, strikes: u32, within: Duration, duration: Duration) -> Self {
+        let mut ban = Self::new(name, Algorithm::Ban, strikes, within);
+        ban.ban_for = duration;
+        ban.count_if(|status| {
+            status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN
+        })
+    }
+
+    /// Counts only the requests whose response matches `matches`, after the handler
+    /// (brute-force protection: `|s| s == 401`; or `|s| !s.is_success()` to skip the
+    /// successful ones). Before the handler the policy is only read: a key that has
+    /// spent its quota is refused, one that has not passes uncounted. A GCRA policy
+    /// counted this way keeps its state in the store. On a ban, the strikes' predicate.
+    #[must_use]
+    pub fn count_if(
+        mut self,
+        matches: impl Fn(http::StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.outcome = Some(Outcome(Arc::new(matches)));
+        self
     }
 
     /// The GCRA burst: how many requests may come at once after a quiet time.

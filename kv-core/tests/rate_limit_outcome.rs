@@ -64,6 +64,15 @@ async fn counts_only_failures<S: Store + Clone>(store: S, prefix: &str) {
         panic!("a 429 with its decision")
     };
     assert!(d.violated().any(|p| &*p.name == "logins") && d.violated().any(|p| &*p.name == "g"));
+    // By key: a reset lets the next attempt in; consume charges as a failure would.
+    let key = LimitKey::ip("198.51.100.7".parse().expect("ip"));
+    limiter.reset(&key).await.expect("reset");
+    assert_eq!(send(&limiter, StatusCode::OK).await.0, StatusCode::OK);
+    limiter.consume(&key, 3).await.expect("consume");
+    assert_eq!(
+        send(&limiter, StatusCode::OK).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 async fn bans_after_strikes<S: Store + Clone>(store: S, prefix: &str) {

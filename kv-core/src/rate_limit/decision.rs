@@ -55,7 +55,7 @@ pub(crate) struct Ticket(pub(crate) Option<Arc<TicketData>>);
 pub(crate) struct TicketData {
     pub(crate) keys: SmallVec<[super::key::RateKey; 1]>,
     pub(crate) cost: u32,
-    pub(crate) applied: SmallVec<[Option<super::policy::Policy>; 1]>,
+    pub(crate) applied: Vec<Option<super::policy::Policy>>,
 }
 
 impl PartialEq for Ticket {

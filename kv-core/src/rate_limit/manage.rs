@@ -50,7 +50,9 @@ impl LimitKey {
 /// not seen by the other calls (`governor` keeps no readable, resettable state per key):
 /// choose [`GcraState::Store`](super::GcraState::Store) for a policy you manage by key.
 impl<S: Store> RateLimiter<S> {
-    /// Counts `cost` against `key`, as a request would be counted.
+    /// Counts `cost` against `key` on every policy — also on those counted by outcome
+    /// (this is the charge); a ban is only read (strikes come from responses, or use
+    /// [`ban`](RateLimiter::ban)).
     ///
     /// # Errors
     /// The store's error.
@@ -58,11 +60,14 @@ impl<S: Store> RateLimiter<S> {
         let inner = &*self.inner;
         let now = inner.clock.now_millis();
         let cost = cost.max(1);
-        let states =
-            try_join_all(inner.policies.iter().map(|(policy, gcra)| {
-                inner.count_policy(policy, gcra.as_ref(), &key.0, cost, now)
-            }))
-            .await?;
+        let states = try_join_all(inner.policies.iter().map(|(policy, gcra)| async move {
+            match (gcra, policy.algorithm) {
+                (Some(gcra), _) => Ok(gcra.check(policy, &key.0, cost)),
+                (None, Algorithm::Ban) => inner.peek(policy, &key.0, cost, now).await,
+                (None, _) => inner.spend(policy, &key.0, cost, now).await,
+            }
+        }))
+        .await?;
         Ok(inner.decision(SmallVec::from_vec(states)))
     }
 

@@ -57,12 +57,17 @@
 
 //! # Where things are
 //! `mod.rs` (this facade: [`RateLimiter::check`]), `builder.rs` (configuration and its
-//! validation), `window.rs` (the fixed- and sliding-window arithmetic), `gcra.rs` (GCRA
-//! through `governor`, and the key, request and state of GCRA in the store), `decision.rs` (the [`Verdict`] and its headers), `key.rs`
-//! ([`KeySource`]), `policy.rs` ([`Policy`]). A new algorithm is a variant of
-//! [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one: the keys a
-//! request touches in `Plan::new`, the state from the replies in `Plan::state`) or beside
-//! `gcra.rs` (an in-process one, chosen in `builder.rs`); see `CONTRIBUTING.md`.
+//! validation), `policy.rs` ([`Policy`], [`GcraState`], [`GcraClock`]), `quota.rs`
+//! ([`Quota`] per request), `window.rs` (the fixed- and sliding-window arithmetic),
+//! `gcra.rs` (GCRA through `governor`, and the key, request and state of GCRA in the
+//! store), `ban.rs` (bans), `outcome.rs` (charging after the handler, ban / unban),
+//! `manage.rs` (the key API, [`LimitKey`]), `degraded.rs` ([`FailureMode`], degraded
+//! mode), `decision.rs` (the [`Verdict`] and its headers), `key.rs` ([`KeySource`]),
+//! `forwarded.rs` (the `Forwarded` parser and the CDN headers). A new algorithm is a
+//! variant of [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one:
+//! the keys a request touches in `Plan::new`, the state from the replies in
+//! `Plan::state`) or beside `gcra.rs` (an in-process one, chosen in `builder.rs`); see
+//! `CONTRIBUTING.md`. The details for users: `docs/rate-limiting.md`.
 
 mod ban;
 mod builder;
@@ -154,7 +159,7 @@ struct Count {
     keys: SmallVec<[RateKey; 1]>,
     cost: u32,
     /// Per policy, the quota resolved for this request (`None`: the configured one).
-    applied: SmallVec<[Option<Policy>; 1]>,
+    applied: Vec<Option<Policy>>,
 }
 
 impl Count {
@@ -257,7 +262,7 @@ impl<S: Store> Inner<S> {
             }
         }
         let cost = self.cost.as_ref().map_or(1, |cost| cost(req)).max(1);
-        let mut applied: SmallVec<[Option<Policy>; 1]> = SmallVec::new();
+        let mut applied: Vec<Option<Policy>> = Vec::new();
         if self.dynamic_quota {
             for ((policy, _), key) in self.policies.iter().zip(keys.iter()) {
                 applied.push(policy.applied(req, &key.to_string()));
@@ -394,6 +399,7 @@ impl<S: Store> Inner<S> {
     }
 
     /// [`count`](Inner::count) through the store's in-process face.
+    #[inline]
     fn count_local(
         &self,
         store: &dyn LocalStore,
@@ -409,6 +415,7 @@ impl<S: Store> Inner<S> {
     }
 
     /// [`spend`](Inner::spend) through the store's in-process face.
+    #[inline]
     fn spend_local(
         &self,
         store: &dyn LocalStore,

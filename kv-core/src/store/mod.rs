@@ -181,7 +181,9 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// on Redis one Lua script called by SHA, so one round trip): admits the request and
     /// spends its cost, or denies it and changes nothing. The key holds the theoretical
     /// arrival time in microseconds since the Unix epoch as decimal text, with a TTL of
-    /// the time until the budget is whole again (see [`Throttle`] for whose clock).
+    /// the time until the budget is whole again — plus 1 s when the request gives the
+    /// time ([`Throttle::at`]), so that the store's clock, which enforces the TTL, cannot
+    /// drop the state early (see [`Throttle`] for whose clock).
     ///
     /// The default answers through [`local`](Store::local)'s face, and without one is a
     /// [`KvError::Backend`](crate::KvError::Backend) error ("does not implement

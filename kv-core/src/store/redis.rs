@@ -26,7 +26,7 @@
 //! # Semantics
 //! Every contract method is **one round trip**: `GET`, `SET [NX] [PX]`, `DEL`, `PEXPIRE`,
 //! `PTTL`, `INCRBY`, `HGETALL`, `HSET`, `HDEL`. `incr_by` and `hset` with a TTL run one Lua
-//! script each, and so does `throttle` (GCRA: `GET`, then `SET PX` of the new TAT); `incr_by`'s (`EXISTS`, `INCRBY`, and
+//! script each; `incr_by`'s (`EXISTS`, `INCRBY`, and
 //! `PEXPIRE` when the key was created), called by SHA and loaded again on `NOSCRIPT`, so
 //! no client ever sees the counter without its TTL. Values are plain Redis strings:
 //! `redis-cli GET <prefix><key>` reads them, counters are decimal text, TTLs show in
@@ -62,7 +62,7 @@ use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind
 use bytes::Bytes;
 
 use super::input::{check_field_count, check_fields, check_len, opt_ttl_millis, ttl_millis};
-use super::{Store, Throttle, ThrottleReply, Ttl};
+use super::{Store, Ttl};
 use crate::{KvError, Result};
 
 /// `INCRBY` + `PEXPIRE` on creation, atomically. Returns the value as a bulk string,
@@ -95,7 +95,9 @@ static HSET_SCRIPT: LazyLock<::redis::Script> =
 const GCRA_THROTTLE: &str = r"
 local t, tau, extra = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
+local slack = 1000 -- ms, with the caller's time (throttle::CALLER_TIME_SLACK_MS)
 if not now then
+  slack = 0
   if redis.replicate_commands then redis.replicate_commands() end
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -114,7 +116,7 @@ local earliest = tat + extra - tau
 if now < earliest then return {0, 0, earliest - now, reset} end
 local nxt = math.max(tat, now) + t + extra
 if ARGV[5] ~= '1' then
-  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.max(math.ceil((nxt - now) / 1000), 1))
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.max(math.ceil((nxt - now) / 1000), 1) + slack)
 end
 return {1, math.floor(math.min(now + tau + t - nxt, tau + t) / t), 0, nxt - now}
 ";
@@ -442,7 +444,7 @@ impl Store for RedisStore {
         self.query(&cmd).await
     }
 
-    async fn throttle(&self, key: &str, request: Throttle) -> Result<ThrottleReply> {
+    async fn throttle(&self, key: &str, request: super::Throttle) -> Result<super::ThrottleReply> {
         let key = self.key(key)?;
         let p = super::throttle::params(&request)?;
         let mut invocation = GCRA_SCRIPT.prepare_invoke();
@@ -455,7 +457,7 @@ impl Store for RedisStore {
         let mut conn = self.conn();
         let reply: (i64, i64, i64, i64) = self.run(invocation.invoke_async(&mut conn)).await?;
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        Ok(ThrottleReply {
+        Ok(super::ThrottleReply {
             allowed: reply.0 == 1,
             remaining: u64::try_from(reply.1).unwrap_or(0),
             retry_after: if reply.2 < 0 {

@@ -5,7 +5,8 @@
 //! so that it runs on a stock Redis, Valkey or Redis Cluster. The key holds the
 //! *theoretical arrival time* (TAT) of the next request, in microseconds since the Unix
 //! epoch, as decimal text (`GET` reads it), with a TTL of the time until the budget is
-//! whole again — a key that is gone and a key whose TAT has passed mean the same thing.
+//! whole again (1 s more when the caller gives the time) — a key that is gone and a key
+//! whose TAT has passed mean the same thing.
 //!
 //! The arithmetic is `governor`'s (0.10), to the microsecond: emission interval `t`,
 //! tolerance `tau = t * (burst - 1)`, a request of cost `n` weighs `t * n`. It is written
@@ -137,9 +138,21 @@ pub(crate) fn params(request: &Throttle) -> Result<Params> {
     })
 }
 
-/// The TTL (ms, rounded up, at least 1) of a key whose TAT is `tat` at `now` (µs).
-pub(crate) fn ttl_millis(tat: u64, now: u64) -> u64 {
-    tat.saturating_sub(now).div_ceil(1000).max(1)
+/// How much longer a key lives than its TAT needs when the decision is made at the
+/// caller's time: the store's clock enforces the TTL, and latency or jitter between the
+/// two clocks must not drop the state early (a key kept longer changes no decision: a
+/// TAT in the past means a whole budget, as no key does).
+pub(crate) const CALLER_TIME_SLACK_MS: u64 = 1000;
+
+/// The TTL (ms, rounded up, at least 1) of a key whose TAT is `tat` at `now` (µs); with
+/// the caller's time, [`CALLER_TIME_SLACK_MS`] more.
+pub(crate) fn ttl_millis(tat: u64, now: u64, caller_time: bool) -> u64 {
+    let ttl = tat.saturating_sub(now).div_ceil(1000).max(1);
+    if caller_time {
+        ttl + CALLER_TIME_SLACK_MS
+    } else {
+        ttl
+    }
 }
 
 /// One decision at `now` (µs) over the stored TAT (`None`: no live key). Returns the
@@ -233,7 +246,8 @@ mod tests {
 
     #[test]
     fn ttl_is_rounded_up_to_whole_milliseconds() {
-        assert_eq!(ttl_millis(1_001, 0), 2);
-        assert_eq!(ttl_millis(5, 10), 1);
+        assert_eq!(ttl_millis(1_001, 0, false), 2);
+        assert_eq!(ttl_millis(5, 10, false), 1);
+        assert_eq!(ttl_millis(5, 10, true), 1 + CALLER_TIME_SLACK_MS);
     }
 }

@@ -38,7 +38,8 @@ impl MemoryStore {
         };
         let (reply, next) = throttle::step(&params, now, tat);
         if let Some(next) = next {
-            let expires_at = now_ms.saturating_add(throttle::ttl_millis(next, now));
+            let expires_at =
+                now_ms.saturating_add(throttle::ttl_millis(next, now, params.now.is_some()));
             // A TAT is at most MAX_TTL × 3 µs: it fits an i64.
             let value = Value::Int(i64::try_from(next).unwrap_or(i64::MAX));
             match index {

@@ -30,6 +30,11 @@
 //! `ConnectionInfo::realip_remote_addr` believes any client, so it is not used).
 //! `KeySource::extension` reads `http` extensions, which actix requests do not have: use
 //! `KeySource::custom` with a header or the peer instead.
+//!
+//! With `RateLimiterBuilder::decision_in_extensions(true)` a handler reads the decision
+//! (remaining quota) as `web::ReqData<kv_core::rate_limit::Decision>`. Wrap CORS *after*
+//! this middleware (`.wrap(rate_limit).wrap(cors)`: the last `wrap` is the outermost),
+//! so that a `429` carries CORS headers; preflights pass uncounted by default.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -37,11 +42,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready as ready_poll};
 
-use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use kv_core::rate_limit::{Headers, RateLimiter, Verdict};
-use kv_core::{Answer, Step, Store};
+use actix_web::{Error, HttpMessage};
+use kv_core::rate_limit::{Decision, Headers, RateLimiter, Verdict};
+use kv_core::{Answer, Step, StepFuture, Store};
 use pin_project_lite::pin_project;
 
 use crate::answer::to_response;
@@ -126,16 +131,23 @@ where
         let check = self.limiter.check(&View::new(&req));
         let decide = match check {
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
-            Step::Ready(verdict) => return answer(&self.service, verdict, req),
+            Step::Ready(verdict) => return answer(&self.service, &self.limiter, verdict, req),
             Step::Pending(decide) => decide,
         };
         // The store must be asked: one boxed future (next to a network round trip).
         let service = Rc::clone(&self.service);
+        let limiter = self.limiter.clone();
         RateLimitFuture::from(State::Boxed {
             fut: Box::pin(async move {
                 match decide.await {
-                    Verdict::Allow { headers, .. } => {
+                    Verdict::Allow { headers, decision } => {
+                        let after = prepare(&limiter, &req, decision);
                         let response = service.call(req).await?;
+                        if let Some(after) = after
+                            && let Step::Pending(charge) = after(status_of(&response))
+                        {
+                            charge.await;
+                        }
                         Ok(with_headers(response, headers).map_into_left_body())
                     }
                     Verdict::Reject { answer, .. } => Ok(rejection(req, answer)),
@@ -145,19 +157,56 @@ where
     }
 }
 
-fn answer<S, B>(service: &S, verdict: Verdict, req: ServiceRequest) -> RateLimitFuture<S::Future, B>
+fn answer<S, B, St: Store>(
+    service: &S,
+    limiter: &RateLimiter<St>,
+    verdict: Verdict,
+    req: ServiceRequest,
+) -> RateLimitFuture<S::Future, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     match verdict {
-        Verdict::Allow { headers, .. } => RateLimitFuture::from(State::Calling {
-            fut: service.call(req),
-            headers,
-        }),
+        Verdict::Allow { headers, decision } => {
+            let after = prepare(limiter, &req, decision);
+            RateLimitFuture::from(State::Calling {
+                fut: service.call(req),
+                headers,
+                after,
+            })
+        }
         Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
             response: Some(rejection(req, answer)),
         }),
     }
+}
+
+/// The charge after the response (policies counted by outcome), given its status.
+type After = Box<dyn FnOnce(http::StatusCode) -> Step<(), StepFuture<()>>>;
+
+/// Before the call: the decision where the handler can read it
+/// (`web::ReqData<Decision>`), if asked, and the charge after the response, if a policy
+/// counts by outcome.
+fn prepare<St: Store>(
+    limiter: &RateLimiter<St>,
+    req: &ServiceRequest,
+    decision: Option<Decision>,
+) -> Option<After> {
+    let decision = decision?;
+    let after = decision.charges_after().then(|| {
+        let (limiter, decision) = (limiter.clone(), decision.clone());
+        Box::new(move |status| limiter.after_response(&decision, status)) as After
+    });
+    if limiter.decision_in_extensions() {
+        req.extensions_mut().insert(decision);
+    }
+    after
+}
+
+/// The status of an actix response as the engine's `http` 1.x type.
+fn status_of<B>(response: &ServiceResponse<B>) -> http::StatusCode {
+    http::StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The response to a request that does not reach the service.
@@ -190,7 +239,9 @@ pin_project! {
     #[project = Proj]
     enum State<F, B> {
         // Allowed: the service is running.
-        Calling { #[pin] fut: F, headers: Headers },
+        Calling { #[pin] fut: F, headers: Headers, after: Option<After> },
+        // The response is ready; the charge after it is being written.
+        Charging { charge: StepFuture<()>, response: Option<ServiceResponse<EitherBody<B>>> },
         // Rejected at once.
         Answered { response: Option<ServiceResponse<EitherBody<B>>> },
         // Waiting on the store.
@@ -211,17 +262,42 @@ where
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            Proj::Calling { fut, headers } => {
-                let response = ready_poll!(fut.poll(cx))?;
-                let headers = std::mem::take(headers);
-                Poll::Ready(Ok(with_headers(response, headers).map_into_left_body()))
-            }
-            Proj::Answered { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-            Proj::Boxed { fut } => fut.as_mut().poll(cx),
+        let mut this = self.project();
+        loop {
+            return match this.state.as_mut().project() {
+                Proj::Calling {
+                    fut,
+                    headers,
+                    after,
+                } => {
+                    let response = ready_poll!(fut.poll(cx))?;
+                    let status = status_of(&response);
+                    let headers = std::mem::take(headers);
+                    let response = with_headers(response, headers).map_into_left_body();
+                    match after.take().map(|after| after(status)) {
+                        None | Some(Step::Ready(())) => Poll::Ready(Ok(response)),
+                        Some(Step::Pending(charge)) => {
+                            this.state.set(State::Charging {
+                                charge,
+                                response: Some(response),
+                            });
+                            continue;
+                        }
+                    }
+                }
+                Proj::Charging { charge, response } => {
+                    ready_poll!(charge.as_mut().poll(cx));
+                    match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    }
+                }
+                Proj::Answered { response } => match response.take() {
+                    Some(response) => Poll::Ready(Ok(response)),
+                    None => Poll::Pending,
+                },
+                Proj::Boxed { fut } => fut.as_mut().poll(cx),
+            };
         }
     }
 }

@@ -22,7 +22,7 @@
 //! | `kv_session_ends_total` | counter | `reason` = `logout`, `cycle`, `end_all`, `expired` | sessions ended: by `flush`, by an id change (`cycle_id`, `login`), by `end_user_sessions` / `end_other_sessions` / `end_user_session`, or found past their absolute deadline |
 //! | `kv_session_cross_origin_refused_total` | counter | | unsafe cross-origin requests refused with `403` |
 //! | `kv_session_errors_total` | counter | | store failures while loading or saving |
-//! | `kv_store_operation_duration_seconds` | histogram | `backend` = `redis`, `operation` = the store method (`get`, `set`, `set_nx`, `del`, `expire`, `ttl`, `incr_by`, `hget_all`, `hset`, `hdel`) | each remote store call, failures included |
+//! | `kv_store_operation_duration_seconds` | histogram | `backend` = `redis`, `operation` = the store method (`get`, `set`, `set_nx`, `del`, `expire`, `ttl`, `incr_by`, `hget_all`, `hset`, `hdel`, `throttle`) | each remote store call, failures included |
 //! | `kv_store_errors_total` | counter | `backend`, `kind` = `unavailable`, `timeout`, `backend`, `wrong_type`, `not_integer`, `overflow`, `invalid_input` | failed remote store calls |
 //! | `kv_store_reconnects_total` | counter | `backend`, `outcome` = `ok`, `failed` | replacement connections opened by the store |
 //! | `kv_memory_store_keys` | gauge | | entries held (sampled by the expiry tick) |

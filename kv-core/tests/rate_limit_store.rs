@@ -177,6 +177,13 @@ impl Store for SlowStore {
     async fn hdel(&self, key: &str, fields: Vec<String>) -> kv_core::Result<usize> {
         self.slow(self.inner.hdel(key, fields)).await
     }
+    async fn throttle(
+        &self,
+        key: &str,
+        request: kv_core::store::Throttle,
+    ) -> kv_core::Result<kv_core::store::ThrottleReply> {
+        self.slow(self.inner.throttle(key, request)).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,9 +212,10 @@ async fn a_decision_costs_one_round_trip_however_many_policies() {
     let verdict = limiter.check(&request("198.51.100.43:1")).await;
     let took = start.elapsed();
     assert!(verdict.is_allowed());
-    // fixed (1 call) + sliding (2 calls) + fixed (1 call), all at once: one "round trip".
-    assert_eq!(store.calls.load(Ordering::SeqCst), 4);
-    assert_eq!(store.max_in_flight.load(Ordering::SeqCst), 4);
+    // fixed (1 call) + sliding (2 calls) + fixed (1 call) + GCRA in the store (1 call:
+    // the store is not in process), all at once: one "round trip".
+    assert_eq!(store.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(store.max_in_flight.load(Ordering::SeqCst), 5);
     assert_eq!(
         took,
         Duration::from_millis(100),

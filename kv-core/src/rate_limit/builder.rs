@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::decision::{self, HeaderOptions};
 use super::gcra::Gcra;
-use super::policy::{Algorithm, Policy};
-use super::{CostFn, FailureMode, Inner, Predicate, RateLimiter};
+use super::policy::{Algorithm, GcraClock, GcraState, Policy};
+use super::{CostFn, Decision, FailureMode, Inner, Predicate, RateLimiter, RejectFn};
 use crate::clock::{Clock, ClockHandle};
 use crate::janitor::Janitor;
 use crate::request::RequestView;
@@ -23,8 +23,12 @@ pub struct RateLimiterBuilder<S> {
     shadow: bool,
     bypass: Option<Predicate>,
     cost: Option<CostFn>,
+    reject: Option<RejectFn>,
+    preflights: bool,
+    expose: bool,
     headers: HeaderOptions,
     clock: ClockHandle,
+    gcra_clock: GcraClock,
     prune_interval: Duration,
 }
 
@@ -50,8 +54,12 @@ impl<S: Store> RateLimiterBuilder<S> {
             shadow: false,
             bypass: None,
             cost: None,
+            reject: None,
+            preflights: false,
+            expose: false,
             headers: HeaderOptions::default(),
             clock: ClockHandle::System,
+            gcra_clock: GcraClock::Store,
             prune_interval: Duration::from_secs(10),
         }
     }
@@ -95,6 +103,39 @@ impl<S: Store> RateLimiterBuilder<S> {
         self
     }
 
+    /// A `429` of your own: `reject` turns the decision into the response (status,
+    /// headers, body — a JSON error envelope, say). The rate-limit headers (`RateLimit`,
+    /// `RateLimit-Policy`, `Retry-After`, `X-RateLimit-*` as configured) are added unless
+    /// the answer sets them itself. Only for requests a policy denied; a store failure
+    /// (`503`) and a request without a key keep their plain answers.
+    pub fn on_reject(
+        mut self,
+        reject: impl Fn(&Decision) -> crate::Answer + Send + Sync + 'static,
+    ) -> Self {
+        self.reject = Some(Arc::new(reject));
+        self
+    }
+
+    /// Whether CORS preflights — `OPTIONS` requests with `Access-Control-Request-Method` —
+    /// are limited and counted (default `false`: they pass uncounted, as a bypass, since
+    /// a browser sends one before many real requests and cannot read a `429` to it).
+    /// Other `OPTIONS` requests are limited as any request. Put the CORS layer *outside*
+    /// the rate limiter (added after it), so that a `429` carries the CORS headers a
+    /// browser app needs to read it.
+    pub fn count_preflights(mut self, count: bool) -> Self {
+        self.preflights = count;
+        self
+    }
+
+    /// Whether the adapters put the [`Decision`] of an allowed request into the request
+    /// extensions, for the handler to show the remaining quota (default `false`: it costs
+    /// a clone and an insertion per request). Read it with axum's
+    /// `Extension<Decision>` or actix's `web::ReqData<Decision>`.
+    pub fn decision_in_extensions(mut self, expose: bool) -> Self {
+        self.expose = expose;
+        self
+    }
+
     /// The headers written and the body of a `429`.
     pub fn header_options(mut self, options: HeaderOptions) -> Self {
         self.headers = options;
@@ -104,6 +145,13 @@ impl<S: Store> RateLimiterBuilder<S> {
     /// The clock windows are measured with (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = ClockHandle::new(clock);
+        self
+    }
+
+    /// Whose clock a GCRA decision in the store uses (default [`GcraClock::Store`]: the
+    /// store's, so that clock skew between replicas does not matter).
+    pub fn gcra_clock(mut self, clock: GcraClock) -> Self {
+        self.gcra_clock = clock;
         self
     }
 
@@ -168,9 +216,51 @@ impl<S: Store> RateLimiterBuilder<S> {
                 ));
             }
         }
+        // In process on an in-process store, or when asked for; in the store otherwise.
+        let local_store = self.store.local().is_some();
         let mut policies = Vec::with_capacity(self.policies.len());
         for policy in self.policies {
+            if (policy.quota.is_some() || policy.outcome.is_some())
+                && policy.algorithm == Algorithm::Gcra
+                && policy.gcra_state == GcraState::InProcess
+            {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!(
+                        "policy {:?}: a quota per request or counting by outcome needs the GCRA state in the store",
+                        policy.name
+                    ),
+                ));
+            }
+            if policy.algorithm == Algorithm::Ban
+                && (policy.ban_for < Duration::from_millis(1) || policy.ban_for > MAX_TTL)
+            {
+                return Err(ConfigError::new(
+                    "rate limiter",
+                    format!("ban {:?}: the ban must last 1 ms to 100 years", policy.name),
+                ));
+            }
+            let in_process = match policy.gcra_state {
+                _ if policy.quota.is_some() || policy.outcome.is_some() => false,
+                GcraState::InProcess => true,
+                GcraState::Store => false,
+                _ => local_store,
+            };
             let gcra = match policy.algorithm {
+                Algorithm::Gcra if !in_process => {
+                    let request = super::gcra::throttle(&policy, 1, None);
+                    if crate::store::throttle_params_ok(&request).is_err() {
+                        return Err(ConfigError::new(
+                            "rate limiter",
+                            format!(
+                                "policy {:?}: window too short for its limit (under 1 µs a request) \
+                                 or window × burst / limit longer than MAX_TTL",
+                                policy.name
+                            ),
+                        ));
+                    }
+                    None
+                }
                 Algorithm::Gcra => {
                     Some(Gcra::new(&policy, self.clock.clone()).ok_or_else(|| {
                         ConfigError::new(
@@ -183,7 +273,25 @@ impl<S: Store> RateLimiterBuilder<S> {
             };
             policies.push((policy, gcra));
         }
-        let any_gcra = policies.iter().any(|(_, g)| g.is_some());
+        let degraded = match self.failure {
+            FailureMode::Local { replicas } => {
+                let plain: Vec<Policy> = policies.iter().map(|(p, _)| p.clone()).collect();
+                Some(
+                    super::degraded::Degraded::new(&plain, replicas, &self.clock).ok_or_else(
+                        || {
+                            ConfigError::new(
+                                "rate limiter",
+                                "FailureMode::Local: a policy's local share makes no quota",
+                            )
+                        },
+                    )?,
+                )
+            }
+            _ => None,
+        };
+        let any_gcra = policies.iter().any(|(_, g)| g.is_some()) || degraded.is_some();
+        let dynamic_quota = policies.iter().any(|(p, _)| p.quota.is_some());
+        let by_outcome = policies.iter().any(|(p, _)| p.outcome.is_some());
         let any_store_policy = policies.iter().any(|(_, g)| g.is_none());
         // GCRA advertises its rate (`limit` per `window`), not its burst.
         let policy_header = decision::policy_value(
@@ -199,8 +307,15 @@ impl<S: Store> RateLimiterBuilder<S> {
             shadow: self.shadow,
             bypass: self.bypass,
             cost: self.cost,
+            reject: self.reject,
+            preflights: self.preflights,
+            expose: self.expose,
             headers: self.headers,
             clock: self.clock,
+            gcra_clock: self.gcra_clock,
+            degraded,
+            dynamic_quota,
+            by_outcome,
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,
@@ -221,5 +336,8 @@ impl<S: Store> RateLimiterBuilder<S> {
 fn prune<S>(inner: &Inner<S>) {
     for gcra in inner.policies.iter().filter_map(|(_, g)| g.as_ref()) {
         gcra.prune();
+    }
+    if let Some(degraded) = &inner.degraded {
+        degraded.prune();
     }
 }

@@ -44,12 +44,48 @@ impl PolicyState {
 pub struct Decision {
     pub(crate) policies: SmallVec<[PolicyState; 1]>,
     pub(crate) shadow: bool,
+    pub(crate) ticket: Ticket,
+}
+
+/// What charging after the handler needs (policies counted by outcome): the request's
+/// keys, cost and resolved quotas. Not part of a decision's identity.
+#[derive(Clone, Default)]
+pub(crate) struct Ticket(pub(crate) Option<Arc<TicketData>>);
+
+pub(crate) struct TicketData {
+    pub(crate) keys: SmallVec<[super::key::RateKey; 1]>,
+    pub(crate) cost: u32,
+    pub(crate) applied: Vec<Option<super::policy::Policy>>,
+}
+
+impl PartialEq for Ticket {
+    fn eq(&self, _: &Ticket) -> bool {
+        true
+    }
+}
+
+impl Eq for Ticket {}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Ticket(charge after)"
+        } else {
+            "Ticket(none)"
+        })
+    }
 }
 
 impl Decision {
     /// Every policy's state, in the order they were configured.
     pub fn policies(&self) -> &[PolicyState] {
         &self.policies
+    }
+
+    /// Whether policies counted by outcome wait for the response
+    /// ([`RateLimiter::after_response`](super::RateLimiter::after_response)).
+    pub fn charges_after(&self) -> bool {
+        self.ticket.0.is_some()
     }
 
     /// Shadow mode: the decision is reported but never enforced.
@@ -232,6 +268,11 @@ impl Decision {
         self.headers_with(options, policy.as_ref())
     }
 
+    /// The `RateLimit-Policy` value of the quotas that applied to this request.
+    pub(crate) fn policy_header(&self) -> HeaderValue {
+        policy_value(self.policies.iter().map(|p| (&*p.name, p.limit, p.window)))
+    }
+
     /// [`headers`](Decision::headers) with the (constant) `RateLimit-Policy` value given.
     pub(crate) fn headers_with(
         &self,
@@ -313,5 +354,35 @@ impl Decision {
             answer: Answer::new(StatusCode::TOO_MANY_REQUESTS, map, body),
             decision: Some(self),
         }
+    }
+}
+
+/// A custom rejection keeps the rate-limit headers of the default one (`RateLimit`,
+/// `RateLimit-Policy`, `Retry-After`, `X-RateLimit-*`) unless it set them itself.
+pub(crate) fn custom_rejection(mut custom: Answer, default: Answer) -> Answer {
+    let mut last = None;
+    for (name, value) in default.headers {
+        let name = match name {
+            Some(name) => {
+                last = Some(name.clone());
+                name
+            }
+            None => match &last {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
+        if name != http::header::CONTENT_TYPE && !custom.headers.contains_key(&name) {
+            custom.headers.insert(name, value);
+        }
+    }
+    custom
+}
+
+pub(crate) fn missing_key_text(status: StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "Internal Server Error: rate limiting could not identify the client\n"
+    } else {
+        "Bad Request: rate limiting could not identify the client\n"
     }
 }

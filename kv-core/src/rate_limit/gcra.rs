@@ -1,4 +1,5 @@
-//! GCRA in process, through `governor`, on our clock.
+//! GCRA in process, through `governor`, on our clock; and GCRA in the store: the key,
+//! the [`Throttle`] asked and the policy state read from the store's reply.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -10,6 +11,53 @@ use super::decision::PolicyState;
 use super::key::RateKey;
 use super::policy::Policy;
 use crate::clock::ClockHandle;
+use crate::store::{Throttle, ThrottleReply};
+
+/// The store key of a GCRA policy's state: `<prefix><policy>:<key>`.
+pub(crate) fn store_key(prefix: &str, policy: &Policy, key: &RateKey) -> String {
+    let mut out = String::with_capacity(prefix.len() + policy.name.len() + 24);
+    out.push_str(prefix);
+    out.push_str(&policy.name);
+    out.push(':');
+    key.write_to(&mut out);
+    out
+}
+
+/// The emission interval of a GCRA policy: one request's worth of quota per `interval`.
+pub(crate) fn interval(policy: &Policy) -> Duration {
+    policy.window / policy.limit
+}
+
+/// The store's decision for one request of `cost`, at `now` (the caller's clock) or at
+/// the store's time (`None`).
+pub(crate) fn throttle(policy: &Policy, cost: u32, now: Option<Duration>) -> Throttle {
+    Throttle {
+        interval: interval(policy),
+        burst: policy.burst_size(),
+        cost,
+        now,
+        peek: false,
+    }
+}
+
+/// The policy state from the store's reply: the headers and `Retry-After` come from the
+/// stored state, as from `governor`'s in process.
+pub(crate) fn state_of(policy: &Policy, reply: &ThrottleReply) -> PolicyState {
+    PolicyState {
+        name: policy.name.clone(),
+        limit: u64::from(policy.limit),
+        window: policy.window,
+        remaining: reply.remaining,
+        reset_after: reply.reset_after,
+        retry_after: (!reply.allowed).then(|| {
+            if reply.retry_after == Duration::MAX {
+                PolicyState::NEVER
+            } else {
+                reply.retry_after.max(Duration::from_nanos(1))
+            }
+        }),
+    }
+}
 
 /// `governor`'s view of our clock: time since the Unix epoch.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use compact_str::{CompactString, format_compact};
 use http::{HeaderName, StatusCode};
 use ipnet::IpNet;
 
+use super::forwarded;
 use crate::request::RequestView;
 
 /// Where a policy's key comes from. Build one with the constructors; chain a fallback with
@@ -38,15 +39,40 @@ enum Kind {
     Global,
 }
 
-/// Which proxy header [`KeySource::client_ip`] reads.
+/// Which proxy header [`KeySource::client_ip`] reads. Every one is believed only when
+/// the TCP peer is a trusted proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2` (the default).
     #[default]
     XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:443";proto=https`, read by a
+    /// parser of its grammar: quoted strings with escapes, bracketed IPv6 with a port,
+    /// `unknown` and obfuscated (`_name`) nodes, which are hops without an address.
     Forwarded,
+    /// Cloudflare's `CF-Connecting-IP` (trust Cloudflare's published ranges).
+    CfConnectingIp,
+    /// `True-Client-IP` (Akamai, Cloudflare Enterprise).
+    TrueClientIp,
+    /// Fly.io's `Fly-Client-IP`.
+    FlyClientIp,
+    /// `X-Real-IP` (nginx's `real_ip` / `proxy_set_header X-Real-IP $remote_addr`).
+    XRealIp,
+}
+
+impl ForwardedHeader {
+    /// The name of a single-value header, `None` for the two lists.
+    fn single(self) -> Option<HeaderName> {
+        let name = match self {
+            ForwardedHeader::XForwardedFor | ForwardedHeader::Forwarded => return None,
+            ForwardedHeader::CfConnectingIp => "cf-connecting-ip",
+            ForwardedHeader::TrueClientIp => "true-client-ip",
+            ForwardedHeader::FlyClientIp => "fly-client-ip",
+            ForwardedHeader::XRealIp => "x-real-ip",
+        };
+        Some(HeaderName::from_static(name))
+    }
 }
 
 /// What happens to a request whose key cannot be extracted.
@@ -79,12 +105,16 @@ impl KeySource {
 
     /// The client's IP address behind trusted proxies.
     ///
-    /// `X-Forwarded-For` (or `Forwarded`, see [`forwarded_header`](KeySource::forwarded_header))
+    /// `X-Forwarded-For` (or another header, see [`forwarded_header`](KeySource::forwarded_header))
     /// is believed **only** when the TCP peer is in `trusted_proxies`; then the hops are
     /// read from the right and the first address that is not a trusted proxy is the
     /// client (a client can prepend anything to the header, but cannot forge what the
     /// proxies appended). A hop that does not parse stops the walk at the last trusted
     /// address. From an untrusted peer the header is ignored and the peer is the client.
+    /// A single-value header (`CF-Connecting-IP`, `True-Client-IP`, `Fly-Client-IP`,
+    /// `X-Real-IP`) from a trusted peer is the client when it holds exactly one IP
+    /// address in exactly one field line; otherwise (missing, repeated, a list, a port,
+    /// garbage) the peer is.
     pub fn client_ip<I: IntoIterator<Item = IpNet>>(trusted_proxies: I) -> Self {
         Self::new(Kind::Client {
             proxies: trusted_proxies.into_iter().collect(),
@@ -274,7 +304,7 @@ impl fmt::Display for RateKey {
     }
 }
 
-fn ip_key(ip: IpAddr, v6_prefix: u8) -> RateKey {
+pub(crate) fn ip_key(ip: IpAddr, v6_prefix: u8) -> RateKey {
     match ip.to_canonical() {
         IpAddr::V4(v4) => RateKey::V4(v4),
         IpAddr::V6(v6) => {
@@ -297,33 +327,34 @@ fn client_ip(req: &dyn RequestView, proxies: &[IpNet], header: ForwardedHeader) 
     if !trusted(proxies, peer) {
         return Some(peer);
     }
-    let mut hops: Vec<String> = Vec::new();
+    if let Some(name) = header.single() {
+        let (mut lines, mut ip) = (0, None);
+        req.for_each_header(&name, &mut |v| {
+            lines += 1;
+            ip = forwarded::single_ip(v);
+        });
+        return Some(match (lines, ip) {
+            (1, Some(ip)) => ip.to_canonical(),
+            _ => peer,
+        });
+    }
+    let mut hops: Vec<forwarded::Hop> = Vec::new();
     match header {
-        ForwardedHeader::XForwardedFor => {
-            req.for_each_header(&HeaderName::from_static("x-forwarded-for"), &mut |v| {
-                let text = String::from_utf8_lossy(v);
-                hops.extend(text.split(',').map(|h| h.trim().to_owned()));
-            });
-        }
         ForwardedHeader::Forwarded => {
             req.for_each_header(&http::header::FORWARDED, &mut |v| {
+                forwarded::forwarded_hops(v, &mut hops);
+            });
+        }
+        _ => {
+            req.for_each_header(&HeaderName::from_static("x-forwarded-for"), &mut |v| {
                 let text = String::from_utf8_lossy(v);
-                for element in text.split(',') {
-                    let for_value = element.split(';').find_map(|pair| {
-                        let (k, v) = pair.split_once('=')?;
-                        k.trim()
-                            .eq_ignore_ascii_case("for")
-                            .then(|| v.trim().trim_matches('"').to_owned())
-                    });
-                    // An element without `for=` is a hop we cannot read.
-                    hops.push(for_value.unwrap_or_default());
-                }
+                hops.extend(text.split(',').map(|h| parse_hop(h.trim())));
             });
         }
     }
     let mut client = peer;
     for hop in hops.iter().rev() {
-        let Some(ip) = parse_hop(hop) else {
+        let Some(ip) = hop else {
             return Some(client);
         };
         let ip = ip.to_canonical();
@@ -445,6 +476,78 @@ mod tests {
             ),
         );
         assert_eq!(k.extract_text(&r).as_deref(), Some("ip:2001:db8::/64"));
+    }
+
+    #[test]
+    fn single_value_cdn_headers_are_believed_from_trusted_peers_only() {
+        for (which, name) in [
+            (ForwardedHeader::CfConnectingIp, "cf-connecting-ip"),
+            (ForwardedHeader::TrueClientIp, "true-client-ip"),
+            (ForwardedHeader::FlyClientIp, "fly-client-ip"),
+            (ForwardedHeader::XRealIp, "x-real-ip"),
+        ] {
+            let k = KeySource::client_ip(nets(&["10.0.0.0/8"])).forwarded_header(which);
+            let with = |peer: &str, values: &[&str]| {
+                let mut r = req(peer, &["6.6.6.6"]);
+                for v in values {
+                    r.headers_mut()
+                        .append(name, http::HeaderValue::from_str(v).expect("value"));
+                }
+                k.extract_text(&r)
+            };
+            // The attacker talks to us directly and names a victim: ignored.
+            assert_eq!(
+                with("203.0.113.7:1", &["198.51.100.1"]).as_deref(),
+                Some("ip:203.0.113.7"),
+                "{name}"
+            );
+            // Through the trusted proxy: the header is the client (X-Forwarded-For unused).
+            assert_eq!(
+                with("10.0.0.2:1", &["198.51.100.1"]).as_deref(),
+                Some("ip:198.51.100.1"),
+                "{name}"
+            );
+            // Repeated, a list, a port or garbage: the proxy itself, never a guess.
+            for bad in [
+                &["198.51.100.1", "198.51.100.2"][..],
+                &["198.51.100.1, 1.1.1.1"],
+                &["198.51.100.1:80"],
+                &["nope"],
+                &[],
+            ] {
+                assert_eq!(
+                    with("10.0.0.2:1", bad).as_deref(),
+                    Some("ip:10.0.0.2"),
+                    "{name} {bad:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_forwarded_element_stops_the_walk() {
+        let k = KeySource::client_ip(nets(&["10.0.0.0/8"]))
+            .forwarded_header(ForwardedHeader::Forwarded);
+        let with = |value: &str| {
+            let mut r = req("10.0.0.2:80", &[]);
+            r.headers_mut().insert(
+                http::header::FORWARDED,
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+            k.extract_text(&r)
+        };
+        assert_eq!(
+            with(r#"for=1.1.1.1, for="_hidden", for=10.0.0.3"#).as_deref(),
+            Some("ip:10.0.0.3")
+        );
+        assert_eq!(
+            with(r#"for=1.1.1.1, for="198.51.100.4:8080";by="a,b""#).as_deref(),
+            Some("ip:198.51.100.4")
+        );
+        assert_eq!(
+            with("for=1.1.1.1, for=10.0.0.3;for=2.2.2.2").as_deref(),
+            Some("ip:10.0.0.2")
+        );
     }
 
     #[test]

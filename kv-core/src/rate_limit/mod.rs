@@ -1,5 +1,5 @@
-//! Rate limiting: INCR-based fixed and sliding windows over any [`Store`], and GCRA in
-//! process — decided once here, for every adapter.
+//! Rate limiting: INCR-based fixed and sliding windows and GCRA over any [`Store`] —
+//! decided once here, for every adapter.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -26,10 +26,18 @@
 //! - **Algorithms**: [`Algorithm::FixedWindow`] (one atomic `incr_by` with the rest of the
 //!   window as TTL), [`Algorithm::SlidingWindow`] (the current and the previous window's
 //!   counters, weighted; one `incr_by` and one `get` sent together) and [`Algorithm::Gcra`]
-//!   (in process through `governor`). The window algorithms count every request, denied
+//!   (see below). The window algorithms count every request, denied
 //!   ones included, so a client that keeps hammering stays limited; GCRA (as `governor`
 //!   does) only spends quota on admitted requests. With several policies, a request denied
 //!   by one is still counted by the others.
+//! - **GCRA's state**: in the store when the store is shared — one atomic
+//!   [`Store::throttle`] per decision (one Lua script on Redis), so every replica spends
+//!   one budget; the key carries a TTL and `Retry-After` and the `RateLimit` fields come
+//!   from the stored state. In process through `governor` when the store is in process
+//!   anyway (a [`LocalStore`] face), or when a policy asks for it
+//!   ([`GcraState::InProcess`]: then each replica has its own budget). The decision in
+//!   the store is made on the store's clock (Redis `TIME`) unless
+//!   [`GcraClock::Caller`] is chosen; see there for what clock skew does then.
 //! - **Several policies per route**, checked together: every store call of every policy is
 //!   issued at once, so a decision costs one round trip on Redis however many policies
 //!   there are. `RateLimit-Policy` and `RateLimit` list every policy; a `429` names the
@@ -40,27 +48,40 @@
 //! - **Cost** per request, a **bypass** predicate and **shadow mode** (decide, report in
 //!   the headers and in the logs, never reject).
 //! - **Store failures**: [`FailureMode::Open`] (the default: allow and log at `warn`, so a
-//!   limiter outage does not become a site outage) or [`FailureMode::Closed`] (`503`).
+//!   limiter outage does not become a site outage), [`FailureMode::Closed`] (`503`), or
+//!   [`FailureMode::Local`] (degraded mode: a local share of each quota while the store is
+//!   unreachable, the outage logged once).
 //! - **Memory**: counters always carry a TTL (the window), so the store reclaims them; the
 //!   in-process GCRA state is pruned by a background thread (`retain_recent` every
 //!   [`prune_interval`](RateLimiterBuilder::prune_interval)) that ends with the limiter.
 
 //! # Where things are
 //! `mod.rs` (this facade: [`RateLimiter::check`]), `builder.rs` (configuration and its
-//! validation), `window.rs` (the fixed- and sliding-window arithmetic), `gcra.rs` (GCRA
-//! through `governor`), `decision.rs` (the [`Verdict`] and its headers), `key.rs`
-//! ([`KeySource`]), `policy.rs` ([`Policy`]). A new algorithm is a variant of
-//! [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one: the keys a
-//! request touches in `Plan::new`, the state from the replies in `Plan::state`) or beside
-//! `gcra.rs` (an in-process one, chosen in `builder.rs`); see `CONTRIBUTING.md`.
+//! validation), `policy.rs` ([`Policy`], [`GcraState`], [`GcraClock`]), `quota.rs`
+//! ([`Quota`] per request), `window.rs` (the fixed- and sliding-window arithmetic),
+//! `gcra.rs` (GCRA through `governor`, and the key, request and state of GCRA in the
+//! store), `ban.rs` (bans), `outcome.rs` (charging after the handler, ban / unban),
+//! `manage.rs` (the key API, [`LimitKey`]), `degraded.rs` ([`FailureMode`], degraded
+//! mode), `decision.rs` (the [`Verdict`] and its headers), `key.rs` ([`KeySource`]),
+//! `forwarded.rs` (the `Forwarded` parser and the CDN headers). A new algorithm is a
+//! variant of [`Algorithm`] and its arithmetic beside `window.rs` (a store-backed one:
+//! the keys a request touches in `Plan::new`, the state from the replies in
+//! `Plan::state`) or beside `gcra.rs` (an in-process one, chosen in `builder.rs`); see
+//! `CONTRIBUTING.md`. The details for users: `docs/rate-limiting.md`.
 
+mod ban;
 mod builder;
 mod decision;
+mod degraded;
+mod forwarded;
 mod gcra;
 mod key;
+mod manage;
+mod outcome;
 #[cfg(feature = "test-util")]
 mod parse;
 mod policy;
+mod quota;
 mod window;
 
 use std::fmt;
@@ -72,14 +93,17 @@ use smallvec::SmallVec;
 
 pub use builder::RateLimiterBuilder;
 pub use decision::{Decision, HeaderOptions, Headers, PolicyState, RejectBody, Verdict};
+pub use degraded::FailureMode;
 /// CIDR networks, for [`KeySource::client_ip`]'s trusted proxies (re-exported from `ipnet`).
 pub use ipnet::IpNet;
 use key::RateKey;
 pub use key::{ForwardedHeader, KeySource, MissingKey};
+pub use manage::LimitKey;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use parse::parse_rate_limit_header;
-pub use policy::{Algorithm, Policy};
+pub use policy::{Algorithm, GcraClock, GcraState, Policy};
+pub use quota::Quota;
 
 use crate::clock::ClockHandle;
 use crate::janitor::Janitor;
@@ -88,19 +112,9 @@ use crate::{KvError, LocalStore, Result, Step, StepFuture, Store};
 use gcra::Gcra;
 use window::Plan;
 
-/// What a decision does when the store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum FailureMode {
-    /// Allow the request without rate-limit headers and log the failure at `warn`.
-    #[default]
-    Open,
-    /// Answer `503 Service Unavailable` and log the failure at `error`.
-    Closed,
-}
-
 type Predicate = Arc<dyn Fn(&dyn RequestView) -> bool + Send + Sync>;
 type CostFn = Arc<dyn Fn(&dyn RequestView) -> u32 + Send + Sync>;
+type RejectFn = Arc<dyn Fn(&Decision) -> crate::Answer + Send + Sync>;
 
 /// A set of rate-limit policies over a store. `Clone` shares it.
 pub struct RateLimiter<S> {
@@ -123,8 +137,17 @@ struct Inner<S> {
     shadow: bool,
     bypass: Option<Predicate>,
     cost: Option<CostFn>,
+    reject: Option<RejectFn>,
+    preflights: bool,
+    expose: bool,
     headers: HeaderOptions,
     clock: ClockHandle,
+    gcra_clock: GcraClock,
+    degraded: Option<degraded::Degraded>,
+    /// Some policy resolves its quota per request: `RateLimit-Policy` is then per request.
+    dynamic_quota: bool,
+    /// Some policy is counted after the handler: allowed decisions carry a ticket.
+    by_outcome: bool,
     janitor: Janitor,
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
@@ -135,6 +158,18 @@ struct Inner<S> {
 struct Count {
     keys: SmallVec<[RateKey; 1]>,
     cost: u32,
+    /// Per policy, the quota resolved for this request (`None`: the configured one).
+    applied: Vec<Option<Policy>>,
+}
+
+impl Count {
+    /// The policy as it applies to this request (its quota resolved).
+    fn policy<'a>(&'a self, i: usize, configured: &'a Policy) -> &'a Policy {
+        self.applied
+            .get(i)
+            .and_then(Option::as_ref)
+            .unwrap_or(configured)
+    }
 }
 
 impl<S: Store> RateLimiter<S> {
@@ -146,7 +181,7 @@ impl<S: Store> RateLimiter<S> {
     /// Checks `req` against every policy and counts it.
     ///
     /// [`Step::Ready`] when the verdict needed no waiting: bypassed or keyless requests,
-    /// GCRA, and every policy on a store with a [`LocalStore`] face (the memory store);
+    /// in-process GCRA, and every policy on a store with a [`LocalStore`] face (the memory store);
     /// [`Step::Pending`] with the future that asks the store otherwise. The request is
     /// read before this returns; the future owns what it needs (`Send + 'static`).
     /// `limiter.check(&req).await` gives the verdict either way.
@@ -172,17 +207,24 @@ impl<S: Store> RateLimiter<S> {
             .sum()
     }
 
+    /// How many store outages degraded mode ([`FailureMode::Local`]) went through (0 in
+    /// the other modes).
+    pub fn outages(&self) -> u64 {
+        self.inner
+            .degraded
+            .as_ref()
+            .map_or(0, degraded::Degraded::outages)
+    }
+
+    /// Whether the adapters put the [`Decision`] of an allowed request into the request
+    /// extensions for the handler ([`RateLimiterBuilder::decision_in_extensions`]).
+    pub fn decision_in_extensions(&self) -> bool {
+        self.inner.expose
+    }
+
     /// The store the counters live in.
     pub fn store(&self) -> &S {
         &self.inner.store
-    }
-}
-
-fn missing_key_text(status: StatusCode) -> &'static str {
-    if status.is_server_error() {
-        "Internal Server Error: rate limiting could not identify the client\n"
-    } else {
-        "Bad Request: rate limiting could not identify the client\n"
     }
 }
 
@@ -190,13 +232,18 @@ impl<S: Store> Inner<S> {
     /// Bypass, keys and cost: everything read from the request. `Err` is the verdict of
     /// a request that is not counted (bypassed, or without a key).
     fn count_of(&self, req: &dyn RequestView) -> std::result::Result<Count, Box<Verdict>> {
-        if self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
+        let preflight = !self.preflights
+            && req.method() == http::Method::OPTIONS
+            && req
+                .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .is_some();
+        if preflight || self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
             return Err(Box::new(Verdict::Allow {
                 headers: Headers::new(),
                 decision: None,
             }));
         }
-        let mut keys = SmallVec::with_capacity(self.policies.len());
+        let mut keys: SmallVec<[RateKey; 1]> = SmallVec::with_capacity(self.policies.len());
         for (policy, _) in &self.policies {
             match policy.key.extract(req) {
                 Some(key) => keys.push(key),
@@ -206,16 +253,29 @@ impl<S: Store> Inner<S> {
                     }
                     MissingKey::Reject(status) => {
                         tracing::debug!(policy = &*policy.name, %status, "rate limit: request has no key");
-                        return Err(Box::new(Verdict::plain(status, missing_key_text(status))));
+                        return Err(Box::new(Verdict::plain(
+                            status,
+                            decision::missing_key_text(status),
+                        )));
                     }
                 },
             }
         }
         let cost = self.cost.as_ref().map_or(1, |cost| cost(req)).max(1);
-        Ok(Count { keys, cost })
+        let mut applied: Vec<Option<Policy>> = Vec::new();
+        if self.dynamic_quota {
+            for ((policy, _), key) in self.policies.iter().zip(keys.iter()) {
+                applied.push(policy.applied(req, &key.to_string()));
+            }
+        }
+        Ok(Count {
+            keys,
+            cost,
+            applied,
+        })
     }
 
-    /// The verdict without waiting, when every policy is in process (GCRA) or the store
+    /// The verdict without waiting, when every policy is in process (`governor`) or the store
     /// has a [`LocalStore`] face; `None` when the store must be awaited.
     fn decide_now(&self, count: &Count) -> Option<Verdict> {
         let local = if self.any_store_policy {
@@ -223,7 +283,7 @@ impl<S: Store> Inner<S> {
         } else {
             None
         };
-        // The clock only matters to the window algorithms (GCRA reads its own).
+        // The clock only matters to the window algorithms (GCRA reads its own or the store's).
         let now = if local.is_some() {
             self.clock.now_millis()
         } else {
@@ -233,7 +293,9 @@ impl<S: Store> Inner<S> {
             .policies
             .iter()
             .zip(&count.keys)
-            .map(|((policy, gcra), key)| match (gcra, local) {
+            .enumerate()
+            .map(|(i, ((policy, gcra), key))| (count.policy(i, policy), gcra, key))
+            .map(|(policy, gcra, key)| match (gcra, local) {
                 (Some(gcra), _) => Ok(gcra.check(policy, key, count.cost)),
                 (None, Some(store)) => self.count_local(store, policy, key, count.cost, now),
                 // Not reached: `local` is set whenever a policy is store-backed.
@@ -242,7 +304,7 @@ impl<S: Store> Inner<S> {
                 )),
             })
             .collect();
-        Some(self.finish(states))
+        Some(self.finish(states, count))
     }
 
     async fn decide(&self, count: Count) -> Verdict {
@@ -250,21 +312,26 @@ impl<S: Store> Inner<S> {
         let cost = count.cost;
         if let ([(policy, gcra)], [key]) = (&self.policies[..], &count.keys[..]) {
             // One policy: no join (and no vector of futures) needed.
+            let policy = count.policy(0, policy);
             let state = self
                 .count_policy(policy, gcra.as_ref(), key, cost, now)
                 .await;
-            return self.finish(state.map(|s| smallvec::smallvec![s]));
+            return self.finish(state.map(|s| smallvec::smallvec![s]), &count);
         }
-        let counted = self
-            .policies
-            .iter()
-            .zip(&count.keys)
-            .map(|((policy, gcra), key)| self.count_policy(policy, gcra.as_ref(), key, cost, now));
+        let counted =
+            self.policies
+                .iter()
+                .zip(&count.keys)
+                .enumerate()
+                .map(|(i, ((policy, gcra), key))| {
+                    self.count_policy(count.policy(i, policy), gcra.as_ref(), key, cost, now)
+                });
         // Every store call at once: one round trip on a multiplexed connection.
-        self.finish(try_join_all(counted).await.map(SmallVec::from_vec))
+        let states = try_join_all(counted).await.map(SmallVec::from_vec);
+        self.finish(states, &count)
     }
 
-    /// One policy's state: GCRA in process, the window algorithms through the store.
+    /// One policy's state: GCRA in process (`governor`), or through the store.
     async fn count_policy(
         &self,
         policy: &Policy,
@@ -279,7 +346,8 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    /// Counts one request against one store-backed policy.
+    /// Counts one request against one store-backed policy; a policy counted by outcome
+    /// is only read here (and charged after the handler).
     async fn count(
         &self,
         policy: &Policy,
@@ -287,6 +355,28 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.outcome.is_some() {
+            return self.peek(policy, key, cost, now).await;
+        }
+        self.spend(policy, key, cost, now).await
+    }
+
+    /// Spends `cost` of one store-backed policy.
+    async fn spend(
+        &self,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
+        if policy.algorithm == Algorithm::Gcra {
+            let store_key = gcra::store_key(&self.prefix, policy, key);
+            let reply = self
+                .store
+                .throttle(&store_key, gcra::throttle(policy, cost, self.gcra_now()))
+                .await?;
+            return Ok(gcra::state_of(policy, &reply));
+        }
         let plan = Plan::new(&self.prefix, policy, key, cost, now);
         let (current, previous) = match &plan.previous_key {
             None => (
@@ -309,6 +399,7 @@ impl<S: Store> Inner<S> {
     }
 
     /// [`count`](Inner::count) through the store's in-process face.
+    #[inline]
     fn count_local(
         &self,
         store: &dyn LocalStore,
@@ -317,6 +408,28 @@ impl<S: Store> Inner<S> {
         cost: u32,
         now: u64,
     ) -> Result<PolicyState> {
+        if policy.outcome.is_some() {
+            return self.peek_local(store, policy, key, cost, now);
+        }
+        self.spend_local(store, policy, key, cost, now)
+    }
+
+    /// [`spend`](Inner::spend) through the store's in-process face.
+    #[inline]
+    fn spend_local(
+        &self,
+        store: &dyn LocalStore,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+        now: u64,
+    ) -> Result<PolicyState> {
+        if policy.algorithm == Algorithm::Gcra {
+            let store_key = gcra::store_key(&self.prefix, policy, key);
+            let reply =
+                store.throttle(&store_key, gcra::throttle(policy, cost, self.gcra_now()))?;
+            return Ok(gcra::state_of(policy, &reply));
+        }
         let plan = Plan::new(&self.prefix, policy, key, cost, now);
         let current = store.incr_by(&plan.current_key, plan.cost, Some(plan.ttl))?;
         let previous = match &plan.previous_key {
@@ -326,13 +439,39 @@ impl<S: Store> Inner<S> {
         Ok(plan.state(policy, current, previous.as_deref()))
     }
 
-    fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>) -> Verdict {
-        let policies = match states {
-            Ok(states) => states,
-            Err(err) => return self.store_failed(&err),
+    /// The time a GCRA decision in the store is made at: the store's (`None`) unless the
+    /// limiter was asked to use its own clock.
+    fn gcra_now(&self) -> Option<std::time::Duration> {
+        match self.gcra_clock {
+            GcraClock::Store => None,
+            GcraClock::Caller => Some(self.clock.now_since_epoch()),
+        }
+    }
+
+    fn finish(&self, states: Result<SmallVec<[PolicyState; 1]>>, count: &Count) -> Verdict {
+        let degraded_now = states.is_err();
+        let policies = match (states, &self.degraded) {
+            (Ok(states), degraded) => {
+                if let Some(degraded) = degraded {
+                    degraded.store_answered();
+                }
+                states
+            }
+            (Err(err), Some(degraded)) => degraded.decide(&err, &count.keys, count.cost),
+            (Err(err), None) => return self.store_failed(&err),
+        };
+        let ticket = if self.by_outcome && !degraded_now {
+            decision::Ticket(Some(Arc::new(decision::TicketData {
+                keys: count.keys.clone(),
+                cost: count.cost,
+                applied: count.applied.clone(),
+            })))
+        } else {
+            decision::Ticket::default()
         };
         let decision = Decision {
             policies,
+            ticket,
             shadow: self.shadow,
         };
         if decision.allowed() {
@@ -341,7 +480,11 @@ impl<S: Store> Inner<S> {
                 tracing::info!(policy, "rate limit exceeded (shadow mode: not enforced)");
             }
             let headers = if self.headers.on_allowed && (self.headers.ietf || self.headers.legacy) {
-                decision.headers_with(&self.headers, Some(&self.policy_header))
+                if self.dynamic_quota {
+                    decision.headers(&self.headers)
+                } else {
+                    decision.headers_with(&self.headers, Some(&self.policy_header))
+                }
             } else {
                 Headers::new()
             };
@@ -350,13 +493,32 @@ impl<S: Store> Inner<S> {
                 decision: Some(decision),
             }
         } else {
-            decision.reject(&self.headers, Some(&self.policy_header))
+            let verdict = if self.dynamic_quota {
+                let policy = decision.policy_header();
+                decision.reject(&self.headers, Some(&policy))
+            } else {
+                decision.reject(&self.headers, Some(&self.policy_header))
+            };
+            match (&self.reject, verdict) {
+                (
+                    Some(reject),
+                    Verdict::Reject {
+                        answer,
+                        decision: Some(decision),
+                    },
+                ) => Verdict::Reject {
+                    answer: decision::custom_rejection(reject(&decision), answer),
+                    decision: Some(decision),
+                },
+                (_, verdict) => verdict,
+            }
         }
     }
 
     fn store_failed(&self, err: &KvError) -> Verdict {
         match self.failure {
-            FailureMode::Open => {
+            // `Local` is handled by `finish` (a limiter in that mode has `degraded`).
+            FailureMode::Open | FailureMode::Local { .. } => {
                 tracing::warn!(error = %err, "rate limit store failed: allowing the request (fail-open)");
                 Verdict::Allow {
                     headers: Headers::new(),

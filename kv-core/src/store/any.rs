@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{LocalStore, Store, Ttl};
+use super::{LocalStore, Store, Throttle, ThrottleReply, Ttl};
 use crate::Result;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,6 +57,11 @@ trait ErasedStore: fmt::Debug + Send + Sync + 'static {
         key: String,
         fields: Vec<String>,
     ) -> BoxFuture<'static, Result<usize>>;
+    fn owned_throttle(
+        self: Arc<Self>,
+        key: String,
+        request: Throttle,
+    ) -> BoxFuture<'static, Result<ThrottleReply>>;
     fn erased_local(&self) -> Option<&dyn LocalStore>;
 }
 
@@ -121,6 +126,13 @@ impl<S: Store> ErasedStore for S {
         fields: Vec<String>,
     ) -> BoxFuture<'static, Result<usize>> {
         Box::pin(async move { Store::hdel(&*self, &key, fields).await })
+    }
+    fn owned_throttle(
+        self: Arc<Self>,
+        key: String,
+        request: Throttle,
+    ) -> BoxFuture<'static, Result<ThrottleReply>> {
+        Box::pin(async move { Store::throttle(&*self, &key, request).await })
     }
     fn erased_local(&self) -> Option<&dyn LocalStore> {
         Store::local(self)
@@ -402,6 +414,19 @@ impl Store for AnyStore {
             m => m.hdel(key, fields),
             |s, key| s.hdel(&key, fields),
             owned_hdel(fields)
+        );
+        fut
+    }
+    fn throttle(
+        &self,
+        key: &str,
+        request: Throttle,
+    ) -> impl Future<Output = Result<ThrottleReply>> + Send {
+        let fut: AnyFuture<ThrottleReply> = any_dispatch!(
+            self,
+            m => m.throttle(key, request),
+            |s, key| s.throttle(&key, request),
+            owned_throttle(request)
         );
         fut
     }

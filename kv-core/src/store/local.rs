@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Ttl;
+use super::{Throttle, ThrottleReply, Ttl};
 use crate::Result;
 
 /// The synchronous face of a [`Store`](super::Store) whose data lives in this process.
@@ -50,6 +50,13 @@ pub trait LocalStore: Send + Sync {
     fn hset(&self, key: &str, fields: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()>;
     /// [`Store::hdel`](super::Store::hdel), answered now.
     fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize>;
+    /// [`Store::throttle`](super::Store::throttle), answered now. The default is the
+    /// "does not implement `throttle`" error (a store of yours written before the
+    /// command); `MemoryStore` implements it.
+    fn throttle(&self, key: &str, request: Throttle) -> Result<ThrottleReply> {
+        let _ = (key, request);
+        Err(super::throttle::unsupported())
+    }
 
     /// `HGETALL` and `PTTL` of one key read together: each field is lent to `visit`
     /// (no copy of names or values is needed), then the key's TTL is returned

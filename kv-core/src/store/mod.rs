@@ -5,6 +5,7 @@
 //! | `mod.rs` | the [`Store`] trait (the Redis commands every backend speaks the same way) and [`Ttl`] |
 //! | `local.rs` | [`LocalStore`], the synchronous face of an in-process store: the engines' fast path |
 //! | `any.rs` | [`AnyStore`], a store chosen at run time |
+//! | `throttle.rs` | [`Throttle`] / [`ThrottleReply`]: GCRA in the store (`throttle`), its arithmetic |
 //! | `input.rs` | the input rules every backend applies (key, value and TTL limits, Redis' integer grammar) |
 //! | `memory/` | [`MemoryStore`](crate::MemoryStore), the embedded backend (feature `memory`) |
 //! | `redis.rs` | `RedisStore`, the Redis / Valkey / Redis Cluster backend (feature `redis`) |
@@ -23,6 +24,7 @@ pub mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod throttle;
 
 use std::fmt;
 use std::future::Future;
@@ -35,6 +37,8 @@ use crate::Result;
 
 pub use any::AnyStore;
 pub use local::LocalStore;
+pub(crate) use throttle::params as throttle_params_ok;
+pub use throttle::{Throttle, ThrottleReply};
 
 /// The remaining time to live of a key, as Redis' `PTTL` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +76,7 @@ impl Ttl {
 /// | [`hget_all`](Store::hget_all) | `HGETALL` | every field of a hash; empty when missing or expired |
 /// | [`hset`](Store::hset) | `HSET` (+ `PEXPIRE` when a TTL is given) | sets fields, leaves the others; atomic with the TTL |
 /// | [`hdel`](Store::hdel) | `HDEL` | removes fields; a hash left empty no longer exists |
+/// | [`throttle`](Store::throttle) | `CL.THROTTLE` (redis-cell), as one Lua script | one GCRA decision, atomic; the key holds the TAT with a TTL |
 ///
 /// Hash fields exist so that two writers of *different* fields of one record (two
 /// requests of one session, say) cannot overwrite each other. A string command on a hash
@@ -172,6 +177,37 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// [`MAX_HASH_FIELDS`](crate::MAX_HASH_FIELDS).
     fn hdel(&self, key: &str, fields: Vec<String>) -> impl Future<Output = Result<usize>> + Send;
 
+    /// One GCRA decision on the state at `key`, atomically (redis-cell's `CL.THROTTLE`;
+    /// on Redis one Lua script called by SHA, so one round trip): admits the request and
+    /// spends its cost, or denies it and changes nothing. The key holds the theoretical
+    /// arrival time in microseconds since the Unix epoch as decimal text, with a TTL of
+    /// the time until the budget is whole again — plus 1 s when the request gives the
+    /// time ([`Throttle::at`]), so that the store's clock, which enforces the TTL, cannot
+    /// drop the state early (see [`Throttle`] for whose clock).
+    ///
+    /// The default answers through [`local`](Store::local)'s face, and without one is a
+    /// [`KvError::Backend`](crate::KvError::Backend) error ("does not implement
+    /// `throttle`"): a store written before this command fails loudly rather than
+    /// admitting more than the quota. Every backend of this crate implements it.
+    ///
+    /// # Errors
+    /// [`KvError::InvalidInput`](crate::KvError::InvalidInput) for a zero burst or cost,
+    /// an interval under 1 µs, or `interval × burst` beyond [`MAX_TTL`](crate::MAX_TTL);
+    /// [`KvError::NotInteger`](crate::KvError::NotInteger) /
+    /// [`KvError::WrongType`](crate::KvError::WrongType) when the key holds something else.
+    /// Nothing is changed in any of these cases.
+    fn throttle(
+        &self,
+        key: &str,
+        request: Throttle,
+    ) -> impl Future<Output = Result<ThrottleReply>> + Send {
+        let reply = match self.local() {
+            Some(local) => local.throttle(key, request),
+            None => Err(throttle::unsupported()),
+        };
+        std::future::ready(reply)
+    }
+
     /// The synchronous face of this store, when it answers in process: every engine then
     /// calls it instead of awaiting the methods above. `None` (the default) for a store
     /// that has to wait for anything (a network, a disk). A wrapper store forwards its
@@ -219,6 +255,9 @@ macro_rules! forward_store {
             }
             fn hdel(&self, key: &str, fields: Vec<String>) -> impl Future<Output = Result<usize>> + Send {
                 (**self).hdel(key, fields)
+            }
+            fn throttle(&self, key: &str, request: Throttle) -> impl Future<Output = Result<ThrottleReply>> + Send {
+                (**self).throttle(key, request)
             }
             fn local(&self) -> Option<&dyn LocalStore> {
                 (**self).local()

@@ -110,6 +110,42 @@ return 1
 static HSET_SCRIPT: LazyLock<::redis::Script> =
     LazyLock::new(|| ::redis::Script::new(HSET_WITH_TTL));
 
+/// `throttle` (GCRA, redis-cell's `CL.THROTTLE`): `store/throttle.rs`'s `step`, line by
+/// line, in µs. ARGV: interval, tau, extra weight, the caller's time or `''` for `TIME`.
+/// Returns `{allowed, remaining, retry µs (-1: never), reset µs}`. Lua numbers are
+/// doubles: every value is below 2^53 (`params` bounds them).
+const GCRA_THROTTLE: &str = r"
+local t, tau, extra = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local slack = 1000 -- ms, with the caller's time (throttle::CALLER_TIME_SLACK_MS)
+if not now then
+  slack = 0
+  if redis.replicate_commands then redis.replicate_commands() end
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+local tat = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  tat = tonumber(stored)
+  if not tat or not string.match(stored, '^-?%d+$') then
+    return redis.error_reply('ERR value is not an integer or out of range')
+  end
+end
+local reset = math.max(tat - now, 0)
+if extra > tau then return {0, 0, -1, reset} end
+local earliest = tat + extra - tau
+if now < earliest then return {0, 0, earliest - now, reset} end
+local nxt = math.max(tat, now) + t + extra
+if ARGV[5] ~= '1' then
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.max(math.ceil((nxt - now) / 1000), 1) + slack)
+end
+return {1, math.floor(math.min(now + tau + t - nxt, tau + t) / t), 0, nxt - now}
+";
+
+static GCRA_SCRIPT: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(GCRA_THROTTLE));
+
 /// A store on Redis or Valkey (one server, or a cluster with `redis-cluster`).
 ///
 /// `Clone` is cheap and shares the connection. See the [module docs](crate::store::redis) for
@@ -514,6 +550,33 @@ impl Store for RedisStore {
             cmd.arg(name);
         }
         self.query(("hdel", "HDEL"), &cmd).await
+    }
+
+    async fn throttle(&self, key: &str, request: super::Throttle) -> Result<super::ThrottleReply> {
+        let key = self.key(key)?;
+        let p = super::throttle::params(&request)?;
+        let mut invocation = GCRA_SCRIPT.prepare_invoke();
+        invocation.key(&key).arg(p.t).arg(p.tau).arg(p.extra);
+        match p.now {
+            Some(now) => invocation.arg(now),
+            None => invocation.arg(""),
+        };
+        invocation.arg(if p.peek { "1" } else { "0" });
+        let mut conn = self.conn();
+        let reply: (i64, i64, i64, i64) = self
+            .run(("throttle", "EVALSHA"), invocation.invoke_async(&mut conn))
+            .await?;
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(super::ThrottleReply {
+            allowed: reply.0 == 1,
+            remaining: u64::try_from(reply.1).unwrap_or(0),
+            retry_after: if reply.2 < 0 {
+                Duration::MAX
+            } else {
+                micros(reply.2)
+            },
+            reset_after: micros(reply.3),
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::store::{Throttle, ThrottleReply};
 use crate::{KvError, LocalStore, Store, Ttl};
 
 /// A store that is down: every call fails with [`KvError::Unavailable`] and is counted.
@@ -70,6 +71,9 @@ impl Store for UnavailableStore {
     async fn hdel(&self, _: &str, _: Vec<String>) -> crate::Result<usize> {
         self.fail()
     }
+    async fn throttle(&self, _: &str, _: Throttle) -> crate::Result<ThrottleReply> {
+        self.fail()
+    }
 }
 
 /// Calls made to a [`CountingStore`], per method.
@@ -96,6 +100,8 @@ pub struct Calls {
     pub hset: u64,
     /// `hdel` calls.
     pub hdel: u64,
+    /// `throttle` calls.
+    pub throttle: u64,
 }
 
 impl Calls {
@@ -111,7 +117,14 @@ impl Calls {
 
     /// Calls that may change the store.
     pub fn writes(&self) -> u64 {
-        self.set + self.set_nx + self.del + self.expire + self.incr_by + self.hset + self.hdel
+        self.set
+            + self.set_nx
+            + self.del
+            + self.expire
+            + self.incr_by
+            + self.hset
+            + self.hdel
+            + self.throttle
     }
 }
 
@@ -206,6 +219,10 @@ impl<S: Store> Store for CountingStore<S> {
         self.count(|c| c.hdel += 1);
         self.inner.hdel(key, fields).await
     }
+    async fn throttle(&self, key: &str, request: Throttle) -> crate::Result<ThrottleReply> {
+        self.count(|c| c.throttle += 1);
+        self.inner.throttle(key, request).await
+    }
     /// The inner store's in-process face, counted the same way.
     fn local(&self) -> Option<&dyn LocalStore> {
         self.inner.local().map(|_| self as &dyn LocalStore)
@@ -259,6 +276,10 @@ impl<S: Store> LocalStore for CountingStore<S> {
     fn hdel(&self, key: &str, fields: Vec<String>) -> crate::Result<usize> {
         self.count(|c| c.hdel += 1);
         self.inner_local()?.hdel(key, fields)
+    }
+    fn throttle(&self, key: &str, request: Throttle) -> crate::Result<ThrottleReply> {
+        self.count(|c| c.throttle += 1);
+        self.inner_local()?.throttle(key, request)
     }
     /// Counted as the two reads it stands for: `hget_all` and `ttl`.
     fn hget_all_with_ttl(
@@ -316,5 +337,8 @@ impl<S: Store> Store for RemoteLike<S> {
     }
     async fn hdel(&self, key: &str, fields: Vec<String>) -> crate::Result<usize> {
         self.0.hdel(key, fields).await
+    }
+    async fn throttle(&self, key: &str, request: Throttle) -> crate::Result<ThrottleReply> {
+        self.0.throttle(key, request).await
     }
 }

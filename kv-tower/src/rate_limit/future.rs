@@ -3,17 +3,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
-use kv_core::Answer;
 use kv_core::rate_limit::{Headers, Verdict};
+use kv_core::{Answer, Step, StepFuture};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::KvBody;
 use crate::response::answer;
 
-/// The store's answer, with the service (polled ready) and the request kept for the call.
+/// The charge after the response (policies counted by outcome), given its status.
+pub(crate) type After = Box<dyn FnOnce(http::StatusCode) -> Step<(), StepFuture<()>> + Send>;
+
+/// The store's answer, with the service (polled ready), the request kept for the call
+/// and the charge after it.
 pub(crate) type Deciding<S, ReqB> =
-    Pin<Box<dyn Future<Output = (Verdict, S, Request<ReqB>)> + Send>>;
+    Pin<Box<dyn Future<Output = (Verdict, S, Request<ReqB>, Option<After>)> + Send>>;
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
@@ -28,7 +32,9 @@ pin_project! {
     enum State<F, S, ReqB, ResB> {
         // Boxed (the store path only): keeps the future small on the in-process path.
         Deciding { deciding: Deciding<S, ReqB> },
-        Calling { #[pin] fut: F, headers: Headers },
+        Calling { #[pin] fut: F, headers: Headers, after: Option<After> },
+        // The response is ready; the charge after it is being written.
+        Charging { charge: StepFuture<()>, response: Option<Box<Response<KvBody<ResB>>>> },
         Answered { response: Option<Box<Response<KvBody<ResB>>>> },
     }
 }
@@ -40,9 +46,13 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
         }
     }
 
-    pub(crate) fn calling(fut: F, headers: Headers) -> Self {
+    pub(crate) fn calling(fut: F, headers: Headers, after: Option<After>) -> Self {
         ResponseFuture {
-            state: State::Calling { fut, headers },
+            state: State::Calling {
+                fut,
+                headers,
+                after,
+            },
         }
     }
 
@@ -67,11 +77,12 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Deciding { deciding } => {
-                    let (verdict, mut inner, req) = ready!(deciding.as_mut().poll(cx));
+                    let (verdict, mut inner, req, after) = ready!(deciding.as_mut().poll(cx));
                     let next = match verdict {
                         Verdict::Allow { headers, .. } => State::Calling {
                             fut: inner.call(req),
                             headers,
+                            after,
                         },
                         Verdict::Reject { answer: reply, .. } => State::Answered {
                             response: Some(Box::new(answer(reply))),
@@ -79,14 +90,32 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Calling { fut, headers } => {
+                StateProj::Calling {
+                    fut,
+                    headers,
+                    after,
+                } => {
                     let mut response = ready!(fut.poll(cx))?.map(KvBody::new);
                     let map = response.headers_mut();
                     map.reserve(headers.len());
                     for (name, value) in std::mem::take(headers) {
                         map.append(name, value);
                     }
-                    return Poll::Ready(Ok(response));
+                    let charge = match after.take().map(|after| after(response.status())) {
+                        None | Some(Step::Ready(())) => return Poll::Ready(Ok(response)),
+                        Some(Step::Pending(charge)) => charge,
+                    };
+                    this.state.set(State::Charging {
+                        charge,
+                        response: Some(Box::new(response)),
+                    });
+                }
+                StateProj::Charging { charge, response } => {
+                    ready!(charge.as_mut().poll(cx));
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(*response)),
+                        None => Poll::Pending,
+                    };
                 }
                 StateProj::Answered { response } => {
                     return match response.take() {

@@ -36,10 +36,17 @@
 //! answers are complete bodies of their own, so any service and any other kv layer can sit
 //! inside (see [`crate::body`]).
 //!
+//! With `RateLimiterBuilder::decision_in_extensions(true)` a handler reads the decision
+//! (remaining quota) as `Extension<Decision>`. Add a CORS layer *after* this one
+//! (`.layer(rate_limit).layer(cors)`: the last layer is the outermost), so that a `429`
+//! carries CORS headers; preflights pass uncounted by default
+//! (`RateLimiterBuilder::count_preflights`).
+//!
 //! Denied requests never reach the service. The layer keeps the service's error type;
 //! its own failures are responses (`429`, `503` when failing closed, `400`/`500` for a
-//! request without a key). On an in-process (GCRA) policy the decision is made without
-//! awaiting; on a store it is one round trip, whatever the number of policies.
+//! request without a key). On an in-process store (or an in-process GCRA policy) the
+//! decision is made without awaiting; on a shared store it is one round trip, whatever
+//! the number of policies (GCRA included: its state is in the store there).
 
 mod future;
 mod layer;
@@ -48,8 +55,9 @@ mod service;
 pub use future::ResponseFuture;
 /// The engine's vocabulary, re-exported so that one `use kv_tower::rate_limit::..` does.
 pub use kv_core::rate_limit::{
-    Algorithm, Decision, FailureMode, ForwardedHeader, HeaderOptions, IpNet, KeySource, MissingKey,
-    Policy, PolicyState, RateLimiter, RateLimiterBuilder, RejectBody, Verdict,
+    Algorithm, Decision, FailureMode, ForwardedHeader, GcraClock, GcraState, HeaderOptions, IpNet,
+    KeySource, LimitKey, MissingKey, Policy, PolicyState, RateLimiter, RateLimiterBuilder,
+    RejectBody, Verdict,
 };
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

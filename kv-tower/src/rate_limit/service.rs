@@ -4,10 +4,11 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use kv_core::Step;
 use kv_core::Store;
-use kv_core::rate_limit::{RateLimiter, Verdict};
+use kv_core::rate_limit::{Decision, RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::ResponseFuture;
+use super::future::After;
 use crate::body::KvBody;
 use crate::request::View;
 
@@ -73,27 +74,64 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let decide = match self.limiter.check(&View::new(&req)) {
-            Step::Ready(verdict) => return answer(&mut self.inner, verdict, req),
+            Step::Ready(verdict) => return answer(&mut self.inner, &self.limiter, verdict, req),
             Step::Pending(decide) => decide,
         };
         // The store must be asked: keep the service that was polled ready for later.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::deciding(Box::pin(async move { (decide.await, ready, req) }))
+        let limiter = self.limiter.clone();
+        ResponseFuture::deciding(Box::pin(async move {
+            let (verdict, mut req) = (decide.await, req);
+            let (verdict, after) = match verdict {
+                Verdict::Allow { headers, decision } => {
+                    let after = prepare(&limiter, &mut req, decision);
+                    let verdict = Verdict::Allow {
+                        headers,
+                        decision: None,
+                    };
+                    (verdict, after)
+                }
+                rejected => (rejected, None),
+            };
+            (verdict, ready, req, after)
+        }))
     }
 }
 
 /// Calls the service for an allowed verdict, or answers for it.
-fn answer<S, ReqB, ResB>(
+fn answer<S, St: Store, ReqB, ResB>(
     inner: &mut S,
+    limiter: &RateLimiter<St>,
     verdict: Verdict,
-    req: Request<ReqB>,
+    mut req: Request<ReqB>,
 ) -> ResponseFuture<S::Future, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
 {
     match verdict {
-        Verdict::Allow { headers, .. } => ResponseFuture::calling(inner.call(req), headers),
+        Verdict::Allow { headers, decision } => {
+            let after = prepare(limiter, &mut req, decision);
+            ResponseFuture::calling(inner.call(req), headers, after)
+        }
         Verdict::Reject { answer, .. } => ResponseFuture::answered(answer),
     }
+}
+
+/// Before the call: the decision where the handler can read it (`Extension<Decision>`),
+/// if asked, and the charge after the response, if a policy counts by outcome.
+fn prepare<St: Store, B>(
+    limiter: &RateLimiter<St>,
+    req: &mut Request<B>,
+    decision: Option<Decision>,
+) -> Option<After> {
+    let decision = decision?;
+    let after = decision.charges_after().then(|| {
+        let (limiter, decision) = (limiter.clone(), decision.clone());
+        Box::new(move |status| limiter.after_response(&decision, status)) as After
+    });
+    if limiter.decision_in_extensions() {
+        req.extensions_mut().insert(decision);
+    }
+    after
 }

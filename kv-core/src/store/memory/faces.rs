@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::MemoryStore;
 use super::shard::Value;
-use crate::store::{LocalStore, Store, Ttl};
+use crate::store::{LocalStore, Store, Throttle, ThrottleReply, Ttl};
 use crate::{KvError, Result};
 
 /// The memory store answers in process: this is the face the engines call.
@@ -44,6 +44,9 @@ impl LocalStore for MemoryStore {
     }
     fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
         self.hdel_sync(key, fields)
+    }
+    fn throttle(&self, key: &str, request: Throttle) -> Result<ThrottleReply> {
+        self.throttle_sync(key, request)
     }
     /// Both reads under one shard lock, the fields lent without copies.
     fn hget_all_with_ttl(&self, key: &str, visit: &mut dyn FnMut(&str, &Bytes)) -> Result<Ttl> {
@@ -112,6 +115,10 @@ impl Store for MemoryStore {
 
     async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<usize> {
         LocalStore::hdel(self, key, fields)
+    }
+
+    async fn throttle(&self, key: &str, request: Throttle) -> Result<ThrottleReply> {
+        LocalStore::throttle(self, key, request)
     }
 
     fn local(&self) -> Option<&dyn LocalStore> {

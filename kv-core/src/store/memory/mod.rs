@@ -61,6 +61,7 @@ mod classes;
 mod faces;
 mod hash;
 mod shard;
+mod throttle;
 
 pub use builder::MemoryStoreBuilder;
 

@@ -5,6 +5,7 @@
 mod hashes;
 mod local;
 mod strings;
+mod throttle;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -79,6 +80,11 @@ cases!(
     hashes::hash_calls_refuse_bad_input_and_change_nothing,
     hashes::hset_of_different_fields_under_concurrency_loses_none,
     local::local_face_agrees_with_the_async_one,
+    throttle::throttle_admits_a_burst_then_one_per_interval,
+    throttle::throttle_cost_over_the_burst_never_passes_and_changes_nothing,
+    throttle::throttle_refuses_bad_input_and_other_kinds,
+    throttle::throttle_on_the_stores_clock_expires_with_its_ttl,
+    throttle::throttle_admits_exactly_the_burst_under_concurrency,
 );
 
 pub(super) fn is_invalid_input<T: std::fmt::Debug>(r: &Result<T, crate::KvError>) -> bool {

@@ -60,6 +60,7 @@
 //! |---|---|
 //! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>`; the `Session` extractor |
 //! | `session` | the `session` module |
+//! | `tower-sessions` | [`TowerSessionsStore`]: kv's stores for the `tower-sessions` middleware (and axum-login on it) |
 //!
 //! Without `axum`, the peer address is read from a `SocketAddr` or
 //! [`kv_core::PeerAddr`] request extension.
@@ -75,6 +76,8 @@ mod response;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
+#[cfg(feature = "tower-sessions")]
+mod tower_sessions_store;
 
 pub use body::KvBody;
 pub use cache::{CacheLayer, CacheService};
@@ -85,3 +88,8 @@ pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use kv_core::{RedisStore, RedisStoreBuilder};
 pub use rate_limit::{RateLimit, RateLimitLayer};
+#[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
+pub use tower_sessions_store::{
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_TOWER_SESSIONS_PREFIX, TowerSessionsStore,
+};

@@ -7,8 +7,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use kv_core::{Clock, KvError, MAX_TTL, Store, SystemClock};
-use tower_sessions_core::session::{Id, Record};
-use tower_sessions_core::session_store::{Error, Result, SessionStore};
 
 /// The key prefix of [`TowerSessionsStore::new`]: records live at `tower-sessions:<id>`.
 pub const DEFAULT_TOWER_SESSIONS_PREFIX: &str = "tower-sessions:";
@@ -116,34 +114,30 @@ impl<S: Store + Clone> TowerSessionsStore<S> {
         &self.store
     }
 
-    fn key(&self, id: &Id) -> String {
+    /// `<prefix><id>`, the id as tower-sessions prints it.
+    fn key(&self, id: &impl fmt::Display) -> String {
         format!("{}{id}", self.prefix)
     }
 
-    /// The serialized record, within the bound.
-    fn encode(&self, record: &Record) -> Result<Bytes> {
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
-        if bytes.len() > self.max_record_bytes {
-            return Err(Error::Encode(format!(
-                "session record of {} bytes is larger than the limit of {} bytes",
-                bytes.len(),
+    /// The bound on a serialized record, as an error message.
+    fn check_len(&self, len: usize) -> std::result::Result<(), String> {
+        if len > self.max_record_bytes {
+            return Err(format!(
+                "session record of {len} bytes is larger than the limit of {} bytes",
                 self.max_record_bytes
-            )));
+            ));
         }
-        Ok(Bytes::from(bytes))
+        Ok(())
     }
 
-    /// The store TTL of `record`: the time left until its expiry date, `None` when it has
-    /// passed (capped at [`MAX_TTL`]).
-    fn ttl_of(&self, record: &Record) -> Option<Duration> {
+    /// The store TTL of a record expiring at `expiry` (Unix nanoseconds): the time left,
+    /// `None` when it has passed (capped at [`MAX_TTL`]).
+    fn ttl_until(&self, expiry: i128) -> Option<Duration> {
         let now = match self.clock.now().duration_since(UNIX_EPOCH) {
             Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
             Err(before_epoch) => -i128::try_from(before_epoch.duration().as_nanos()).unwrap_or(0),
         };
-        let left = record
-            .expiry_date
-            .unix_timestamp_nanos()
-            .saturating_sub(now);
+        let left = expiry.saturating_sub(now);
         if left <= 0 {
             return None;
         }
@@ -152,82 +146,107 @@ impl<S: Store + Clone> TowerSessionsStore<S> {
     }
 }
 
-fn backend(e: KvError) -> Error {
-    Error::Backend(e.to_string())
+/// `SessionStore` of one tower-sessions-core version (0.15, and 0.14 for axum-login
+/// 0.18): the trait did not change between them, so the code is written once.
+macro_rules! session_store_impl {
+    ($core:ident) => {
+        const _: () = {
+            use $core::session::{Id, Record};
+            use $core::session_store::{Error, Result, SessionStore};
+
+            fn backend(e: KvError) -> Error {
+                Error::Backend(e.to_string())
+            }
+
+            /// The serialized record, within the bound.
+            fn encode_record<S: Store + Clone>(
+                this: &TowerSessionsStore<S>,
+                record: &Record,
+            ) -> Result<Bytes> {
+                let bytes = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
+                this.check_len(bytes.len()).map_err(Error::Encode)?;
+                Ok(Bytes::from(bytes))
+            }
+
+            #[async_trait]
+            impl<S: Store + Clone> SessionStore for TowerSessionsStore<S> {
+                async fn create(&self, record: &mut Record) -> Result<()> {
+                    let Some(ttl) = self.ttl_until(record.expiry_date.unix_timestamp_nanos())
+                    else {
+                        // Already over: tower-sessions would never load it; store nothing.
+                        return Ok(());
+                    };
+                    for _ in 0..CREATE_ATTEMPTS {
+                        let bytes = encode_record(self, record)?;
+                        let key = self.key(&record.id);
+                        if self
+                            .store
+                            .set_nx(&key, bytes, Some(ttl))
+                            .await
+                            .map_err(backend)?
+                        {
+                            return Ok(());
+                        }
+                        tracing::warn!("session id collision on create; drawing a new id");
+                        record.id = Id::default();
+                    }
+                    Err(Error::Backend(format!(
+                        "no free session id after {CREATE_ATTEMPTS} attempts"
+                    )))
+                }
+
+                async fn save(&self, record: &Record) -> Result<()> {
+                    let bytes = encode_record(self, record)?;
+                    let key = self.key(&record.id);
+                    match self.ttl_until(record.expiry_date.unix_timestamp_nanos()) {
+                        Some(ttl) => self
+                            .store
+                            .set(&key, bytes, Some(ttl))
+                            .await
+                            .map_err(backend),
+                        None => {
+                            // A record saved with a past expiry date ends the session, as
+                            // `SET ... EXAT` with a past time does in Redis.
+                            self.store.del(&key).await.map_err(backend)?;
+                            Ok(())
+                        }
+                    }
+                }
+
+                async fn load(&self, id: &Id) -> Result<Option<Record>> {
+                    let Some(bytes) = self.store.get(&self.key(id)).await.map_err(backend)? else {
+                        return Ok(None);
+                    };
+                    self.check_len(bytes.len()).map_err(Error::Decode)?;
+                    let record: Record =
+                        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+                    if record.id != *id {
+                        return Err(Error::Decode(
+                            "stored session record names another id than its key".to_owned(),
+                        ));
+                    }
+                    if self
+                        .ttl_until(record.expiry_date.unix_timestamp_nanos())
+                        .is_none()
+                    {
+                        return Ok(None);
+                    }
+                    Ok(Some(record))
+                }
+
+                async fn delete(&self, id: &Id) -> Result<()> {
+                    self.store.del(&self.key(id)).await.map_err(backend)?;
+                    Ok(())
+                }
+            }
+        };
+    };
 }
 
-#[async_trait]
-impl<S: Store + Clone> SessionStore for TowerSessionsStore<S> {
-    async fn create(&self, record: &mut Record) -> Result<()> {
-        let Some(ttl) = self.ttl_of(record) else {
-            // Already over: tower-sessions would never load it; store nothing.
-            return Ok(());
-        };
-        for _ in 0..CREATE_ATTEMPTS {
-            let bytes = self.encode(record)?;
-            if self
-                .store
-                .set_nx(&self.key(&record.id), bytes, Some(ttl))
-                .await
-                .map_err(backend)?
-            {
-                return Ok(());
-            }
-            tracing::warn!("session id collision on create; drawing a new id");
-            record.id = Id::default();
-        }
-        Err(Error::Backend(format!(
-            "no free session id after {CREATE_ATTEMPTS} attempts"
-        )))
-    }
-
-    async fn save(&self, record: &Record) -> Result<()> {
-        let bytes = self.encode(record)?;
-        let key = self.key(&record.id);
-        match self.ttl_of(record) {
-            Some(ttl) => self
-                .store
-                .set(&key, bytes, Some(ttl))
-                .await
-                .map_err(backend),
-            None => {
-                // A record saved with a past expiry date ends the session, as `SET ... EXAT`
-                // with a past time does in Redis.
-                self.store.del(&key).await.map_err(backend)?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        let Some(bytes) = self.store.get(&self.key(id)).await.map_err(backend)? else {
-            return Ok(None);
-        };
-        if bytes.len() > self.max_record_bytes {
-            return Err(Error::Decode(format!(
-                "stored session record of {} bytes is larger than the limit of {} bytes",
-                bytes.len(),
-                self.max_record_bytes
-            )));
-        }
-        let record: Record =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if record.id != *id {
-            return Err(Error::Decode(
-                "stored session record names another id than its key".to_owned(),
-            ));
-        }
-        if self.ttl_of(&record).is_none() {
-            return Ok(None);
-        }
-        Ok(Some(record))
-    }
-
-    async fn delete(&self, id: &Id) -> Result<()> {
-        self.store.del(&self.key(id)).await.map_err(backend)?;
-        Ok(())
-    }
-}
+#[cfg(feature = "tower-sessions")]
+session_store_impl!(tower_sessions_core);
+#[cfg(feature = "tower-sessions-014")]
+session_store_impl!(tower_sessions_core_014);
 
 impl<S: Clone> Clone for TowerSessionsStore<S> {
     fn clone(&self) -> Self {

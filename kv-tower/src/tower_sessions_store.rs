@@ -24,7 +24,8 @@ const CREATE_ATTEMPTS: usize = 8;
 /// Sentinel), [`AnyStore`](kv_core::AnyStore) or a store of yours — so that
 /// `tower-sessions` and what is built on it (axum-login, axum-messages) run on kv's stores.
 ///
-/// Feature `tower-sessions` of kv-tower.
+/// Feature `tower-sessions` of kv-tower (and `tower-sessions-014` for tower-sessions 0.14,
+/// which axum-login 0.18 is built on: the same type implements both traits).
 ///
 /// | `SessionStore` call | store commands | |
 /// |---|---|---|
@@ -39,10 +40,10 @@ const CREATE_ATTEMPTS: usize = 8;
 ///   session when tower-sessions considers it over; no deletion task is needed.
 /// - **Records are bounded**: a record whose serialized form (JSON) is larger than
 ///   [`max_record_bytes`](Self::max_record_bytes) is refused with
-///   [`Error::Encode`], and nothing is stored; bytes read back that are larger, are not
-///   JSON of a record, or name another id than their key are [`Error::Decode`], never a
+///   `session_store::Error::Encode`, and nothing is stored; bytes read back that are larger, are not
+///   JSON of a record, or name another id than their key are `Error::Decode`, never a
 ///   panic.
-/// - Store failures are [`Error::Backend`] (tower-sessions answers the request with a 500).
+/// - Store failures are `Error::Backend` (tower-sessions answers the request with a 500).
 /// - Keys are `<prefix><id>` (the id as tower-sessions prints it); the prefix defaults to
 ///   [`DEFAULT_TOWER_SESSIONS_PREFIX`] and is set with [`key_prefix`](Self::key_prefix),
 ///   so one store can serve kv's own middlewares beside it.
@@ -84,7 +85,7 @@ impl<S: Store + Clone> TowerSessionsStore<S> {
     }
 
     /// As [`new`](Self::new), with time from `clock` (give the store's clock, e.g. a
-    /// [`ManualClock`](kv_core::ManualClock) shared with a `MemoryStore::with_clock`, to
+    /// `kv_core::ManualClock` (feature `test-util`) shared with a `MemoryStore::with_clock`, to
     /// test expiry without sleeping).
     pub fn with_clock(store: S, clock: impl Clock) -> Self {
         TowerSessionsStore {

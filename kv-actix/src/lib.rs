@@ -9,6 +9,8 @@
 //!   as `kv_tower::RateLimitLayer`.
 //! - [`session`] (feature `session`): `SessionMiddleware` and the `Session` extractor,
 //!   with the synchronous access actix users expect.
+//! - [`ActixSessionStore`] (feature `actix-session`): kv's stores for the actix-session
+//!   middleware (and actix-identity, actix-web-flash-messages on it).
 //!
 //! Each middleware is an actix `Transform` named `…Middleware` whose `Service` is named
 //! `…Service`, so none collides with the `kv_core` engine it wraps
@@ -24,6 +26,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "actix-session")]
+mod actix_session_store;
 mod answer;
 pub mod cache;
 pub mod rate_limit;
@@ -32,6 +36,11 @@ pub mod rate_limit;
 pub mod session;
 mod view;
 
+#[cfg(feature = "actix-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-session")))]
+pub use actix_session_store::{
+    ActixSessionStore, DEFAULT_ACTIX_SESSION_PREFIX, DEFAULT_MAX_STATE_BYTES,
+};
 pub use cache::{CacheMiddleware, CacheService};
 pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 /// The Redis backend (features `redis`, `redis-cluster`, `redis-sentinel`, `redis-tls`),

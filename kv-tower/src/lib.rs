@@ -60,6 +60,8 @@
 //! |---|---|
 //! | `axum` | the peer address is read from axum's `ConnectInfo<SocketAddr>`; the `Session` extractor |
 //! | `session` | the `session` module |
+//! | `tower-sessions` | [`TowerSessionsStore`]: kv's stores for the `tower-sessions` middleware |
+//! | `tower-sessions-014` | the same store for tower-sessions 0.14, which axum-login 0.18 (its latest release) is built on |
 //!
 //! Without `axum`, the peer address is read from a `SocketAddr` or
 //! [`kv_core::PeerAddr`] request extension.
@@ -75,6 +77,8 @@ mod response;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
+#[cfg(any(feature = "tower-sessions", feature = "tower-sessions-014"))]
+mod tower_sessions_store;
 
 pub use body::KvBody;
 pub use cache::{CacheLayer, CacheService};
@@ -85,3 +89,11 @@ pub use kv_core::{AnyStore, KvError, MemoryStore, Store};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use kv_core::{RedisStore, RedisStoreBuilder};
 pub use rate_limit::{RateLimit, RateLimitLayer};
+#[cfg(any(feature = "tower-sessions", feature = "tower-sessions-014"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "tower-sessions", feature = "tower-sessions-014")))
+)]
+pub use tower_sessions_store::{
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_TOWER_SESSIONS_PREFIX, TowerSessionsStore,
+};

@@ -89,7 +89,7 @@ pub use request::{PeerAddr, RequestView};
 pub use step::{Step, StepFuture};
 pub use store::input::{MAX_HASH_FIELDS, MAX_TTL};
 #[cfg(feature = "memory")]
-pub use store::memory::{MemoryStore, MemoryStoreBuilder};
+pub use store::memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisStore, RedisStoreBuilder};
 pub use store::{AnyStore, LocalStore, Store, Ttl};

@@ -25,8 +25,10 @@
 //! | `kv_store_operation_duration_seconds` | histogram | `backend` = `redis`, `operation` = the store method (`get`, `set`, `set_nx`, `del`, `expire`, `ttl`, `incr_by`, `hget_all`, `hset`, `hdel`, `throttle`) | each remote store call, failures included |
 //! | `kv_store_errors_total` | counter | `backend`, `kind` = `unavailable`, `timeout`, `backend`, `wrong_type`, `not_integer`, `overflow`, `invalid_input` | failed remote store calls |
 //! | `kv_store_reconnects_total` | counter | `backend`, `outcome` = `ok`, `failed` | replacement connections opened by the store |
-//! | `kv_memory_store_keys` | gauge | | entries held (sampled by the expiry tick) |
+//! | `kv_memory_store_keys` | gauge | | entries held (sampled by the expiry tick, every 100 ms by default) |
 //! | `kv_memory_store_bytes` | gauge | | accounted bytes held (sampled by the expiry tick) |
+//! | `kv_memory_store_evictions_total` | counter | | live entries evicted to stay within the memory bound (sampled by the tick) |
+//! | `kv_memory_store_expirations_total` | counter | | expired entries reclaimed (sampled by the tick) |
 //!
 //! No label carries a key, a session id, an IP address or a user: policy names are the
 //! ones you configured, every other label value is a fixed word.
@@ -37,18 +39,23 @@
 //! command sent: `GET`, `SET`, `EVALSHA` for the scripts, …), so `tracing-opentelemetry` exports them as database client spans. kv never puts
 //! a key, a value, a cookie, a session id or an IP address in a span or event field.
 
+// Without the `metrics` feature the handles are empty and some fields go unread; the
+// cache and session helpers are used only with those features.
+#![cfg_attr(
+    not(all(feature = "metrics", feature = "cache", feature = "session")),
+    allow(dead_code)
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A counter kept twice: in an atomic (for the engines' own `stats()`), and, with the
 /// `metrics` feature, in a registered metrics handle.
-#[cfg_attr(not(feature = "cache"), allow(dead_code))]
 pub(crate) struct Tally {
     n: AtomicU64,
     #[cfg(feature = "metrics")]
     handle: ::metrics::Counter,
 }
 
-#[cfg_attr(not(feature = "cache"), allow(dead_code))]
 impl Tally {
     /// A tally reported as `name` with these fixed labels.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -93,7 +100,6 @@ pub(crate) struct Counter {
     handle: ::metrics::Counter,
 }
 
-#[cfg_attr(not(feature = "session"), allow(dead_code))]
 impl Counter {
     /// A counter reported as `name` with these fixed labels.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -182,6 +188,68 @@ impl SessionMetrics {
             ended_expired: ended("expired"),
             errors: Counter::new("kv_session_errors_total", &[]),
             cross_origin_refused: Counter::new("kv_session_cross_origin_refused_total", &[]),
+        }
+    }
+}
+
+/// The figures a `MemoryStore`'s expiry thread reports at every tick.
+#[cfg(all(feature = "metrics", feature = "memory"))]
+pub(crate) struct MemoryMetrics {
+    keys: ::metrics::Gauge,
+    bytes: ::metrics::Gauge,
+    evictions: ::metrics::Counter,
+    expirations: ::metrics::Counter,
+}
+
+#[cfg(all(feature = "metrics", feature = "memory"))]
+impl MemoryMetrics {
+    pub(crate) fn new() -> MemoryMetrics {
+        MemoryMetrics {
+            keys: ::metrics::gauge!("kv_memory_store_keys"),
+            bytes: ::metrics::gauge!("kv_memory_store_bytes"),
+            evictions: ::metrics::counter!("kv_memory_store_evictions_total"),
+            expirations: ::metrics::counter!("kv_memory_store_expirations_total"),
+        }
+    }
+
+    /// Reports this store's figures. Several stores in one process report under the same
+    /// names: each tick sets the gauges to the ticking store's figures.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn sample(&self, stats: crate::store::memory::MemoryStats) {
+        self.keys.set(stats.keys as f64);
+        self.bytes.set(stats.bytes as f64);
+        self.evictions.absolute(stats.evictions);
+        self.expirations.absolute(stats.expirations);
+    }
+}
+
+#[cfg(all(feature = "metrics", feature = "memory"))]
+impl std::fmt::Debug for MemoryMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryMetrics")
+    }
+}
+
+/// One rate-limit policy's decision counters.
+#[derive(Debug)]
+pub(crate) struct PolicyCounters {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) allowed: Counter,
+    pub(crate) denied: Counter,
+    pub(crate) shadow_denied: Counter,
+    pub(crate) error: Counter,
+}
+
+impl PolicyCounters {
+    pub(crate) fn new(name: std::sync::Arc<str>) -> PolicyCounters {
+        const NAME: &str = "kv_rate_limit_decisions_total";
+        let outcome = |o| Counter::with_owned(NAME, ("policy", &name), &[("outcome", o)]);
+        PolicyCounters {
+            allowed: outcome("allowed"),
+            denied: outcome("denied"),
+            shadow_denied: outcome("shadow_denied"),
+            error: outcome("error"),
+            name: std::sync::Arc::clone(&name),
         }
     }
 }

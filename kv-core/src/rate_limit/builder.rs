@@ -299,6 +299,10 @@ impl<S: Store> RateLimiterBuilder<S> {
                 .iter()
                 .map(|(p, _)| (&*p.name, u64::from(p.limit), p.window)),
         );
+        let metrics = policies
+            .iter()
+            .map(|(p, _)| crate::observe::PolicyCounters::new(Arc::clone(&p.name)))
+            .collect();
         let inner = Arc::new(Inner {
             store: self.store,
             policies,
@@ -319,6 +323,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             janitor: Janitor::default(),
             any_store_policy,
             policy_header,
+            metrics,
         });
         if any_gcra {
             Janitor::start(

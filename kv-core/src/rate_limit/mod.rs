@@ -152,6 +152,8 @@ struct Inner<S> {
     any_store_policy: bool,
     /// The `RateLimit-Policy` value: constant, so computed once.
     policy_header: http::HeaderValue,
+    /// Per policy (bans included), its decision counters (feature `metrics`).
+    metrics: Vec<crate::observe::PolicyCounters>,
 }
 
 /// The keys and cost of one request, read from it before anything is counted.
@@ -474,6 +476,8 @@ impl<S: Store> Inner<S> {
             ticket,
             shadow: self.shadow,
         };
+        #[cfg(feature = "metrics")]
+        self.count_decision(&decision);
         if decision.allowed() {
             if decision.exceeded() {
                 let policy = decision.denied_by().map_or("", |p| &*p.name);
@@ -493,6 +497,8 @@ impl<S: Store> Inner<S> {
                 decision: Some(decision),
             }
         } else {
+            let policy = decision.denied_by().map_or("", |p| &*p.name);
+            tracing::debug!(policy, "rate limit exceeded: request refused");
             let verdict = if self.dynamic_quota {
                 let policy = decision.policy_header();
                 decision.reject(&self.headers, Some(&policy))
@@ -515,7 +521,25 @@ impl<S: Store> Inner<S> {
         }
     }
 
+    /// One counter per policy: allowed, denied, or denied in shadow mode.
+    #[cfg(feature = "metrics")]
+    fn count_decision(&self, decision: &Decision) {
+        for state in &decision.policies {
+            let Some(m) = self.metrics.iter().find(|m| m.name == state.name) else {
+                continue;
+            };
+            match (state.allowed(), self.shadow) {
+                (true, _) => m.allowed.inc(),
+                (false, true) => m.shadow_denied.inc(),
+                (false, false) => m.denied.inc(),
+            }
+        }
+    }
+
     fn store_failed(&self, err: &KvError) -> Verdict {
+        for m in &self.metrics {
+            m.error.inc();
+        }
         match self.failure {
             // `Local` is handled by `finish` (a limiter in that mode has `degraded`).
             FailureMode::Open | FailureMode::Local { .. } => {

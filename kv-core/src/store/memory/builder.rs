@@ -215,6 +215,8 @@ impl MemoryStoreBuilder {
             lru_tick: AtomicU32::new(0),
             expiry_start: AtomicUsize::new(0),
             janitor: Janitor::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::observe::MemoryMetrics::new(),
             config: self,
         });
         if let Some(interval) = inner.config.expiry_interval {
@@ -240,6 +242,8 @@ pub(super) fn expiry_tick(inner: &Inner) {
         .unwrap_or(Duration::from_millis(100))
         / 4;
     expiry_cycle(inner, budget);
+    #[cfg(feature = "metrics")]
+    inner.metrics.sample(super::stats_of(inner));
 }
 
 /// One active-expiry run: at most `budget` of wall time.

@@ -92,6 +92,32 @@ pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
+/// A [`MemoryStore`]'s figures: see [`MemoryStore::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryStats {
+    /// Entries held, expired ones not yet reclaimed included.
+    pub keys: usize,
+    /// Accounted bytes held.
+    pub bytes: usize,
+    /// Live entries removed to stay within the memory bound.
+    pub evictions: u64,
+    /// Expired entries reclaimed (by active expiry, eviction scans and `purge_expired`).
+    pub expirations: u64,
+}
+
+fn stats_of(inner: &Inner) -> MemoryStats {
+    let mut stats = MemoryStats::default();
+    for shard in &*inner.shards {
+        let s = shard.0.read();
+        stats.keys += s.map.len();
+        stats.bytes += s.used;
+        stats.evictions += s.evicted;
+        stats.expirations += s.expired;
+    }
+    stats
+}
+
 struct Inner {
     shards: Box<[Padded]>,
     shard_mask: u64,
@@ -106,6 +132,9 @@ struct Inner {
     expiry_start: AtomicUsize,
     /// Wakes the expiry thread when the store is dropped.
     janitor: Janitor,
+    /// The gauges and counters the expiry thread samples (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: crate::observe::MemoryMetrics,
     config: MemoryStoreBuilder,
 }
 
@@ -150,6 +179,14 @@ impl MemoryStore {
     /// Accounted bytes held right now (see the module docs for what is counted).
     pub fn used_bytes(&self) -> usize {
         self.inner.shards.iter().map(|s| s.0.read().used).sum()
+    }
+
+    /// What the store holds and has reclaimed so far (one read lock per shard). With the
+    /// `metrics` feature the expiry thread reports the same figures at every tick as
+    /// `kv_memory_store_keys`, `kv_memory_store_bytes`, `kv_memory_store_evictions_total`
+    /// and `kv_memory_store_expirations_total`.
+    pub fn stats(&self) -> MemoryStats {
+        stats_of(&self.inner)
     }
 
     /// Removes every expired entry now, scanning the whole store; returns how many.

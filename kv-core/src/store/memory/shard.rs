@@ -125,6 +125,10 @@ pub(crate) struct Shard {
     protected: usize,
     /// Where the search for an unprotected victim resumes.
     evict_cursor: usize,
+    /// Live entries removed to make room, since the store was built.
+    pub(crate) evicted: u64,
+    /// Expired entries reclaimed by the expiry scans (active expiry, eviction, purge).
+    pub(crate) expired: u64,
 }
 
 impl Shard {
@@ -134,6 +138,8 @@ impl Shard {
             used: 0,
             volatile: 0,
             cursor: 0,
+            evicted: 0,
+            expired: 0,
             rng: seed | 1,
             classes,
             protected: 0,
@@ -299,8 +305,13 @@ impl Shard {
                     .map(|index| (index, true, false, 0));
             }
             match victim {
-                Some((index, ..)) => {
+                Some((index, _, _, age)) => {
                     self.remove_index(index);
+                    if age == u32::MAX {
+                        self.expired += 1;
+                    } else {
+                        self.evicted += 1;
+                    }
                 }
                 None => break,
             }
@@ -343,6 +354,7 @@ impl Shard {
                 // The last entry moves into `cursor`: look at it on the next round.
                 self.remove_index(self.cursor);
                 removed += 1;
+                self.expired += 1;
             } else {
                 self.cursor += 1;
             }

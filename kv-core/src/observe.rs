@@ -34,6 +34,12 @@
 //! ones you configured, every other label value is a fixed word.
 //!
 //! # Tracing
+//! Each middleware decision runs in a `debug` span: `kv.rate_limit` (fields `outcome` =
+//! `allowed` / `denied`, and `policy`, the policy that denied), `kv.cache` (`outcome` =
+//! `hit` / `miss` / `bypass`) and `kv.session` around the save at the end of a request
+//! (`outcome` = `saved` / `kept` / `error`). A refused request is logged at `debug` with
+//! its policy (the rate limiter's `429`, the session's cross-origin `403`); store
+//! failures at `warn` / `error`.
 //! Remote store calls run in a `debug` span named `kv.store` with the OpenTelemetry
 //! semantic-convention fields `db.system.name = "redis"` and `db.operation.name` (the
 //! command sent: `GET`, `SET`, `EVALSHA` for the scripts, …), so `tracing-opentelemetry` exports them as database client spans. kv never puts

@@ -282,6 +282,17 @@ pub enum Lookup<St: Store> {
     Forward(Box<Forward<St>>),
 }
 
+impl<St: Store> Lookup<St> {
+    /// The word this lookup is logged under (the `outcome` field of the `kv.cache` span).
+    fn outcome(&self) -> &'static str {
+        match self {
+            Lookup::Hit { .. } => "hit",
+            Lookup::Forward(f) if matches!(f.kind, forward::Kind::Bypass) => "bypass",
+            Lookup::Forward(_) => "miss",
+        }
+    }
+}
+
 /// What happens to the inner service's response.
 #[derive(Debug)]
 #[must_use]
@@ -445,6 +456,29 @@ impl<St: Store> Cache<St> {
     /// [`Step::Pending`] otherwise, with a future that owns what it needs of the request
     /// (`Send + 'static`).
     pub fn lookup(&self, req: &dyn RequestView) -> Step<Lookup<St>, StepFuture<Lookup<St>>> {
+        let span = tracing::debug_span!("kv.cache", outcome = tracing::field::Empty);
+        match self.lookup_inner(req, &span) {
+            Step::Ready(lookup) => {
+                span.record("outcome", lookup.outcome());
+                Step::Ready(lookup)
+            }
+            Step::Pending(fut) => Step::Pending(Box::pin(tracing::Instrument::instrument(
+                async move {
+                    let lookup = fut.await;
+                    tracing::Span::current().record("outcome", lookup.outcome());
+                    lookup
+                },
+                span,
+            ))),
+        }
+    }
+
+    fn lookup_inner(
+        &self,
+        req: &dyn RequestView,
+        span: &tracing::Span,
+    ) -> Step<Lookup<St>, StepFuture<Lookup<St>>> {
+        let _entered = span.enter();
         let headers = req.headers();
         let head = RequestHead {
             method: req.method(),

@@ -188,15 +188,29 @@ impl<S: Store> RateLimiter<S> {
     /// read before this returns; the future owns what it needs (`Send + 'static`).
     /// `limiter.check(&req).await` gives the verdict either way.
     pub fn check(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
-        let count = match self.inner.count_of(req) {
-            Ok(count) => count,
-            Err(verdict) => return Step::Ready(*verdict),
+        let span = tracing::debug_span!(
+            "kv.rate_limit",
+            outcome = tracing::field::Empty,
+            policy = tracing::field::Empty,
+        );
+        let count = {
+            let _entered = span.enter();
+            match self.inner.count_of(req) {
+                Ok(count) => count,
+                Err(verdict) => return Step::Ready(record_verdict(&span, *verdict)),
+            }
         };
-        if let Some(verdict) = self.inner.decide_now(&count) {
-            return Step::Ready(verdict);
+        if let Some(verdict) = span.in_scope(|| self.inner.decide_now(&count)) {
+            return Step::Ready(record_verdict(&span, verdict));
         }
         let inner = Arc::clone(&self.inner);
-        Step::Pending(Box::pin(async move { inner.decide(count).await }))
+        Step::Pending(Box::pin(tracing::Instrument::instrument(
+            async move {
+                let verdict = inner.decide(count).await;
+                record_verdict(&tracing::Span::current(), verdict)
+            },
+            span,
+        )))
     }
 
     /// In-process GCRA states held right now (pruned in the background).
@@ -555,6 +569,25 @@ impl<S: Store> Inner<S> {
             }
         }
     }
+}
+
+/// Puts the verdict in the `kv.rate_limit` span: `allowed` or `denied`, and the policy
+/// that denied (a configured name, never the key).
+fn record_verdict(span: &tracing::Span, verdict: Verdict) -> Verdict {
+    if !span.is_disabled() {
+        match &verdict {
+            Verdict::Allow { .. } => {
+                span.record("outcome", "allowed");
+            }
+            Verdict::Reject { decision, .. } => {
+                span.record("outcome", "denied");
+                if let Some(policy) = decision.as_ref().and_then(Decision::denied_by) {
+                    span.record("policy", &*policy.name);
+                }
+            }
+        }
+    }
+    verdict
 }
 
 impl<S: Store> fmt::Debug for RateLimiter<S> {

@@ -303,7 +303,14 @@ impl Session {
             return Step::Ready(Ok(None));
         }
         let state = std::mem::take(&mut *self.inner.state.lock());
-        save::end(&self.inner.manager, state, status)
+        let span = tracing::debug_span!("kv.session", outcome = tracing::field::Empty);
+        match span.in_scope(|| save::end(&self.inner.manager, state, status)) {
+            Step::Ready(result) => {
+                span.record("outcome", save::outcome(&result));
+                Step::Ready(result)
+            }
+            Step::Pending(save) => Step::Pending(save.in_span(span)),
+        }
     }
 }
 

@@ -283,6 +283,31 @@ impl fmt::Debug for Save {
     }
 }
 
+impl Save {
+    /// Runs the save inside `span` (the `kv.session` span), recording its outcome.
+    pub(super) fn in_span(self, span: tracing::Span) -> Save {
+        let inner = self.0;
+        Save(Box::pin(tracing::Instrument::instrument(
+            async move {
+                let result = inner.await;
+                tracing::Span::current().record("outcome", outcome(&result));
+                result
+            },
+            span,
+        )))
+    }
+}
+
+/// The `outcome` field of the `kv.session` span: `saved` (a cookie to send), `kept`
+/// (nothing for the client) or `error`.
+pub(super) fn outcome(result: &Result<Option<HeaderValue>, SessionError>) -> &'static str {
+    match result {
+        Ok(Some(_)) => "saved",
+        Ok(None) => "kept",
+        Err(_) => "error",
+    }
+}
+
 impl Future for Save {
     type Output = Result<Option<HeaderValue>, SessionError>;
 

@@ -60,6 +60,14 @@ fn sessions(route: Router) -> Router {
 }
 
 fn main() {
+    // With the `metrics` feature and KV_INSTR_RECORDER set: a real recorder (the
+    // Prometheus one the demos use), installed before the middlewares are built.
+    #[cfg(feature = "metrics")]
+    let _metrics = std::env::var_os("KV_INSTR_RECORDER").map(|_| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("recorder")
+    });
     let mut args = std::env::args().skip(1);
     let scenario = args.next().expect("scenario");
     let iters: u64 = args

@@ -188,6 +188,10 @@ impl<S: Store> RateLimiter<S> {
     /// read before this returns; the future owns what it needs (`Send + 'static`).
     /// `limiter.check(&req).await` gives the verdict either way.
     pub fn check(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
+        // No span unless some subscriber wants debug (a span costs even when unrecorded).
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return self.check_inner(req);
+        }
         let span = tracing::debug_span!(
             "kv.rate_limit",
             outcome = tracing::field::Empty,
@@ -211,6 +215,18 @@ impl<S: Store> RateLimiter<S> {
             },
             span,
         )))
+    }
+
+    fn check_inner(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
+        let count = match self.inner.count_of(req) {
+            Ok(count) => count,
+            Err(verdict) => return Step::Ready(*verdict),
+        };
+        if let Some(verdict) = self.inner.decide_now(&count) {
+            return Step::Ready(verdict);
+        }
+        let inner = Arc::clone(&self.inner);
+        Step::Pending(Box::pin(async move { inner.decide(count).await }))
     }
 
     /// In-process GCRA states held right now (pruned in the background).

@@ -303,6 +303,9 @@ impl Session {
             return Step::Ready(Ok(None));
         }
         let state = std::mem::take(&mut *self.inner.state.lock());
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return save::end(&self.inner.manager, state, status);
+        }
         let span = tracing::debug_span!("kv.session", outcome = tracing::field::Empty);
         match span.in_scope(|| save::end(&self.inner.manager, state, status)) {
             Step::Ready(result) => {

@@ -74,6 +74,18 @@ impl RequestView for View<'_> {
     fn authority(&self) -> Option<&str> {
         self.req.uri().authority().map(|a| a.as_str())
     }
+    /// actix-web's `http` 0.2 version, as `http` 1.x's.
+    fn version(&self) -> Option<http::Version> {
+        use actix_web::http::Version as V;
+        Some(match self.req.version() {
+            V::HTTP_09 => http::Version::HTTP_09,
+            V::HTTP_10 => http::Version::HTTP_10,
+            V::HTTP_11 => http::Version::HTTP_11,
+            V::HTTP_2 => http::Version::HTTP_2,
+            V::HTTP_3 => http::Version::HTTP_3,
+            _ => return None,
+        })
+    }
     /// Converted: actix-web's headers are `http` 0.2 types.
     fn headers(&self) -> Cow<'_, HeaderMap> {
         Cow::Owned(to_http(self.req.headers()))

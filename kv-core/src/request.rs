@@ -32,6 +32,12 @@ pub trait RequestView {
     fn authority(&self) -> Option<&str> {
         None
     }
+    /// The HTTP version of the request, when the adapter knows it (`None`: unknown). The
+    /// response cache bypasses an HTTP/1.1 request that names no host at all (RFC 9112
+    /// section 3.2 requires `Host` there).
+    fn version(&self) -> Option<http::Version> {
+        None
+    }
     /// Every header as `http` 1.x types: borrowed where the adapter holds them so,
     /// converted otherwise. Only the response cache asks (it keeps the request headers
     /// for `Vary` and revalidation); the other engines read single headers by name.
@@ -69,6 +75,9 @@ impl<B> RequestView for http::Request<B> {
     }
     fn authority(&self) -> Option<&str> {
         self.uri().authority().map(http::uri::Authority::as_str)
+    }
+    fn version(&self) -> Option<http::Version> {
+        Some(self.version())
     }
     fn headers(&self) -> Cow<'_, HeaderMap> {
         Cow::Borrowed(self.headers())

@@ -58,6 +58,9 @@ impl<B> RequestView for View<'_, B> {
     fn authority(&self) -> Option<&str> {
         self.req.uri().authority().map(http::uri::Authority::as_str)
     }
+    fn version(&self) -> Option<http::Version> {
+        Some(self.req.version())
+    }
     fn headers(&self) -> Cow<'_, HeaderMap> {
         Cow::Borrowed(self.req.headers())
     }

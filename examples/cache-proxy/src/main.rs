@@ -269,6 +269,9 @@ async fn main() {
     };
     let mut builder = Cache::builder(store)
         .default_ttl(args.default_ttl)
+        // Real clients' HTTP/1.1 requests all name their host: a request without one is
+        // malformed (RFC 9112 section 3.2) and is passed on uncached.
+        .require_host(true)
         .heuristic_freshness(args.heuristic.then(|| Duration::from_secs(24 * 60 * 60)))
         // A shared reverse proxy is a CDN in RFC 9213's sense.
         .targeted_cache_control(Some(HeaderName::from_static("cdn-cache-control")))

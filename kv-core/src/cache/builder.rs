@@ -147,6 +147,17 @@ impl<St: Store> CacheBuilder<St> {
         self
     }
 
+    /// Bypass an HTTP/1.1 request that names no host (no `Host`, no absolute-form
+    /// authority): RFC 9112 section 3.2 makes such a request malformed. Default off, so
+    /// that in-process tests (`oneshot` with `Request::get("/")`, actix's `TestRequest`)
+    /// are cached as a server's requests are; a host-less request is keyed under the
+    /// empty host, which no request from a real client (they all send `Host`) shares, so
+    /// it cannot reach another URL's entry either way. `cache-proxy` turns it on.
+    pub fn require_host(mut self, require: bool) -> Self {
+        self.config.require_host = require;
+        self
+    }
+
     /// Honour the request's `Cache-Control` / `Pragma` (default off; see the module docs).
     pub fn honor_request_cache_control(mut self, honor: bool) -> Self {
         self.config.honor_request_cc = honor;

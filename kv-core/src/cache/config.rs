@@ -17,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) heuristic_max: Duration,
     pub(crate) max_body: usize,
     pub(crate) honor_request_cc: bool,
+    /// Bypass HTTP/1.1 requests that name no host ([`CacheBuilder::require_host`]).
+    pub(crate) require_host: bool,
     pub(crate) cache_authorized: bool,
     pub(crate) status_header: Option<HeaderName>,
     pub(crate) coalesce: bool,

@@ -179,6 +179,8 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
     pub(crate) headers: &'a HeaderMap,
+    /// HTTP/1.1, where a request must name its host (RFC 9112 section 3.2).
+    pub(crate) host_required: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -196,9 +198,12 @@ impl<'a> RequestHead<'a> {
             Some(h) => Some(h.to_str().ok().filter(|h| key::valid_authority(h))?),
             None => None,
         };
-        match self.authority {
-            Some(a) => key::valid_authority(a).then_some(a),
-            None => Some(header.unwrap_or("")),
+        match (self.authority, header) {
+            (Some(a), _) => key::valid_authority(a).then_some(a),
+            (None, Some(h)) => Some(h),
+            // HTTP/1.1 without a Host is malformed: never cached.
+            (None, None) if self.host_required => None,
+            (None, None) => Some(""),
         }
     }
 }
@@ -241,16 +246,18 @@ struct OwnedHead {
     path: String,
     query: Option<String>,
     headers: HeaderMap,
+    host_required: bool,
 }
 
 impl OwnedHead {
-    fn of(req: &dyn RequestView, headers: HeaderMap) -> OwnedHead {
+    fn of(req: &dyn RequestView, headers: HeaderMap, host_required: bool) -> OwnedHead {
         OwnedHead {
             method: req.method().clone(),
             authority: req.authority().map(str::to_owned),
             path: req.path().to_owned(),
             query: req.query().map(str::to_owned),
             headers,
+            host_required,
         }
     }
 
@@ -261,8 +268,15 @@ impl OwnedHead {
             path: &self.path,
             query: self.query.as_deref(),
             headers: &self.headers,
+            host_required: self.host_required,
         }
     }
+}
+
+/// Whether `req` is HTTP/1.1, which must carry a `Host` (RFC 9112 section 3.2), and the
+/// cache was told to hold it to that ([`CacheBuilder::require_host`]).
+fn requires_host(req: &dyn RequestView, config: &Config) -> bool {
+    config.require_host && req.version() == Some(http::Version::HTTP_11)
 }
 
 /// Where a request goes: answered by the cache, or forwarded to the inner service.
@@ -355,6 +369,7 @@ impl<St: Store> Cache<St> {
                 heuristic_max: Duration::from_secs(24 * 60 * 60),
                 max_body: 960 << 10,
                 honor_request_cc: false,
+                require_host: false,
                 cache_authorized: false,
                 status_header: Some(HeaderName::from_static("x-cache")),
                 coalesce: true,
@@ -485,17 +500,19 @@ impl<St: Store> Cache<St> {
     ) -> Step<Lookup<St>, StepFuture<Lookup<St>>> {
         let _entered = span.enter();
         let headers = req.headers();
+        let host_required = requires_host(req, &self.inner.config);
         let head = RequestHead {
             method: req.method(),
             authority: req.authority(),
             path: req.path(),
             query: req.query(),
             headers: &headers,
+            host_required,
         };
         if let Some(lookup) = self.lookup_now(head) {
             return Step::Ready(lookup);
         }
-        let owned = OwnedHead::of(req, headers.into_owned());
+        let owned = OwnedHead::of(req, headers.into_owned(), host_required);
         let cache = self.clone();
         Step::Pending(Box::pin(
             async move { cache.lookup_wait(owned.head()).await },

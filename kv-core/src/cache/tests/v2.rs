@@ -463,3 +463,46 @@ async fn the_tag_header_can_be_kept() {
     h.cache.purge_tag("x").await.expect("purge");
     assert!(!h.get("/k", &[], &origin).await.served_by_cache());
 }
+
+#[tokio::test]
+async fn with_require_host_an_http_1_1_request_naming_no_host_bypasses() {
+    let b = ok(&[("cache-control", "max-age=60")], b"page");
+    let strict = harness_with(|b| b.require_host(true));
+    // HTTP/1.1 (the `http` default) without Host and without an absolute-form target:
+    // malformed by RFC 9112 section 3.2, never cached.
+    let Lookup::Forward(f) = lookup(&strict, Method::GET, "/p", &[]).await else {
+        panic!("forwarded")
+    };
+    assert!(f.is_bypass());
+    // The same request naming its host is cached, and so is HTTP/1.0 (no Host there).
+    let Lookup::Forward(f) = lookup(&strict, Method::GET, "/p", &[("host", "h")]).await else {
+        panic!("forwarded")
+    };
+    assert!(!f.is_bypass());
+    let mut old = request_of(&Method::GET, &"/p".parse().expect("uri"), &HeaderMap::new());
+    *old.version_mut() = http::Version::HTTP_10;
+    let Lookup::Forward(f) = strict.cache.lookup(&old).await else {
+        panic!("forwarded")
+    };
+    assert!(!f.is_bypass(), "HTTP/1.0 has no Host to require");
+    let _ = through(f, &b).await;
+    // By default a host-less request is keyed under the empty host (in-process tests make
+    // them), which no request naming a host shares.
+    let lenient = harness();
+    let Lookup::Forward(f) = lookup(&lenient, Method::GET, "/p", &[]).await else {
+        panic!("forwarded")
+    };
+    assert!(!f.is_bypass());
+    let _ = through(f, &b).await;
+    assert!(matches!(
+        lookup(&lenient, Method::GET, "/p", &[]).await,
+        Lookup::Hit { .. }
+    ));
+    assert!(
+        matches!(
+            lookup(&lenient, Method::GET, "/p", &[("host", "h")]).await,
+            Lookup::Forward(_)
+        ),
+        "a request naming a host never gets the host-less entry"
+    );
+}

@@ -77,6 +77,7 @@ mod forwarded;
 mod gcra;
 mod key;
 mod manage;
+mod observed;
 mod outcome;
 #[cfg(feature = "test-util")]
 mod parse;
@@ -108,7 +109,7 @@ pub use quota::Quota;
 use crate::clock::ClockHandle;
 use crate::janitor::Janitor;
 use crate::request::RequestView;
-use crate::{KvError, LocalStore, Result, Step, StepFuture, Store};
+use crate::{KvError, LocalStore, Result, Store};
 use gcra::Gcra;
 use window::Plan;
 
@@ -178,55 +179,6 @@ impl<S: Store> RateLimiter<S> {
     /// A builder over `store`.
     pub fn builder(store: S) -> RateLimiterBuilder<S> {
         RateLimiterBuilder::new(store)
-    }
-
-    /// Checks `req` against every policy and counts it.
-    ///
-    /// [`Step::Ready`] when the verdict needed no waiting: bypassed or keyless requests,
-    /// in-process GCRA, and every policy on a store with a [`LocalStore`] face (the memory store);
-    /// [`Step::Pending`] with the future that asks the store otherwise. The request is
-    /// read before this returns; the future owns what it needs (`Send + 'static`).
-    /// `limiter.check(&req).await` gives the verdict either way.
-    pub fn check(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
-        // No span unless some subscriber wants debug (a span costs even when unrecorded).
-        if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            return self.check_inner(req);
-        }
-        let span = tracing::debug_span!(
-            "kv.rate_limit",
-            outcome = tracing::field::Empty,
-            policy = tracing::field::Empty,
-        );
-        let count = {
-            let _entered = span.enter();
-            match self.inner.count_of(req) {
-                Ok(count) => count,
-                Err(verdict) => return Step::Ready(record_verdict(&span, *verdict)),
-            }
-        };
-        if let Some(verdict) = span.in_scope(|| self.inner.decide_now(&count)) {
-            return Step::Ready(record_verdict(&span, verdict));
-        }
-        let inner = Arc::clone(&self.inner);
-        Step::Pending(Box::pin(tracing::Instrument::instrument(
-            async move {
-                let verdict = inner.decide(count).await;
-                record_verdict(&tracing::Span::current(), verdict)
-            },
-            span,
-        )))
-    }
-
-    fn check_inner(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
-        let count = match self.inner.count_of(req) {
-            Ok(count) => count,
-            Err(verdict) => return Step::Ready(*verdict),
-        };
-        if let Some(verdict) = self.inner.decide_now(&count) {
-            return Step::Ready(verdict);
-        }
-        let inner = Arc::clone(&self.inner);
-        Step::Pending(Box::pin(async move { inner.decide(count).await }))
     }
 
     /// In-process GCRA states held right now (pruned in the background).
@@ -551,21 +503,6 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    /// One counter per policy: allowed, denied, or denied in shadow mode.
-    #[cfg(feature = "metrics")]
-    fn count_decision(&self, decision: &Decision) {
-        for state in &decision.policies {
-            let Some(m) = self.metrics.iter().find(|m| m.name == state.name) else {
-                continue;
-            };
-            match (state.allowed(), self.shadow) {
-                (true, _) => m.allowed.inc(),
-                (false, true) => m.shadow_denied.inc(),
-                (false, false) => m.denied.inc(),
-            }
-        }
-    }
-
     fn store_failed(&self, err: &KvError) -> Verdict {
         for m in &self.metrics {
             m.error.inc();
@@ -585,25 +522,6 @@ impl<S: Store> Inner<S> {
             }
         }
     }
-}
-
-/// Puts the verdict in the `kv.rate_limit` span: `allowed` or `denied`, and the policy
-/// that denied (a configured name, never the key).
-fn record_verdict(span: &tracing::Span, verdict: Verdict) -> Verdict {
-    if !span.is_disabled() {
-        match &verdict {
-            Verdict::Allow { .. } => {
-                span.record("outcome", "allowed");
-            }
-            Verdict::Reject { decision, .. } => {
-                span.record("outcome", "denied");
-                if let Some(policy) = decision.as_ref().and_then(Decision::denied_by) {
-                    span.record("policy", &*policy.name);
-                }
-            }
-        }
-    }
-    verdict
 }
 
 impl<S: Store> fmt::Debug for RateLimiter<S> {

@@ -193,10 +193,9 @@ fn prepare<St: Store>(
     decision: Option<Decision>,
 ) -> Option<After> {
     let decision = decision?;
-    let after = decision.charges_after().then(|| {
-        let (limiter, decision) = (limiter.clone(), decision.clone());
-        Box::new(move |status| limiter.after_response(&decision, status)) as After
-    });
+    let after = limiter
+        .charge_after(&decision)
+        .map(|charge| charge as After);
     if limiter.decision_in_extensions() {
         req.extensions_mut().insert(decision);
     }

@@ -4,7 +4,6 @@
 
 use kv_test_support as support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kv_core::{KvError, RedisStore, Store};
@@ -111,25 +110,6 @@ async fn wrong_or_missing_credentials_are_a_clear_error_at_connect() {
 }
 
 /// A `tracing` subscriber writing into a buffer, for the whole test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// The reconnect after a dropped connection is refused by AUTH (the password was rotated
 /// on the server): the `redis` crate's connection manager never retries after a non-IO
@@ -141,7 +121,7 @@ async fn a_reconnect_refused_by_auth_is_retried_until_it_succeeds() {
     else {
         return;
     };
-    let logs = Captured::default();
+    let logs = support::CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
         .with_max_level(tracing::Level::TRACE)
@@ -199,7 +179,7 @@ async fn a_reconnect_refused_by_auth_is_retried_until_it_succeeds() {
     );
 
     let printed = format!("{store:?} {:?}", RedisStore::builder(&url));
-    let logged = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let logged = logs.text();
     for text in [&printed, &logged] {
         assert!(!text.contains(PASSWORD), "password leaked: {text}");
         assert!(!text.contains("rotated-pw"), "password leaked: {text}");

@@ -4,9 +4,7 @@
 //! id, a cookie, a user name, a store key or the Redis password. One test in this binary:
 //! the subscriber is process-wide.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, test as atest, web};
@@ -20,26 +18,6 @@ use kv_core::session::SessionManager;
 use kv_core::{AnyStore, RedisStore};
 use kv_test_support as support;
 use tower::ServiceExt;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const PASSWORD: &str = "redis-pw-never-logged";
 const PEER: &str = "198.51.100.77:41000";
@@ -184,7 +162,7 @@ async fn nothing_kv_logs_holds_an_ip_an_id_a_cookie_a_user_a_key_or_a_password()
     else {
         return;
     };
-    let logs = Captured::default();
+    let logs = support::CapturedLogs::default();
     tracing_subscriber::fmt()
         .with_writer(logs.clone())
         .with_max_level(tracing::Level::TRACE)
@@ -201,7 +179,7 @@ async fn nothing_kv_logs_holds_an_ip_an_id_a_cookie_a_user_a_key_or_a_password()
     redis.kill();
     through_axum(during, &mut cookies).await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("kv.rate_limit"),
         "the spans were captured: {text}"

@@ -100,6 +100,7 @@ pub use ipnet::IpNet;
 use key::RateKey;
 pub use key::{ForwardedHeader, KeySource, MissingKey};
 pub use manage::LimitKey;
+pub use outcome::ChargeAfter;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use parse::parse_rate_limit_header;

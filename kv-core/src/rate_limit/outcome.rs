@@ -17,6 +17,22 @@ use super::window::Plan;
 use super::{Inner, RateLimiter, ban, gcra};
 use crate::{KvError, LocalStore, Result, Step, StepFuture, Store};
 
+/// The charge an adapter makes once the response's status is known (see
+/// [`RateLimiter::charge_after`]).
+pub type ChargeAfter = Box<dyn FnOnce(StatusCode) -> Step<(), StepFuture<()>> + Send>;
+
+impl<S: Store> RateLimiter<S> {
+    /// For an allowed request's `decision`: the charge to make with the response's status
+    /// ([`after_response`](Self::after_response) bound to this limiter and decision), or
+    /// `None` when no policy counts by outcome. The adapters call it after the handler.
+    pub fn charge_after(&self, decision: &Decision) -> Option<ChargeAfter> {
+        decision.charges_after().then(|| {
+            let (limiter, decision) = (self.clone(), decision.clone());
+            Box::new(move |status| limiter.after_response(&decision, status)) as ChargeAfter
+        })
+    }
+}
+
 impl<S: Store> RateLimiter<S> {
     /// Charges the policies counted by outcome ([`Policy::count_if`](super::Policy::count_if),
     /// bans) for a response of `status` to the request `decision` was made for. The

@@ -12,7 +12,7 @@ use crate::body::KvBody;
 use crate::response::answer;
 
 /// The charge after the response (policies counted by outcome), given its status.
-pub(crate) type After = Box<dyn FnOnce(http::StatusCode) -> Step<(), StepFuture<()>> + Send>;
+pub(crate) type After = kv_core::rate_limit::ChargeAfter;
 
 /// The store's answer, with the service (polled ready), the request kept for the call
 /// and the charge after it.

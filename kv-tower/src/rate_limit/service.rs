@@ -126,10 +126,7 @@ fn prepare<St: Store, B>(
     decision: Option<Decision>,
 ) -> Option<After> {
     let decision = decision?;
-    let after = decision.charges_after().then(|| {
-        let (limiter, decision) = (limiter.clone(), decision.clone());
-        Box::new(move |status| limiter.after_response(&decision, status)) as After
-    });
+    let after = limiter.charge_after(&decision);
     if limiter.decision_in_extensions() {
         req.extensions_mut().insert(decision);
     }

@@ -109,8 +109,6 @@ async fn wrong_or_missing_credentials_are_a_clear_error_at_connect() {
     }
 }
 
-/// A `tracing` subscriber writing into a buffer, for the whole test.
-
 /// The reconnect after a dropped connection is refused by AUTH (the password was rotated
 /// on the server): the `redis` crate's connection manager never retries after a non-IO
 /// failure, so without our own retry the store would fail forever. It recovers once the

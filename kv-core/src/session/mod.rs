@@ -73,7 +73,7 @@ mod index;
 mod lifetime;
 mod manager;
 mod origin;
-mod record;
+pub(crate) mod record;
 mod save;
 mod shared;
 mod state;

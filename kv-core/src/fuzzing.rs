@@ -52,12 +52,15 @@ fn summary(r: &Record) -> RecordSummary {
     )
 }
 
+/// The fields of a session hash: name, value.
+pub type Fields = Vec<(String, Vec<u8>)>;
+
 /// Decodes the fields of a session hash as read from the store (`persistent`: the
 /// record has no TTL); with the record it decodes to, the fields it encodes to again.
 pub fn session_record(
     fields: &[(String, Vec<u8>)],
     persistent: bool,
-) -> Option<(RecordSummary, Vec<(String, Vec<u8>)>)> {
+) -> Option<(RecordSummary, Fields)> {
     let values: Vec<(&str, Bytes)> = fields
         .iter()
         .map(|(n, v)| (n.as_str(), Bytes::copy_from_slice(v)))
@@ -68,7 +71,7 @@ pub fn session_record(
         Ttl::Expires(std::time::Duration::from_secs(60))
     };
     let r = Record::decode(values.iter().map(|(n, v)| (*n, v)), ttl)?;
-    let again = record::encode(r.created_ms, r.user.as_deref(), &r.meta, &r.data)
+    let again: Fields = record::encode(r.created_ms, r.user.as_deref(), &r.meta, &r.data)
         .into_iter()
         .map(|(n, v)| (n, v.to_vec()))
         .collect();
@@ -153,4 +156,53 @@ pub fn cache_headers(lines: &[(u8, &[u8])]) -> (bool, Option<Vec<String>>, Optio
         .map(|n| n.iter().map(|n| n.as_str().to_owned()).collect());
     let tags = tags::parse(&headers, &HeaderName::from_static("surrogate-key")).ok();
     (targeted, vary, tags)
+}
+
+fn cookie_config(mode: u8) -> crate::session::cookie::CookieConfig {
+    use crate::session::cookie::{Carrier, CookieConfig, Protection};
+    let key = |b: u8| crate::session::Key::from(&[b; 64]);
+    CookieConfig {
+        name: "id".to_owned(),
+        path: "/".to_owned(),
+        domain: None,
+        secure: true,
+        http_only: true,
+        same_site: crate::session::SameSite::Lax,
+        persistent: true,
+        // Two keys: the second is an older one still accepted (rotation).
+        protection: match mode % 3 {
+            0 => Protection::Plain,
+            1 => Protection::Signed(vec![key(1), key(2)]),
+            _ => Protection::Private(vec![key(1), key(2)]),
+        },
+        carrier: Carrier::Cookie,
+    }
+}
+
+/// The session cookie `id` in its plain (`mode % 3 == 0`), signed (1) or private (2)
+/// form: the ids (text) that `Cookie` lines offer, and whether a value of the name was
+/// seen at all.
+pub fn session_cookie_ids(mode: u8, lines: &[&[u8]]) -> (Vec<String>, bool) {
+    let headers: Vec<HeaderValue> = lines
+        .iter()
+        .filter_map(|l| HeaderValue::from_bytes(l).ok())
+        .collect();
+    let found = cookie_config(mode).find_ids(&headers);
+    let ids = found
+        .candidates
+        .iter()
+        .map(|c| c.id.as_str().to_owned())
+        .collect();
+    (ids, found.seen)
+}
+
+/// The cookie value (`id=…`) the engine issues for the session id made of `random` in
+/// the given mode, and the id's text.
+pub fn issue_session_cookie(mode: u8, random: [u8; 16]) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+    let id = crate::session::id::SessionId::parse(&text)?;
+    let set_cookie = cookie_config(mode).issue(&id, std::time::Duration::from_secs(60))?;
+    let pair = set_cookie.to_str().ok()?.split(';').next()?.to_owned();
+    Some((pair, text))
 }

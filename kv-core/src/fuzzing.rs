@@ -206,3 +206,30 @@ pub fn issue_session_cookie(mode: u8, random: [u8; 16]) -> Option<(String, Strin
     let pair = set_cookie.to_str().ok()?.split(';').next()?.to_owned();
     Some((pair, text))
 }
+
+/// The `RateLimit-Policy` and `RateLimit` field values the limiter emits for `policies`
+/// (name, limit, window ms, remaining, reset ms; names as the builder admits them).
+pub fn ratelimit_fields(policies: &[(String, u64, u64, u64, u64)]) -> (String, String) {
+    use crate::rate_limit::PolicyState;
+    use crate::rate_limit::decision::{policy_value, state_value};
+    use std::time::Duration;
+    let policy = policy_value(
+        policies
+            .iter()
+            .map(|(n, limit, window, _, _)| (n.as_str(), *limit, Duration::from_millis(*window))),
+    );
+    let states: Vec<PolicyState> = policies
+        .iter()
+        .map(|(n, limit, window, remaining, reset)| PolicyState {
+            name: n.as_str().into(),
+            limit: *limit,
+            window: Duration::from_millis(*window),
+            remaining: *remaining,
+            reset_after: Duration::from_millis(*reset),
+            retry_after: None,
+        })
+        .collect();
+    let state = state_value(&states);
+    let text = |v: HeaderValue| v.to_str().map(str::to_owned).unwrap_or_default();
+    (text(policy), text(state))
+}

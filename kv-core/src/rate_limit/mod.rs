@@ -71,7 +71,7 @@
 
 mod ban;
 mod builder;
-mod decision;
+pub(crate) mod decision;
 mod degraded;
 pub(crate) mod forwarded;
 mod gcra;

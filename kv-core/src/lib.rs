@@ -67,6 +67,9 @@ pub mod cache;
 pub mod clock;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod janitor;
 pub mod observe;
 pub mod rate_limit;

@@ -86,7 +86,8 @@ impl Entry {
     pub(crate) fn head_len(&self) -> usize {
         let mut size = 2 + 8 * 5 + 1 + 2 + 2 + 2;
         for (n, v) in &self.vary {
-            size += 2 + n.as_str().len() + 1 + 4 + v.as_ref().map_or(0, |v| v.len());
+            // An absent value is its presence byte alone (no length).
+            size += 2 + n.as_str().len() + 1 + v.as_ref().map_or(0, |v| 4 + v.len());
         }
         for (n, v) in &self.headers {
             size += 2 + n.as_str().len() + 4 + v.len();
@@ -447,5 +448,31 @@ mod tests {
         assert_eq!(*m, marker);
         assert!(decode(Bytes::from_static(b"R\x02")).is_none());
         assert!(decode(Bytes::from_static(b"zz")).is_none());
+    }
+
+    #[test]
+    fn head_len_is_the_size_of_the_encoded_head() {
+        // Found by the `cache_entry` fuzz target: `head_len` counted a 4-byte length for
+        // a `Vary` name whose request value was absent, which is written as its presence
+        // byte alone (so the size it promised was 4 bytes too large per absent value).
+        let crash = b"\x52\x01\x00\x01\x00\x10\x24\x08\x00\x00\x1e\x02\x00\x00\x00\x00\
+              \x00\x00\x32\x00\xd0\xd0\x00\x01\x10\x00\x60\x00\x00\xd0\x60\x24\
+              \x00\x00\xd0\x60\xd9\x00\x08\x00\x00\x1e\x00\x02\xd0\x00\x01\x00\
+              \x1e\x61\x57\x57\x57\x57\x57\x57\x57\x57\x57\x57\x56\x57\x57\x57\
+              \x57\x57\x57\x57\x57\x57\x6d\x6d\x6d\x6d\x6d\x6d\x6d\x6d\x6d\x00\
+              \x00\x00\xd0";
+        let Some(Stored::Entry(e)) = decode(Bytes::from_static(crash)) else {
+            panic!("the fuzzer's input decodes to an entry")
+        };
+        assert!(e.vary.iter().any(|(_, v)| v.is_none()));
+        let mut head = BytesMut::new();
+        e.encode_head(&mut head);
+        assert_eq!(head.len(), e.head_len());
+        let Some(Stored::Entry(back)) = decode(e.encode()) else {
+            panic!("the re-encoded entry decodes")
+        };
+        assert_eq!(back.vary, e.vary);
+        assert_eq!(back.headers, e.headers);
+        assert_eq!(back.body, e.body);
     }
 }

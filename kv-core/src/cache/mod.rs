@@ -129,21 +129,21 @@ mod body;
 mod builder;
 mod config;
 mod decide;
-mod directives;
-mod entry;
+pub(crate) mod directives;
+pub(crate) mod entry;
 mod flight;
 mod forward;
 mod key;
 mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
-mod policy;
+pub(crate) mod policy;
 mod range;
 mod read;
 mod recorder;
 mod serve;
 mod stats;
-mod tags;
+pub(crate) mod tags;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -222,7 +222,7 @@ pub(crate) fn policy_value<'a>(
 }
 
 /// `"name";r=50;t=30, ...`
-fn state_value(policies: &[PolicyState]) -> HeaderValue {
+pub(crate) fn state_value(policies: &[PolicyState]) -> HeaderValue {
     let mut out = Vec::with_capacity(32 * policies.len());
     let mut buf = itoa::Buffer::new();
     for (i, p) in policies.iter().enumerate() {

@@ -71,11 +71,11 @@
 
 mod ban;
 mod builder;
-mod decision;
+pub(crate) mod decision;
 mod degraded;
-mod forwarded;
+pub(crate) mod forwarded;
 mod gcra;
-mod key;
+pub(crate) mod key;
 mod manage;
 mod observed;
 mod outcome;

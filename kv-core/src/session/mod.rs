@@ -64,16 +64,16 @@
 //! writes at the end of a request), `index.rs` (the per-user index), `record.rs` (the
 //! stored layout), `cookie.rs` and `id.rs`, `shared.rs` (what every request shares).
 
-mod cookie;
+pub(crate) mod cookie;
 mod csrf;
 mod data;
 mod handle;
-mod id;
+pub(crate) mod id;
 mod index;
 mod lifetime;
 mod manager;
 mod origin;
-mod record;
+pub(crate) mod record;
 mod save;
 mod shared;
 mod state;

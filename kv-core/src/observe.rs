@@ -55,27 +55,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A counter kept twice: in an atomic (for the engines' own `stats()`), and, with the
-/// `metrics` feature, in a registered metrics handle.
+/// `metrics` feature, in a registered metrics [`Counter`].
 pub(crate) struct Tally {
     n: AtomicU64,
-    #[cfg(feature = "metrics")]
-    handle: ::metrics::Counter,
+    counter: Counter,
 }
 
 impl Tally {
     /// A tally reported as `name` with these fixed labels.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(name: &'static str, labels: &[(&'static str, &'static str)]) -> Tally {
         Tally {
             n: AtomicU64::new(0),
-            #[cfg(feature = "metrics")]
-            handle: {
-                let labels: Vec<::metrics::Label> = labels
-                    .iter()
-                    .map(|(k, v)| ::metrics::Label::from_static_parts(k, v))
-                    .collect();
-                ::metrics::counter!(name, labels)
-            },
+            counter: Counter::new(name, labels),
         }
     }
 
@@ -83,8 +74,7 @@ impl Tally {
     #[inline]
     pub(crate) fn bump(&self) {
         self.n.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        self.handle.increment(1);
+        self.counter.inc();
     }
 
     /// The count so far (this instance's, not the recorder's).

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kv_core::rate_limit::{Policy, RateLimiter, Verdict};
+use kv_core::clock::ManualClock;
 use kv_core::{MemoryStore, RedisStore, Store, Ttl};
 
 fn request(peer: &str) -> http::Request<()> {
@@ -109,7 +110,8 @@ async fn on_redis_windows_reset_and_counters_carry_their_ttl() {
         .as_millis() as u64;
     let key = format!("short:ip:198.51.100.42:{}", now_ms / 400);
     match store.ttl(&key).await.expect("ttl") {
-        Ttl::Expires(left) => assert!(left <= window),
+        // The rest of the window, and the counter's linger (at most one more window).
+        Ttl::Expires(left) => assert!(left <= window * 2),
         Ttl::Missing => {} // the window just rolled over
         Ttl::Persistent => panic!("a counter without a TTL"),
     }
@@ -123,6 +125,9 @@ struct SlowStore {
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
+    /// When set, every call moves this clock forward by this much before it reaches the
+    /// inner store: a call in flight while time passes (across a window's end).
+    late: Arc<std::sync::Mutex<Option<(ManualClock, Duration)>>>,
 }
 
 impl SlowStore {
@@ -132,6 +137,9 @@ impl SlowStore {
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some((clock, by)) = self.late.lock().expect("lock").as_ref() {
+            clock.advance(*by);
+        }
         f.await
     }
 }
@@ -221,4 +229,37 @@ async fn a_decision_costs_one_round_trip_however_many_policies() {
         Duration::from_millis(100),
         "store calls ran one after another"
     );
+}
+
+/// A request decided just before its window ends that reaches the store just after is
+/// still counted in its own window: its counter must not have expired with the window
+/// (else it is recreated at 1 and the request admitted above the quota).
+#[tokio::test(start_paused = true)]
+async fn a_count_that_reaches_the_store_after_its_window_ended_still_counts_in_it() {
+    let clock = ManualClock::new(); // a whole second
+    clock.advance(Duration::from_millis(990)); // 10 ms before the window ends
+    let inner = MemoryStore::builder()
+        .clock(clock.clone())
+        .build()
+        .expect("store");
+    let store = SlowStore {
+        inner,
+        ..SlowStore::default()
+    };
+    let limiter = RateLimiter::builder(store.clone())
+        .clock(clock.clone())
+        .policy(Policy::fixed_window("w", 3, Duration::from_secs(1)))
+        .build()
+        .expect("limiter");
+    let peer = request("198.51.100.44:1");
+    for i in 0..3 {
+        assert!(limiter.check(&peer).await.is_allowed(), "request {i}");
+    }
+    // The fourth is decided at 990 ms, in the full window, and reaches the store at
+    // 1 010 ms: refused, as the window it was decided in is full.
+    *store.late.lock().expect("lock") = Some((clock.clone(), Duration::from_millis(20)));
+    assert!(!limiter.check(&peer).await.is_allowed());
+    // The next window starts afresh (the lingering counter is not its counter).
+    *store.late.lock().expect("lock") = None;
+    assert!(limiter.check(&peer).await.is_allowed());
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kv_core::rate_limit::{Policy, RateLimiter, Verdict};
 use kv_core::clock::ManualClock;
+use kv_core::rate_limit::{Policy, RateLimiter, Verdict};
 use kv_core::{MemoryStore, RedisStore, Store, Ttl};
 
 fn request(peer: &str) -> http::Request<()> {

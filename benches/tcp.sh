@@ -87,7 +87,10 @@ fi
 if [ "$PART" = all ] || [ "$PART" = proxies ]; then
   "$TARGET/release/cache-proxy" --upstream "$base" --port "$PROXY_PORT" >"$tmp/proxy.log" 2>&1 &
   pids+=($!)
+  # nginx's workers run as an unprivileged user: they must be able to write the cache.
   mkdir -p "$tmp/nginx"
+  chmod 755 "$tmp"
+  chmod 777 "$tmp/nginx"
   cat >"$tmp/nginx.conf" <<EOF
 worker_processes 2;
 pid $tmp/nginx.pid;

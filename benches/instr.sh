@@ -2,6 +2,8 @@
 # Instructions per request (callgrind), only the measured loop counted: deterministic on a
 # noisy machine. Build: cargo build --profile bench -p kv-benches --bin instr (in both trees).
 # Run:   BASE_BIN=../other/target/release/instr N=400 benches/instr.sh bare rl_gcra ...
+# (`target/release/instr list` names the scenarios; .ci/instr-check compares one build
+# with benches/instr-baseline.txt.)
 N=${N:-400}
 for sc in "$@"; do
   for side in base new; do

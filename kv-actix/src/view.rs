@@ -57,11 +57,14 @@ impl RequestView for View<'_> {
     fn header(&self, name: &HeaderName) -> Option<&[u8]> {
         self.req
             .headers()
-            .get(name.as_str())
+            .get(&actix_name(name)?)
             .map(ActixValue::as_bytes)
     }
     fn for_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
-        for value in self.req.headers().get_all(name.as_str()) {
+        let Some(name) = actix_name(name) else {
+            return;
+        };
+        for value in self.req.headers().get_all(&name) {
             f(value.as_bytes());
         }
     }
@@ -96,14 +99,93 @@ impl RequestView for View<'_> {
 pub(crate) fn to_http(headers: &ActixHeaders) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
+        let name = name.as_str();
+        let name =
+            known_http_name(name).map_or_else(|| HeaderName::from_bytes(name.as_bytes()), Ok);
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value.as_bytes())) {
             map.append(name, value);
         }
     }
     map
+}
+
+/// The names the engines read and write most, as actix-web's constants: a string match
+/// instead of parsing the name again (`HeaderName::from_bytes` validates and looks it up
+/// byte by byte: ~150 instructions per header, on every header of every response).
+macro_rules! known_names {
+    ($($name:literal),* $(,)?) => {
+        #[cfg(test)]
+        const KNOWN: &[&str] = &[$($name),*];
+
+        fn known_name(name: &str) -> Option<ActixName> {
+            match name {
+                $($name => {
+                    const NAME: ActixName = ActixName::from_static($name);
+                    Some(NAME)
+                })*
+                _ => None,
+            }
+        }
+
+        /// The reverse: an actix-web name as `http` 1.x's constant.
+        fn known_http_name(name: &str) -> Option<HeaderName> {
+            match name {
+                $($name => {
+                    const NAME: HeaderName = HeaderName::from_static($name);
+                    Some(NAME)
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+
+known_names!(
+    "accept",
+    "accept-encoding",
+    "accept-ranges",
+    "access-control-request-method",
+    "age",
+    "authorization",
+    "cache-control",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "cookie",
+    "date",
+    "etag",
+    "expires",
+    "forwarded",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "origin",
+    "pragma",
+    "range",
+    "ratelimit",
+    "ratelimit-policy",
+    "retry-after",
+    "sec-fetch-site",
+    "set-cookie",
+    "surrogate-key",
+    "vary",
+    "x-cache",
+    "x-forwarded-for",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+);
+
+/// An `http` 1.x header name as actix-web's (`None` if actix refuses it: it never
+/// should, both validate the same grammar).
+pub(crate) fn actix_name(name: &HeaderName) -> Option<ActixName> {
+    let name = name.as_str();
+    known_name(name).or_else(|| ActixName::from_bytes(name.as_bytes()).ok())
 }
 
 /// An `http` 1.x header as actix-web's; `None` if actix refuses it (it never should:
@@ -112,7 +194,7 @@ pub(crate) fn header(
     name: &HeaderName,
     value: &http::HeaderValue,
 ) -> Option<(ActixName, ActixValue)> {
-    let name = ActixName::from_bytes(name.as_str().as_bytes()).ok()?;
+    let name = actix_name(name)?;
     let value = ActixValue::from_bytes(value.as_bytes()).ok()?;
     Some((name, value))
 }
@@ -126,4 +208,26 @@ pub(crate) fn status(s: actix_web::http::StatusCode) -> http::StatusCode {
 pub(crate) fn actix_status(s: http::StatusCode) -> actix_web::http::StatusCode {
     actix_web::http::StatusCode::from_u16(s.as_u16())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path gives the names parsing would, both ways, and leaves others to it.
+    #[test]
+    fn known_names_match_parsed_names() {
+        for name in KNOWN {
+            let parsed = ActixName::from_bytes(name.as_bytes()).expect("valid");
+            assert_eq!(known_name(name), Some(parsed), "{name}");
+            let parsed = HeaderName::from_bytes(name.as_bytes()).expect("valid");
+            assert_eq!(known_http_name(name), Some(parsed), "{name}");
+        }
+        assert_eq!(known_name("x-custom"), None);
+        let custom = HeaderName::from_static("x-custom");
+        assert_eq!(
+            actix_name(&custom),
+            Some(ActixName::from_static("x-custom"))
+        );
+    }
 }

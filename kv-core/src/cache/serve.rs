@@ -38,6 +38,15 @@ impl<St: Store> Cache<St> {
                         h.append(name.clone(), value.clone());
                     }
                     h.insert(AGE, age_value(0));
+                    // The length every server would add for this complete body (axum's
+                    // route, hyper, actix): present already, so that adding it does not
+                    // grow the map cloned per hit (a reallocation and a copy per request).
+                    if entry.status != StatusCode::NO_CONTENT
+                        && !entry.status.is_informational()
+                        && !entry.headers.contains_key(CONTENT_LENGTH)
+                    {
+                        h.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+                    }
                     if let Some(name) = &self.inner.config.status_header {
                         h.insert(name.clone(), HeaderValue::from_static("HIT"));
                     }

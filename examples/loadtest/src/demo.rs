@@ -464,18 +464,20 @@ pub struct FaultFigures {
     pub slowest_during: Duration,
 }
 
-/// A store outage `[down, up)`: while down (from `grace` after `down`), `/me` answers
-/// 500 and `/api/limited` admits without `RateLimit` fields (the demos' limiter fails
-/// open); `/me` answers 200 again within `recover` of `up`, and every `/me` sent later
-/// than that is 200.
+/// A store outage from `down` until `resume` (when the server is let back; `up` when it
+/// answers again): while down (from `grace` after `down`), `/me` answers 500 and
+/// `/api/limited` admits without `RateLimit` fields (the demos' limiter fails open);
+/// `/me` answers 200 again within `recover` of `up`, and every `/me` sent later than
+/// that is 200.
 pub fn check_outage(
     events: &[Event],
-    down: Instant,
-    up: Instant,
+    (down, resume, up): (Instant, Instant, Instant),
     grace: Duration,
     recover: Duration,
 ) -> Result<FaultFigures, String> {
-    let during = |e: &Event| e.sent >= down + grace && e.sent + e.latency <= up;
+    // Answered before the server was let back (`resume`, taken just before the restart
+    // or `SIGCONT`): a reply between `resume` and `up` may already be the store's.
+    let during = |e: &Event| e.sent >= down + grace && e.sent + e.latency <= resume;
     let me: Vec<&Event> = events.iter().filter(|e| e.route == Route::Me).collect();
     let me_during: Vec<&Event> = me.iter().copied().filter(|e| during(e)).collect();
     let me_500 = me_during.iter().filter(|e| e.status == 500).count();
@@ -555,13 +557,12 @@ pub fn check_outage(
 /// write) around its 500 ms handler, so `slow` bounds it.
 pub fn check_freeze(
     events: &[Event],
-    frozen: Instant,
-    thawed: Instant,
+    (frozen, thawed): (Instant, Instant),
     grace: Duration,
     (one_call, slow): (Duration, Duration),
     recover: Duration,
 ) -> Result<FaultFigures, String> {
-    let figures = check_outage(events, frozen, thawed, grace, recover)?;
+    let figures = check_outage(events, (frozen, thawed, thawed), grace, recover)?;
     let late: Vec<&Event> = events
         .iter()
         .filter(|e| e.sent >= frozen && e.sent < thawed)

@@ -24,7 +24,7 @@ pub const DEMO_POLICY: &str = "per-client";
 pub struct CleanFigures {
     /// `/slow` over 16 keys.
     pub cache: Report,
-    /// Handler runs per key (1 each: single flight, nothing expired).
+    /// Handler runs per key (1 each on a quiet machine: single flight, nothing expired).
     pub fills_per_key: BTreeMap<u64, usize>,
     /// `/api/limited` as one user.
     pub limited: Report,
@@ -35,8 +35,9 @@ pub struct CleanFigures {
 }
 
 impl CleanFigures {
-    /// Every property of a clean run: no transport error, no 5xx, no failed check, each
-    /// cache key filled once, exactly the quota admitted in each window.
+    /// Every property of a clean run: no transport error, no 5xx, no failed check (complete,
+    /// unmixed bodies; exact visit counts; exactly the quota admitted in each window),
+    /// every cache key served.
     pub fn check(&self) -> Result<(), String> {
         for report in [&self.cache, &self.limited, &self.sessions] {
             if report.transport_errors > 0 || report.server_errors() > 0 || report.failed_checks > 0
@@ -44,9 +45,12 @@ impl CleanFigures {
                 return Err(report.to_string());
             }
         }
-        if self.fills_per_key.len() != 16 || self.fills_per_key.values().any(|&n| n != 1) {
+        // Every key served. How often each was filled is reported, not asserted: once
+        // each on a quiet machine (single flight), but a store call that times out on a
+        // loaded one is a miss (fail-open), and the handler then runs again.
+        if self.fills_per_key.len() != 16 {
             return Err(format!(
-                "each of the 16 keys should be filled once: {:?}",
+                "all 16 keys should have been served: {:?}",
                 self.fills_per_key
             ));
         }
@@ -180,19 +184,23 @@ pub async fn faulted(
     ));
     tokio::time::sleep(before).await;
     let down = Instant::now();
-    match fault {
+    let resume = match fault {
         Fault::Kill => {
             redis.kill();
             tokio::time::sleep(outage).await;
-            redis.restart();
+            let resume = Instant::now();
+            redis.restart(); // returns once the new server answers PING
+            resume
         }
         Fault::Freeze => {
             let pid = redis.pid().ok_or("redis-server is not running")?;
             signal(pid, "STOP")?;
             tokio::time::sleep(outage).await;
+            let resume = Instant::now();
             signal(pid, "CONT")?;
+            resume
         }
-    }
+    };
     let up = Instant::now();
     let mut reports = Vec::new();
     for task in [me, slow, limited] {
@@ -203,10 +211,10 @@ pub async fn faulted(
     let grace = Duration::from_millis(600);
     let recover = Duration::from_secs(1);
     let figures = match fault {
-        Fault::Kill => check_outage(&events, down, up, grace, recover),
+        Fault::Kill => check_outage(&events, (down, resume, up), grace, recover),
         Fault::Freeze => {
             let bounds = (Duration::from_millis(1000), Duration::from_millis(2500));
-            check_freeze(&events, down, up, grace, bounds, recover)
+            check_freeze(&events, (down, resume), grace, bounds, recover)
         }
     };
     Ok(FaultRun {
@@ -214,7 +222,7 @@ pub async fn faulted(
         figures,
         reports,
         alive,
-        outage: up - down,
+        outage: resume - down,
     })
 }
 

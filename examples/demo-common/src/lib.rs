@@ -8,6 +8,8 @@
 pub mod browser;
 #[cfg(feature = "e2e")]
 pub mod e2e;
+#[cfg(feature = "e2e")]
+pub mod hardening;
 mod page;
 
 pub use page::INDEX_HTML;
@@ -373,9 +375,9 @@ pub fn keep_session_key_shared(store: AnyStore, key: &SessionKey) {
                         "another replica shares a different session key: cookies from one are refused by the other; set SESSION_KEY"
                     ),
                     Ok(_) => {}
-                    Err(e) => tracing::debug!("cannot read the shared session key: {e}"),
+                    Err(e) => tracing::warn!("cannot read the shared session key: {e}"),
                 },
-                Err(e) => tracing::debug!("cannot check the shared session key: {e}"),
+                Err(e) => tracing::warn!("cannot check the shared session key: {e}"),
             }
         }
     });

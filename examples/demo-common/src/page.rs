@@ -36,21 +36,6 @@ everything).</p>
 <form id="logout" method="post" action="/logout"><button id="logout-button">Log out</button></form>
 </section>
 
-<section id="try">
-<h2>Try it</h2>
-<button id="call-slow">GET /slow</button>
-<button id="call-limited">GET /api/limited ×3</button>
-<button id="call-me">GET /me</button>
-<button id="clear">Clear</button>
-<p><small><a href="/slow">/slow</a> takes 500 ms and is cached 10 s by kv (<code>X-Cache</code>,
-<code>Age</code>; the browser is told to ask every time, so you see kv's cache and not its own).
-<a href="/api/limited">/api/limited</a>: 5 per 10 s per user, 20 per 10 s per address; the 6th
-gets <code>429</code> with <code>Retry-After</code>. <a href="/me">/me</a>: your session.
-<a href="/healthz">/healthz</a>, <a href="/metrics">/metrics</a>.</small></p>
-<table><thead><tr><th>#</th><th>request</th><th>status</th><th>X-Cache</th><th>Age</th><th>RateLimit</th><th>Retry-After</th><th>ms</th><th>body</th></tr></thead>
-<tbody id="calls"></tbody></table>
-</section>
-
 <section id="metrics">
 <h2>Live counters <small>(from <code>/metrics</code>, every 2 s)</small></h2>
 <div class="stats">
@@ -66,6 +51,22 @@ gets <code>429</code> with <code>Retry-After</code>. <a href="/me">/me</a>: your
 </svg>
 <small>per 2 s: <span style="color:#17692b">cache hits</span>, <span style="color:#8a6d00">misses</span>, <span style="color:#b3261e">429s</span></small>
 </section>
+
+<section id="try">
+<h2>Try it</h2>
+<button id="call-slow">GET /slow</button>
+<button id="call-limited">GET /api/limited ×3</button>
+<button id="call-me">GET /me</button>
+<button id="clear">Clear</button>
+<p><small><a href="/slow">/slow</a> takes 500 ms and is cached 10 s by kv (<code>X-Cache</code>,
+<code>Age</code>; the browser is told to ask every time, so you see kv's cache and not its own).
+<a href="/api/limited">/api/limited</a>: 5 per 10 s per user, 20 per 10 s per address; the 6th
+gets <code>429</code> with <code>Retry-After</code>. <a href="/me">/me</a>: your session.
+<a href="/healthz">/healthz</a>, <a href="/metrics">/metrics</a>.</small></p>
+<table><thead><tr><th>#</th><th>request</th><th>status</th><th>X-Cache</th><th>Age</th><th>RateLimit</th><th>Retry-After</th><th>ms</th><th>body</th></tr></thead>
+<tbody id="calls"></tbody></table>
+</section>
+
 
 <script>
 "use strict";

@@ -136,7 +136,7 @@ function sum(text, name, label) {
   }
   return total;
 }
-const history = [];
+const history = Array.from({ length: 30 }, () => ({ hits: 0, misses: 0, denied: 0 }));
 let last = null;
 async function poll() {
   try {

@@ -196,7 +196,8 @@ pub async fn check_demo(binary: &str) {
     let started = Instant::now();
     let second = client.get(demo.url("/slow")).send().await.expect("send");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(50), "a hit took {took:?}");
+    // Far below the handler's 500 ms (not 50 ms: the CI machine is shared and loaded).
+    assert!(took < Duration::from_millis(250), "a hit took {took:?}");
     assert_eq!(second.headers()["x-cache"], "HIT");
     assert!(second.headers().get("age").is_some());
     let second: Value = second.json().await.expect("json");

@@ -573,15 +573,40 @@ pub async fn check_startup_and_logs(binary: &str) {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
-    // The announcement comes once the port accepts connections; the access log.
+    // The announcement comes once the port accepts connections: connecting the moment
+    // the line appears succeeds (actix used to announce before binding).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut child = Command::new(binary)
+        .args(["--port", &port.to_string()])
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let url = format!("http://127.0.0.1:{port}");
+    let connected = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(&url) {
+                return Some(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+            }
+        }
+        None
+    })
+    .join()
+    .expect("reader");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(connected, Some(true), "announced, and connectable at once");
+
+    // The access log.
     let demo = Demo::start_with(binary, None, &[], "info").await;
-    let announced = demo
-        .wait_for_log(
-            &[&format!("http://127.0.0.1:{}", demo.port)],
-            Duration::from_secs(5),
-        )
-        .await;
-    assert!(!announced.is_empty());
     let client = Client::new();
     client.get(demo.url("/slow")).send().await.expect("send");
     client.get(demo.url("/slow")).send().await.expect("send");

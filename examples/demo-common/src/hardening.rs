@@ -217,7 +217,7 @@ pub async fn check_address_ceiling(binary: &str) {
         .to_str()
         .expect("ascii")
         .to_owned();
-    assert!(policy.contains("\"per-user\";q=5;w=10"), "{policy}");
+    assert!(policy.contains("\"per-client\";q=5;w=10"), "{policy}");
     assert!(policy.contains("\"per-address\";q=20;w=10"), "{policy}");
 
     // /login: the 6 attempts of this minute are spent (5 above, 1 here), the 7th is a 429.

@@ -190,29 +190,16 @@ impl Scenario for CachedBodies {
 
 /// Logs in as `user` (`POST /login`) and returns the session cookie (`name=value`).
 pub async fn login(server: &Server, user: &str) -> Result<String, String> {
-    let stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let request = Request::post("/login")
         .header(header::HOST, "127.0.0.1")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(format!("user={user}"))))
         .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_redirection() && !response.status().is_success() {
-        return Err(format!("POST /login answered {}", response.status()));
+    let response = server.send(request).await?;
+    if !response.status.is_redirection() && !response.status.is_success() {
+        return Err(format!("POST /login answered {}", response.status));
     }
-    cookie_of(response.headers().get(header::SET_COOKIE))
+    cookie_of(response.headers.get(header::SET_COOKIE))
         .ok_or_else(|| "POST /login set no cookie".to_owned())
 }
 

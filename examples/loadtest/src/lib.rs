@@ -179,12 +179,12 @@ impl fmt::Display for Report {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> Result<Conn, String> {
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Conn, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -198,7 +198,7 @@ impl Conn {
         Ok(Conn { sender })
     }
 
-    async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Reply, String> {
+    pub(crate) async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Reply, String> {
         self.sender
             .ready()
             .await

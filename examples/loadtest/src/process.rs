@@ -5,8 +5,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
-
 /// A server binary running on `addr`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -100,31 +98,19 @@ impl Server {
 
     /// `GET path` on a fresh connection: status and body.
     pub async fn get(&self, path: &str) -> Result<(u16, bytes::Bytes), String> {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let request = crate::get(path)
             .body(crate::empty())
             .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
+        let reply = self.send(request).await?;
+        Ok((reply.status.as_u16(), reply.body))
+    }
+
+    /// `request` on a fresh connection.
+    pub async fn send(
+        &self,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<crate::Reply, String> {
+        crate::Conn::open(self.addr).await?.send(request).await
     }
 }
 

@@ -290,3 +290,51 @@ pub fn check_flood(
     }
     Ok(())
 }
+
+/// The demos' load test (`examples/*/tests/load.rs`): [`clean`] runs of 3 s per scenario on
+/// 64 connections, on the memory store and then on a `redis-server` of the test's own
+/// (skipped without one, unless `KV_REQUIRE_REDIS=1`); panics with the report on any
+/// failed property. `test` names the test in the skip message.
+pub async fn assert_clean_under_load(binary: &str, test: &str) {
+    let _one_at_a_time = crate::serial().await;
+    let memory = clean(binary, None, 64, Duration::from_secs(3))
+        .await
+        .expect("the run on memory");
+    eprintln!(
+        "memory: {}\n{}\n{}",
+        memory.cache, memory.limited, memory.sessions
+    );
+    memory.check().expect("clean on memory");
+    let Some(redis) = kv_test_support::owned_server(test) else {
+        return;
+    };
+    let on_redis = clean(binary, Some(&redis.url()), 64, Duration::from_secs(3))
+        .await
+        .expect("the run on Redis");
+    eprintln!(
+        "redis: {}\n{}\n{}",
+        on_redis.cache, on_redis.limited, on_redis.sessions
+    );
+    on_redis.check().expect("clean on Redis");
+}
+
+/// The demos' fault test: [`faulted`] with Redis killed for 2 s, then frozen for 3 s
+/// (longer than `/slow`'s 2.5 s bound, so that a request waiting for the thaw shows), on
+/// 64 connections; panics with the reports on any failed property.
+pub async fn assert_rides_out_faults(binary: &str, test: &str) {
+    if !kv_test_support::available_for(test) {
+        return;
+    }
+    let _one_at_a_time = crate::serial().await;
+    for (fault, outage) in [
+        (Fault::Kill, Duration::from_secs(2)),
+        (Fault::Freeze, Duration::from_secs(3)),
+    ] {
+        let run = faulted(binary, fault, 64, outage).await.expect("the run");
+        for report in &run.reports {
+            eprintln!("{fault:?}: {report}");
+        }
+        let figures = run.check().unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        eprintln!("{fault:?}: {figures:?}");
+    }
+}

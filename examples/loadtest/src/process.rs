@@ -1,7 +1,7 @@
 //! A server process under test: started on a free loopback port, waited for, watched
 //! (alive? resident memory?) and killed on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,14 +13,6 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
-/// A loopback port that is free now.
-pub fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
 impl Server {
     /// Starts `binary --port P args…` with `env` (and without `REDIS_URL`/`SESSION_KEY`
     /// unless `env` sets them), then waits up to 30 s for `GET /healthz` to answer 200.
@@ -29,7 +21,7 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
-        let port = free_port()?;
+        let port = kv_test_support::free_port();
         let mut command = Command::new(binary);
         command
             .arg("--port")

@@ -1,10 +1,12 @@
-//! [`KvBody`]: the response body of every kv-tower middleware.
+//! [`KvBody`]: the response body of the cache layer.
 //!
-//! Each layer answers `Response<KvBody<B>>`, where `B` is the inner service's body: either
-//! the layer's own answer (a `429`, a cached hit or `304`, a session `500`: a complete
-//! [`Bytes`] body) or the inner body, untouched. A layer therefore asks nothing of the
-//! inner body type but what it passes on, and the layers stack in any order as plain tower
-//! services (`ServiceBuilder`, a hyper server), not only inside an axum `Router`.
+//! [`CacheLayer`](crate::CacheLayer) answers `Response<KvBody<B>>`, where `B` is the inner
+//! service's body: either its own answer (a cached hit or `304`: a complete [`Bytes`]
+//! body) or the inner body, untouched. It therefore asks nothing of the inner body type
+//! but what it passes on. The rate-limit and session layers answer in `B` itself (they
+//! need `B: From<Bytes>` for their own answers), and `KvBody<B>` is `From<Bytes>`, so the
+//! layers stack in any order as plain tower services (`ServiceBuilder`, a hyper server),
+//! not only inside an axum `Router`.
 //!
 //! `KvBody<B>` is an [`http_body::Body`] with `Data = Bytes` and `B`'s error whenever `B`
 //! is one, so it satisfies axum's `IntoResponse` for `Response<KvBody<B>>` when `B` does
@@ -14,7 +16,7 @@
 //! Wrapping costs one `match` per poll and no allocation. In an axum `Router`, axum turns
 //! every layer's body other than its own `Body` into one (`Body::new`, a box per response),
 //! as it does for tower-http's bodies: that is axum's cost of a layer with its own body
-//! type, and the price of composing outside it.
+//! type, and why the two layers that do not need one answer in `B`.
 
 use std::fmt;
 use std::pin::Pin;

@@ -12,16 +12,20 @@
 //! - [`session`] (feature `session`): `SessionLayer` and the axum `Session` extractor —
 //!   lazy, store-backed sessions with idle and absolute timeouts, id cycling, signed or
 //!   private cookies, and "log out everywhere".
-//! - [`body`]: [`KvBody`] — the response body they all answer: their own complete answer,
-//!   or the inner service's body passed through.
+//! - [`body`]: [`KvBody`] — the cache layer's response body: its own complete answer, or
+//!   the inner service's body passed through.
 //!
 //! Every decision lives in `kv-core`; this crate only translates `http` requests and
 //! responses, so the actix-web adapters (`kv-actix`) answer the same way.
 //!
 //! ## Composing
-//! Every layer answers `Response<`[`KvBody<B>`]`>` over the inner service's body `B` (its
-//! own answers are complete bodies, the inner body passes through), so the layers stack in
-//! any order as plain tower services — `ServiceBuilder`, a hyper server, an axum `Router`:
+//! The rate-limit and session layers answer in the inner service's body type `B`, which
+//! must be `From<Bytes>` (their own answers are built from bytes; an allowed response
+//! passes through untouched, so axum boxes nothing of ours). The cache layer answers
+//! `Response<`[`KvBody<B>`]`>` (its hits are complete bodies, a miss streams the inner
+//! body through while it is recorded), and `KvBody` is `From<Bytes>`. So the layers stack
+//! in any order as plain tower services — `ServiceBuilder`, a hyper server, an axum
+//! `Router` — over any body that is `From<Bytes>` (axum's `Body`, `Full<Bytes>`):
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

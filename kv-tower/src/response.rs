@@ -13,3 +13,13 @@ pub(crate) fn answer<B>(answer: Answer) -> Response<KvBody<B>> {
     *response.headers_mut() = answer.headers;
     response
 }
+
+/// The same answer in the inner service's own body type (`B: From<Bytes>`), as the rate
+/// limit and session layers answer: their allowed responses then pass through with no
+/// wrapper, so axum does not box a body of ours per response (see [`crate::body`]).
+pub(crate) fn answer_as<B: From<bytes::Bytes>>(answer: Answer) -> Response<B> {
+    let mut response = Response::new(B::from(answer.body));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    response
+}

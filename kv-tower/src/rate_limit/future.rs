@@ -8,8 +8,7 @@ use kv_core::{Answer, Step, StepFuture};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::KvBody;
-use crate::response::answer;
+use crate::response::answer_as;
 
 /// The charge after the response (policies counted by outcome), given its status.
 pub(crate) type After = kv_core::rate_limit::ChargeAfter;
@@ -34,12 +33,12 @@ pin_project! {
         Deciding { deciding: Deciding<S, ReqB> },
         Calling { #[pin] fut: F, headers: Headers, after: Option<After> },
         // The response is ready; the charge after it is being written.
-        Charging { charge: StepFuture<()>, response: Option<Box<Response<KvBody<ResB>>>> },
-        Answered { response: Option<Box<Response<KvBody<ResB>>>> },
+        Charging { charge: StepFuture<()>, response: Option<Box<Response<ResB>>> },
+        Answered { response: Option<Box<Response<ResB>>> },
     }
 }
 
-impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
+impl<F, S, ReqB, ResB: From<bytes::Bytes>> ResponseFuture<F, S, ReqB, ResB> {
     pub(crate) fn deciding(deciding: Deciding<S, ReqB>) -> Self {
         ResponseFuture {
             state: State::Deciding { deciding },
@@ -59,7 +58,7 @@ impl<F, S, ReqB, ResB> ResponseFuture<F, S, ReqB, ResB> {
     pub(crate) fn answered(reply: Answer) -> Self {
         ResponseFuture {
             state: State::Answered {
-                response: Some(Box::new(answer(reply))),
+                response: Some(Box::new(answer_as(reply))),
             },
         }
     }
@@ -69,8 +68,9 @@ impl<F, S, ReqB, ResB, E> Future for ResponseFuture<F, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>, Error = E, Future = F>,
     F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: From<bytes::Bytes>,
 {
-    type Output = Result<Response<KvBody<ResB>>, E>;
+    type Output = Result<Response<ResB>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -85,7 +85,7 @@ where
                             after,
                         },
                         Verdict::Reject { answer: reply, .. } => State::Answered {
-                            response: Some(Box::new(answer(reply))),
+                            response: Some(Box::new(answer_as(reply))),
                         },
                     };
                     this.state.set(next);
@@ -95,7 +95,7 @@ where
                     headers,
                     after,
                 } => {
-                    let mut response = ready!(fut.poll(cx))?.map(KvBody::new);
+                    let mut response = ready!(fut.poll(cx))?;
                     let map = response.headers_mut();
                     map.reserve(headers.len());
                     for (name, value) in std::mem::take(headers) {

@@ -31,10 +31,13 @@
 //! `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
 //! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
 //!
-//! The response body is [`KvBody<B>`](crate::KvBody) over the service's body `B`: the
-//! service's body passes through untouched (the layer boxes nothing), and the layer's own
-//! answers are complete bodies of their own, so any service and any other kv layer can sit
-//! inside (see [`crate::body`]).
+//! The response body is the service's own body type `B`, which must be `From<Bytes>`
+//! (axum's `Body`, `Full<Bytes>`, the cache layer's [`KvBody`](crate::KvBody)): an
+//! allowed response passes through untouched (no wrapper, so axum boxes nothing of ours),
+//! and the layer's own answers are `B::from` their bytes. Why not a body of our own:
+//! axum's `Router::layer` boxes every body type but its own, ~230 instructions a request,
+//! more than the rest of a headers-off GCRA check's bookkeeping; tower_governor makes the
+//! same choice.
 //!
 //! With `RateLimiterBuilder::decision_in_extensions(true)` a handler reads the decision
 //! (remaining quota) as `Extension<Decision>`. Add a CORS layer *after* this one

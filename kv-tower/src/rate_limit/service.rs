@@ -9,7 +9,6 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::future::After;
-use crate::body::KvBody;
 use crate::request::View;
 
 /// The rate-limiting service: see the [module docs](crate::rate_limit).
@@ -63,8 +62,9 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     St: Store,
     ReqB: Send + 'static,
+    ResB: From<bytes::Bytes>,
 {
-    type Response = Response<KvBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S, ReqB, ResB>;
 
@@ -108,6 +108,7 @@ fn answer<S, St: Store, ReqB, ResB>(
 ) -> ResponseFuture<S::Future, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<bytes::Bytes>,
 {
     match verdict {
         Verdict::Allow { headers, decision } => {

@@ -7,8 +7,7 @@ use kv_core::Step;
 use kv_core::session::{Save, Session, SessionError};
 use pin_project_lite::pin_project;
 
-use crate::body::KvBody;
-use crate::response::answer;
+use crate::response::answer_as;
 
 pin_project! {
     /// The response future of [`SessionService`](super::SessionService).
@@ -23,13 +22,13 @@ pin_project! {
     enum State<F, ResB> {
         Calling { #[pin] fut: F, session: Option<Session> },
         // Refused by the cross-origin check; the inner service was not called.
-        Refused { response: Option<Response<KvBody<ResB>>> },
+        Refused { response: Option<Response<ResB>> },
         // Only for a save that waits on the store (boxed by the engine).
         Finishing { #[pin] save: Save, response: Option<Response<ResB>>, header: HeaderName },
     }
 }
 
-impl<F, ResB> ResponseFuture<F, ResB> {
+impl<F, ResB: From<bytes::Bytes>> ResponseFuture<F, ResB> {
     pub(crate) fn new(fut: F, session: Session) -> Self {
         ResponseFuture {
             state: State::Calling {
@@ -43,7 +42,7 @@ impl<F, ResB> ResponseFuture<F, ResB> {
     pub(crate) fn refused(refusal: kv_core::Answer) -> Self {
         ResponseFuture {
             state: State::Refused {
-                response: Some(answer(refusal)),
+                response: Some(answer_as(refusal)),
             },
         }
     }
@@ -52,8 +51,9 @@ impl<F, ResB> ResponseFuture<F, ResB> {
 impl<F, ResB, E> Future for ResponseFuture<F, ResB>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: From<bytes::Bytes>,
 {
-    type Output = Result<Response<KvBody<ResB>>, E>;
+    type Output = Result<Response<ResB>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -62,7 +62,7 @@ where
                 StateProj::Calling { fut, session } => {
                     let response = ready!(fut.poll(cx))?;
                     let Some(session) = session.take().filter(Session::is_touched) else {
-                        return Poll::Ready(Ok(response.map(KvBody::new)));
+                        return Poll::Ready(Ok(response));
                     };
                     let header = session.response_header();
                     match session.end(response.status()) {
@@ -103,19 +103,18 @@ where
 
 /// The response once the session is finished: with its `Set-Cookie` (or token header),
 /// or a 500.
-fn apply<B>(
+fn apply<B: From<bytes::Bytes>>(
     outcome: Result<Option<HeaderValue>, SessionError>,
-    response: Response<B>,
+    mut response: Response<B>,
     header: HeaderName,
-) -> Response<KvBody<B>> {
+) -> Response<B> {
     match outcome {
-        Ok(None) => response.map(KvBody::new),
+        Ok(None) => response,
         Ok(Some(cookie)) => {
-            let mut response = response.map(KvBody::new);
             response.headers_mut().append(header, cookie);
             response
         }
         // Logged by the engine, without the session id.
-        Err(err) => answer(err.answer()),
+        Err(err) => answer_as(err.answer()),
     }
 }

@@ -39,8 +39,11 @@
 //!   ([`CrossOriginProtection`], on by default for cookie sessions) may answer `403`;
 //! - in token mode the engine's value goes in its token header instead of `Set-Cookie`.
 //!
-//! The response body is [`KvBody<B>`](crate::KvBody) over the inner service's body `B`:
-//! passed through untouched, or the complete body of the `500` (see [`crate::body`]).
+//! The response body is the inner service's own body type `B`, which must be
+//! `From<Bytes>` (axum's `Body`, `Full<Bytes>`, the cache layer's
+//! [`KvBody`](crate::KvBody)): passed through untouched, or `B::from` the bytes of the
+//! `403` / `500`. No wrapper, so axum does not box a body of ours per response (an
+//! untouched session costs ~390 instructions less than with one).
 //! Outside axum, the handle is the request extension `kv_core::session::Session`.
 
 #[cfg(feature = "axum")]

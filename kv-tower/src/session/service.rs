@@ -7,7 +7,6 @@ use tower_service::Service;
 use crate::request::View;
 
 use super::ResponseFuture;
-use crate::body::KvBody;
 
 /// The service of [`SessionLayer`](super::SessionLayer).
 #[derive(Debug, Clone)]
@@ -41,8 +40,9 @@ impl<S> SessionService<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for SessionService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<bytes::Bytes>,
 {
-    type Response = Response<KvBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB>;
 

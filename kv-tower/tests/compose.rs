@@ -173,10 +173,13 @@ where
         let (status, _, _) = send(&mut svc, "/other", None).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let (status, headers, _) = send(&mut svc, "/other", None).await;
+    let (status, headers, body) = send(&mut svc, "/other", None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(headers.contains_key(header::RETRY_AFTER));
     assert!(!headers.contains_key(header::SET_COOKIE));
+    // The limiter's own answer is built in the inner body type (`B::from(bytes)`): its
+    // text arrives whole, whichever layer's body type that is.
+    assert_eq!(body, "Too Many Requests: rate limit \"all\" exceeded\n");
 }
 
 #[tokio::test]
@@ -283,4 +286,57 @@ async fn a_background_refresh_takes_any_request_body() {
     }
     assert_eq!(get().await.1, "v2");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// A cross-site form post through a plain stack: the session layer's `403` is built in the
+/// inner service's body type, with its text, and the handler's login never happens (no
+/// cookie set), in either order of the layers.
+#[tokio::test]
+async fn a_cross_site_post_is_refused_in_the_inner_body_type() {
+    for session_outside in [true, false] {
+        let Layers {
+            rate_limit,
+            session,
+            handler,
+            ..
+        } = layers();
+        let handler = move |req| handler.clone().handle(req);
+        let request = || {
+            Request::post("/login")
+                .header("sec-fetch-site", "cross-site")
+                .header(header::ORIGIN, "https://attacker.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from_static(b"user=mallory")))
+                .expect("request")
+        };
+        let response = if session_outside {
+            ServiceBuilder::new()
+                .layer(session)
+                .layer(rate_limit)
+                .service_fn(handler)
+                .oneshot(request())
+                .await
+        } else {
+            ServiceBuilder::new()
+                .layer(rate_limit)
+                .layer(session)
+                .service_fn(handler)
+                .oneshot(request())
+                .await
+        }
+        .expect("response");
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{session_outside}"
+        );
+        assert!(!response.headers().contains_key(header::SET_COOKIE));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, "Forbidden");
+    }
 }

@@ -11,15 +11,17 @@ use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::Bytes;
 use kv_core::Answer;
 
-use crate::view::{actix_status, header};
+use crate::view::{actix_status, header, to_actix};
+use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
+use http::header::AGE;
 
 /// `answer` as actix-web's response: same status, same headers (in order, repeated names
 /// kept), same body.
 pub(crate) fn to_response(answer: Answer) -> HttpResponse {
     let Answer {
         status,
-        headers,
-        body,
+        ref headers,
+        ref body,
         ..
     } = answer;
     // A `HEAD` answer from the cache has no body but the length the `GET` would have:
@@ -35,16 +37,34 @@ pub(crate) fn to_response(answer: Answer) -> HttpResponse {
     };
     let body = match head_len {
         Some(n) => BoxBody::new(HeadBody(n)),
-        None => BoxBody::new(body),
+        None => BoxBody::new(body.clone()),
     };
     let mut response = HttpResponse::with_body(actix_status(status), body);
     let map = response.headers_mut();
-    for (name, value) in &headers {
-        if let Some((name, value)) = header(name, value) {
+    // A hit on a stored response: its headers were converted on its first hit (cloning
+    // them costs a fraction of converting every name and value again); only `Age`
+    // differs per hit.
+    if let Some(converted) = answer.converted_headers(converted_but_age) {
+        map.reserve(converted.len() + 1);
+        for (name, value) in converted {
+            map.append(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = headers.get(AGE).and_then(|v| header(&AGE, v)) {
             map.append(name, value);
         }
+    } else {
+        *map = to_actix(headers);
     }
     response
+}
+
+/// A stored response's headers as actix-web's, but `Age` (which each hit sets).
+fn converted_but_age(headers: &http::HeaderMap) -> Vec<(ActixName, ActixValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| **name != AGE)
+        .filter_map(|(name, value)| header(name, value))
+        .collect()
 }
 
 /// The body of a `HEAD` answer: the size of the `GET`'s body, no bytes (actix sends no

@@ -109,6 +109,18 @@ pub(crate) fn to_http(headers: &ActixHeaders) -> HeaderMap {
     map
 }
 
+/// `http` 1.x headers as actix-web's (a header actix refuses is left out: none should be,
+/// both validate the same grammar).
+pub(crate) fn to_actix(headers: &HeaderMap) -> ActixHeaders {
+    let mut map = ActixHeaders::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        if let Some((name, value)) = header(name, value) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
 /// The names the engines read and write most, as actix-web's constants: a string match
 /// instead of parsing the name again (`HeaderName::from_bytes` validates and looks it up
 /// byte by byte: ~150 instructions per header, on every header of every response).

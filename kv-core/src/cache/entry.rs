@@ -46,9 +46,33 @@ pub(crate) struct Entry {
     /// `tags.rs`): it is served only while every generation is still current.
     pub(crate) tags: Vec<(String, u64)>,
     pub(crate) body: Bytes,
-    /// `headers` with `Age` and the status header in place, made on the first hit: a hit
-    /// clones it and overwrites `Age` (no growth, no rehash of the other names).
-    pub(crate) hit_headers: std::sync::OnceLock<HeaderMap>,
+    /// What the first hit makes for the ones after it.
+    pub(crate) hits: HitMemo,
+}
+
+/// What the first hit on an entry makes once for every later hit: nothing of it is
+/// stored, and a clone of the entry (a freshened copy, whose headers may differ) starts
+/// empty.
+#[derive(Default)]
+pub(crate) struct HitMemo {
+    /// The entry's headers with `Age` and the status header in place: a hit clones them
+    /// and overwrites `Age` (no growth, no rehash of the other names).
+    pub(crate) headers: std::sync::OnceLock<HeaderMap>,
+    /// An adapter's conversion of `headers` into its framework's types
+    /// ([`Answer::converted_headers`](crate::Answer::converted_headers)).
+    pub(crate) converted: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Clone for HitMemo {
+    fn clone(&self) -> Self {
+        HitMemo::default()
+    }
+}
+
+impl std::fmt::Debug for HitMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HitMemo").finish_non_exhaustive()
+    }
 }
 
 impl Entry {
@@ -307,7 +331,7 @@ pub(crate) fn decode(buf: Bytes) -> Option<Stored> {
                 headers,
                 tags,
                 body,
-                hit_headers: std::sync::OnceLock::new(),
+                hits: HitMemo::default(),
             })))
         }
         (b'V', 1) => {
@@ -400,7 +424,7 @@ mod tests {
             headers,
             tags: Vec::new(),
             body: Bytes::from_static(b"hello"),
-            hit_headers: std::sync::OnceLock::new(),
+            hits: HitMemo::default(),
         };
         let bytes = entry.encode();
         assert_eq!(bytes[1], 1, "an entry without tags stays version 1");

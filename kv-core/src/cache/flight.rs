@@ -135,7 +135,7 @@ impl<St: Store> Cache<St> {
             );
             let now = self.now().max(now);
             if values == entry.vary && entry.is_fresh(now) {
-                return Joined::Answer(self.serve(&entry, headers, is_head, now));
+                return Joined::Answer(self.serve(entry, headers, is_head, now));
             }
         }
         Joined::Alone
@@ -179,7 +179,7 @@ impl<St: Store> Cache<St> {
                 && entry.is_fresh(now)
             {
                 guard.finish(Some(Arc::clone(&entry)));
-                return Joined::Answer(self.serve(&entry, headers, is_head, now));
+                return Joined::Answer(self.serve(entry, headers, is_head, now));
             }
             let held = matches!(
                 self.inner.store.ttl(&lock).await,

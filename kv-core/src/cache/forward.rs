@@ -208,7 +208,7 @@ impl<St: Store> Forward<St> {
             && stale.staleness(now) < stale.sie
         {
             bump(&cache.inner.counters.stale);
-            return Outcome::Replace(cache.serve(&stale, &request_headers, self.is_head, now));
+            return Outcome::Replace(cache.serve(stale, &request_headers, self.is_head, now));
         }
         if self.is_head {
             self.label(headers, "MISS");
@@ -279,7 +279,7 @@ impl<St: Store> Forward<St> {
             headers: stored_headers,
             tags,
             body: Bytes::new(),
-            hit_headers: std::sync::OnceLock::new(),
+            hits: super::entry::HitMemo::default(),
         };
         // One buffer: the encoded head, then the body as it streams (stored as is).
         let mut buf = BytesMut::with_capacity(entry.head_len() + capacity);
@@ -325,7 +325,7 @@ impl<St: Store> Forward<St> {
             headers: merged,
             tags: stale.tags.clone(),
             body: stale.body.clone(),
-            hit_headers: std::sync::OnceLock::new(),
+            hits: super::entry::HitMemo::default(),
         };
         // The freshened entry is judged as the response it now is.
         let evaluated = policy::evaluate(
@@ -367,12 +367,12 @@ impl<St: Store> Forward<St> {
                 flight.finish(Some(Arc::clone(&entry)));
             }
             self.release_lock().await;
-            return Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now));
+            return Outcome::Replace(cache.serve(entry, request_headers, self.is_head, now));
         }
         // No longer storable (e.g. the 304 said no-store): drop the entry, answer once.
         let _ = cache.purge_key(primary).await;
         self.release_lock().await;
-        Outcome::Replace(cache.serve(&entry, request_headers, self.is_head, now))
+        Outcome::Replace(cache.serve(Arc::new(entry), request_headers, self.is_head, now))
     }
 
     /// The inner service failed (no response at all): the stale entry, if
@@ -388,7 +388,10 @@ impl<St: Store> Forward<St> {
             bump(&self.cache.inner.counters.stale);
             let empty = HeaderMap::new();
             let headers = self.request_headers.as_ref().unwrap_or(&empty);
-            return Some(self.cache.serve(stale, headers, self.is_head, now));
+            return Some(
+                self.cache
+                    .serve(Arc::clone(stale), headers, self.is_head, now),
+            );
         }
         None
     }

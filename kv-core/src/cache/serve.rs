@@ -1,6 +1,8 @@
 //! Answering from a stored entry: the entry itself, or a `304`, with `Age` and the status
 //! header.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -15,13 +17,13 @@ impl<St: Store> Cache<St> {
     /// conditionals match; `Age` and the status header added.
     pub(super) fn serve(
         &self,
-        entry: &Entry,
+        entry: Arc<Entry>,
         request: &HeaderMap,
         is_head: bool,
         now: u64,
     ) -> Answer {
         let age = entry.age(now) / 1000;
-        let (status, mut headers, body) = if policy::not_modified(entry, request) {
+        let (status, mut headers, body) = if policy::not_modified(&entry, request) {
             let mut h = HeaderMap::with_capacity(8);
             for name in &policy::HEADERS_OF_304 {
                 for v in entry.headers.get_all(name) {
@@ -31,7 +33,8 @@ impl<St: Store> Cache<St> {
             (StatusCode::NOT_MODIFIED, h, Bytes::new())
         } else {
             let mut headers = entry
-                .hit_headers
+                .hits
+                .headers
                 .get_or_init(|| {
                     let mut h = HeaderMap::with_capacity(entry.headers.len() + 2);
                     for (name, value) in &entry.headers {
@@ -41,6 +44,8 @@ impl<St: Store> Cache<St> {
                     // The length every server would add for this complete body (axum's
                     // route, hyper, actix): present already, so that adding it does not
                     // grow the map cloned per hit (a reallocation and a copy per request).
+                    // It is also the length a `HEAD` answer carries without the body
+                    // (RFC 9110 section 9.3.2). (An informational status is never stored.)
                     if entry.status != StatusCode::NO_CONTENT
                         && !entry.status.is_informational()
                         && !entry.headers.contains_key(CONTENT_LENGTH)
@@ -55,17 +60,9 @@ impl<St: Store> Cache<St> {
                 .clone();
             headers.insert(AGE, age_value(age));
             if is_head {
-                // The length the GET would have (RFC 9110 section 9.3.2), without the body.
-                if entry.status != StatusCode::NO_CONTENT
-                    && !entry.headers.contains_key(CONTENT_LENGTH)
-                {
-                    headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-                }
-                return Answer {
-                    status: entry.status,
-                    headers,
-                    body: Bytes::new(),
-                };
+                let mut answer = Answer::served_from(entry, headers);
+                answer.body = Bytes::new();
+                return answer;
             }
             if request.contains_key(RANGE) {
                 let selected = range::select(
@@ -78,28 +75,16 @@ impl<St: Store> Cache<St> {
                     (selected.apply(&mut headers), selected.window())
                 {
                     let body = entry.body.slice(to_usize(start)..to_usize(end));
-                    return Answer {
-                        status,
-                        headers,
-                        body,
-                    };
+                    return Answer::new(status, headers, body);
                 }
             }
-            return Answer {
-                status: entry.status,
-                headers,
-                body: entry.body.clone(),
-            };
+            return Answer::served_from(entry, headers);
         };
         headers.insert(AGE, age_value(age));
         if let Some(name) = &self.inner.config.status_header {
             headers.insert(name.clone(), HeaderValue::from_static("HIT"));
         }
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer::new(status, headers, body)
     }
 }
 

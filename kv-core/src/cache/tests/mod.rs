@@ -173,3 +173,72 @@ impl Harness {
         }
     }
 }
+
+/// An adapter's conversion of a hit's headers is made once per stored response and
+/// reused; a hit whose headers were changed after the lookup (or a `304`) gets none, so
+/// a changed answer is never sent with the headers converted for another.
+#[tokio::test]
+async fn converted_headers_are_kept_per_entry_and_refused_for_changed_headers() {
+    let cache = Cache::builder(MemoryStore::new()).build().expect("valid");
+    let request = http::Request::get("http://example.com/a")
+        .body(())
+        .expect("request");
+    let Lookup::Forward(forward) = cache.lookup(&request).await else {
+        panic!("empty cache")
+    };
+    let mut head = HeaderMap::new();
+    head.insert("cache-control", HeaderValue::from_static("max-age=60"));
+    head.insert("etag", HeaderValue::from_static("\"v1\""));
+    let Outcome::Record(mut recorder) = forward.response(StatusCode::OK, &mut head).await else {
+        panic!("storable")
+    };
+    recorder.push(b"hello");
+    recorder.finish().await;
+
+    let hit = || async {
+        match cache.lookup(&request).await {
+            Lookup::Hit { response, .. } => response,
+            Lookup::Forward(_) => panic!("stored"),
+        }
+    };
+    let calls = AtomicUsize::new(0);
+    let convert = |h: &HeaderMap| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        h.len()
+    };
+    let first = hit().await;
+    let len = *first.converted_headers(convert).expect("a whole hit");
+    assert_eq!(len, first.headers.len());
+    let second = hit().await;
+    assert_eq!(second.converted_headers(convert), Some(&len));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "converted once per entry");
+    // Another type than the one kept: none.
+    assert!(second.converted_headers(|_| "other").is_none());
+
+    // A header replaced, added or removed after the lookup: none.
+    let mut replaced = hit().await;
+    replaced
+        .headers
+        .insert("etag", HeaderValue::from_static("\"forged\""));
+    assert!(replaced.converted_headers(convert).is_none());
+    let mut added = hit().await;
+    added
+        .headers
+        .append("set-cookie", HeaderValue::from_static("a=b"));
+    assert!(added.converted_headers(convert).is_none());
+    let mut removed = hit().await;
+    removed.headers.remove("etag");
+    assert!(removed.converted_headers(convert).is_none());
+
+    // A 304 is made per request: none.
+    let conditional = http::Request::get("http://example.com/a")
+        .header("if-none-match", "\"v1\"")
+        .body(())
+        .expect("request");
+    let Lookup::Hit { response, .. } = cache.lookup(&conditional).await else {
+        panic!("stored")
+    };
+    assert_eq!(response.status, StatusCode::NOT_MODIFIED);
+    assert!(response.converted_headers(convert).is_none());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

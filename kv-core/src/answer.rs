@@ -1,12 +1,15 @@
 //! [`Answer`]: a response an engine decided itself.
 
+#[cfg(feature = "cache")]
 use std::any::Any;
 use std::fmt;
+#[cfg(feature = "cache")]
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+#[cfg(feature = "cache")]
 use crate::cache::entry::Entry;
 
 /// A complete response that an engine decided without calling the service: a `429` or
@@ -32,7 +35,7 @@ pub struct Answer {
 /// The stored entry an answer was served from, if any: what
 /// [`Answer::converted_headers`] keeps its conversion in.
 #[derive(Clone, Default)]
-pub(crate) struct ServedFrom(Option<Arc<Entry>>);
+pub(crate) struct ServedFrom(#[cfg(feature = "cache")] Option<Arc<Entry>>);
 
 impl PartialEq for ServedFrom {
     /// Always equal: two answers are the same when their status, headers and body are
@@ -63,6 +66,7 @@ impl Answer {
         }
     }
 
+    #[cfg(feature = "cache")]
     /// A cache hit answered whole from `entry`, its headers a copy of the entry's hit
     /// headers (`Age` set for this hit).
     pub(crate) fn served_from(entry: Arc<Entry>, headers: HeaderMap) -> Answer {
@@ -89,6 +93,8 @@ impl Answer {
     /// removed or replaced since (other than `Age`) gives `None`, so a changed answer is
     /// never sent with stale headers. `None` too when another type was kept for this
     /// response first (two adapters over one cache).
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn converted_headers<T: Any + Send + Sync>(
         &self,
         convert: impl FnOnce(&HeaderMap) -> T,
@@ -121,6 +127,7 @@ impl Answer {
 /// the template's, which share its bytes, and bytes that cannot change are equal when
 /// their address and length are (a value put there by anyone else lives elsewhere and
 /// fails the check, at worst needlessly).
+#[cfg(feature = "cache")]
 fn same_but_age(template: &HeaderMap, now: &HeaderMap) -> bool {
     template.len() == now.len()
         && template.iter().zip(now).all(|((tn, tv), (n, v))| {

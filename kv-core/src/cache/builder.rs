@@ -12,7 +12,7 @@ use super::config::{KeyFn, Predicate, QueryParam};
 #[cfg(feature = "near-cache")]
 use super::near;
 use super::stats::Counters;
-use super::{Cache, CacheRequest, Config, Inner, memo};
+use super::{Cache, CacheRequest, Config, Inner};
 use crate::clock::{Clock, ClockHandle};
 use crate::{ConfigError, Store};
 
@@ -300,7 +300,6 @@ impl<St: Store> CacheBuilder<St> {
                 flights: Mutex::new(HashMap::new()),
                 #[cfg(feature = "near-cache")]
                 near,
-                memo: memo::Memo::new(),
             }),
         })
     }

@@ -205,6 +205,24 @@ pub(crate) enum Stored {
     Marker(Arc<Marker>),
 }
 
+impl Stored {
+    /// What the decoded form holds beyond the stored bytes it points into (the values
+    /// and the body are slices of those), as an in-process store accounts it: the
+    /// structs, the header map's buckets and index, and the copy of it the first hit
+    /// makes (`HitMemo`). An estimate, like the store's per-entry overhead.
+    pub(crate) fn decoded_cost(&self) -> usize {
+        match self {
+            Stored::Entry(e) => {
+                std::mem::size_of::<Entry>()
+                    + 64
+                    + 2 * 96 * (e.headers.len() + 2)
+                    + 64 * e.vary.len()
+            }
+            Stored::Marker(m) => std::mem::size_of::<Marker>() + 32 + 96 * m.names.len(),
+        }
+    }
+}
+
 fn len16(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }

@@ -115,8 +115,8 @@
 //! # Where things are
 //! `mod.rs` (this face: [`Cache`], [`Lookup`], [`Outcome`]), `builder.rs` and `config.rs`
 //! (configuration), `decide.rs` (what a request gets: bypass, hit, 304, stale, miss),
-//! `serve.rs` (answering from an entry), `read.rs` (reading entries), `memo.rs` (decoded
-//! entries of a local store), `near.rs` (the near cache), `flight.rs` (coalescing, in
+//! `serve.rs` (answering from an entry), `read.rs` (reading entries; an in-process
+//! store keeps the decoded entries beside their bytes), `near.rs` (the near cache), `flight.rs` (coalescing, in
 //! process and across replicas), `forward.rs` (the hand-over of the inner service's
 //! response), `recorder.rs` (recording a body), `body.rs` (the streaming state machine
 //! the adapters' bodies poll), `write.rs` (storing and purging), `policy.rs` and
@@ -134,7 +134,6 @@ pub(crate) mod entry;
 mod flight;
 mod forward;
 mod key;
-mod memo;
 #[cfg(feature = "near-cache")]
 mod near;
 pub(crate) mod policy;
@@ -335,8 +334,6 @@ struct Inner<St> {
     flights: Mutex<HashMap<String, watch::Receiver<Flight>>>,
     #[cfg(feature = "near-cache")]
     near: Option<near::Near>,
-    /// Decoded entries of a store with a local face (see `memo.rs`).
-    memo: memo::Memo,
 }
 
 impl<St> Clone for Cache<St> {

@@ -1,4 +1,5 @@
-//! Reading entries: the near cache, a local store (through the memo), a remote one.
+//! Reading entries: the near cache, a local store (decoded entries kept beside their
+//! bytes), a remote one.
 
 use std::sync::Arc;
 
@@ -13,21 +14,12 @@ use crate::Store;
 impl<St: Store> Cache<St> {
     /// Reads what a key holds (near cache first), counting store errors as misses.
     pub(super) async fn read(&self, key: &str, now: u64) -> Option<Stored> {
-        #[cfg(feature = "near-cache")]
-        if let Some(near) = &self.inner.near
-            && let Some(found) = near.get(key)
-        {
-            match &found {
-                // A copy that went stale by our clock: ask the store (another replica
-                // may have freshened it).
-                Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
-                _ => return Some(found),
-            }
+        if let Some(found) = self.read_now(key, now) {
+            return found;
         }
-        let _ = now;
         match self.inner.store.get(key).await {
             Ok(Some(bytes)) => {
-                let found = self.decode(key, bytes);
+                let found = entry::decode(bytes);
                 if found.is_none() {
                     tracing::debug!("kv cache: undecodable entry ignored");
                 }
@@ -39,47 +31,42 @@ impl<St: Store> Cache<St> {
             }
             Ok(None) => None,
             Err(err) => {
-                bump(&self.inner.counters.store_errors);
-                tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
+                self.read_failed(&err);
                 None
             }
         }
     }
 
-    /// Decodes what a key holds (through the memo on an in-process store).
-    pub(super) fn decode(&self, key: &str, bytes: Bytes) -> Option<Stored> {
-        if self.inner.store.local().is_some() {
-            return self.inner.memo.decode(key, bytes);
-        }
-        entry::decode(bytes)
+    fn read_failed(&self, err: &crate::KvError) {
+        bump(&self.inner.counters.store_errors);
+        tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
     }
 
     /// Reads a key without waiting: from the near cache, or from an in-process store.
     /// `None` when the store would have to be awaited.
     pub(super) fn read_now(&self, key: &str, now: u64) -> Option<Option<Stored>> {
-        let _ = key;
         #[cfg(feature = "near-cache")]
         if let Some(near) = &self.inner.near
             && let Some(found) = near.get(key)
         {
             match &found {
+                // A copy that went stale by our clock: ask the store (another replica
+                // may have freshened it).
                 Stored::Entry(e) if !e.is_fresh(now) => near.remove(key),
                 _ => return Some(Some(found)),
             }
         }
         let _ = now;
-        if let Some(local) = self.inner.store.local() {
-            return Some(match local.get(key) {
-                Ok(Some(bytes)) => self.inner.memo.decode(key, bytes),
-                Ok(None) => None,
-                Err(err) => {
-                    bump(&self.inner.counters.store_errors);
-                    tracing::warn!(error = %err, "kv cache: store read failed; treated as a miss");
-                    None
-                }
-            });
-        }
-        None
+        let local = self.inner.store.local()?;
+        // The store keeps the decoded entry beside its bytes: a hit decodes nothing.
+        Some(match local.get_kept(key, decode_kept) {
+            Ok(Some(stored)) => Some(Stored::clone(&stored)),
+            Ok(None) => None,
+            Err(err) => {
+                self.read_failed(&err);
+                None
+            }
+        })
     }
 
     /// [`find`](Self::find) without waiting, when the reads can be answered at once.
@@ -164,3 +151,10 @@ impl<St: Store> Cache<St> {
 
 /// An entry found for a request, and the URL's `Vary` marker.
 pub(super) type Found = (Option<Arc<Entry>>, Option<Arc<Marker>>);
+
+/// Decodes a stored value for an in-process store to keep, with its accounted size.
+fn decode_kept(bytes: &Bytes) -> Option<(Stored, usize)> {
+    let stored = entry::decode(bytes.clone())?;
+    let cost = stored.decoded_cost();
+    Some((stored, cost))
+}

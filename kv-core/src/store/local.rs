@@ -1,11 +1,21 @@
 //! The in-process face of a store: the same commands, answered before they return.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{Throttle, ThrottleReply, Ttl};
 use crate::Result;
+
+/// A reader's decoded form of a stored string value, kept beside it by
+/// [`LocalStore::get_decoded`].
+pub type Decoded = Arc<dyn Any + Send + Sync>;
+
+/// What [`LocalStore::get_decoded`] is given to decode a value: the decoded form and how
+/// many bytes to account for it, or `None` when the bytes do not decode.
+pub type Decoder<'a> = &'a dyn Fn(&Bytes) -> Option<(Decoded, usize)>;
 
 /// The synchronous face of a [`Store`](super::Store) whose data lives in this process.
 ///
@@ -32,6 +42,30 @@ use crate::Result;
 pub trait LocalStore: Send + Sync {
     /// [`Store::get`](super::Store::get), answered now.
     fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// [`get`](LocalStore::get), decoded: `decode` turns the value's bytes into the form
+    /// the caller works with, and a store that can keeps that form beside the value, so
+    /// that the next reads of the same stored value return it without decoding again.
+    /// `None` when the key is missing or its bytes do not decode.
+    ///
+    /// The kept form lives exactly as long as the value it was made from: writing,
+    /// deleting, expiring or evicting the key drops it, and a store must never return a
+    /// form made from other bytes than the key holds. It is accounted in the store's
+    /// memory bound with the size `decode` gives (`MemoryStore` keeps it only when it
+    /// fits). One decoder per key: the form is type-erased, so a caller checks its type
+    /// (`Arc::downcast`) and, should another reader have attached something else, decodes
+    /// [`get`](LocalStore::get)'s bytes itself.
+    ///
+    /// The default decodes on every read (nothing kept); `MemoryStore` keeps the form.
+    /// The response cache reads entries through this on an in-process store.
+    ///
+    /// # Errors
+    /// As [`get`](LocalStore::get).
+    fn get_decoded(&self, key: &str, decode: Decoder<'_>) -> Result<Option<Decoded>> {
+        Ok(self
+            .get(key)?
+            .and_then(|bytes| decode(&bytes))
+            .map(|(d, _)| d))
+    }
     /// [`Store::set`](super::Store::set), answered now.
     fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
     /// [`Store::set_nx`](super::Store::set_nx), answered now.
@@ -77,5 +111,32 @@ pub trait LocalStore: Send + Sync {
             visit(name, value);
         }
         Ok(ttl)
+    }
+}
+
+impl dyn LocalStore + '_ {
+    /// [`get_decoded`](LocalStore::get_decoded) with a typed form: `decode` makes a `T`
+    /// (and its accounted size) from the value's bytes, and the kept `T` is handed back as
+    /// an `Arc<T>`. Should the key carry another reader's form (of another type), the
+    /// bytes are read and decoded here, once, without keeping the result.
+    ///
+    /// # Errors
+    /// As [`get`](LocalStore::get).
+    pub fn get_kept<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        decode: impl Fn(&Bytes) -> Option<(T, usize)>,
+    ) -> Result<Option<Arc<T>>> {
+        let erased = |bytes: &Bytes| decode(bytes).map(|(t, cost)| (Arc::new(t) as Decoded, cost));
+        let Some(kept) = self.get_decoded(key, &erased)? else {
+            return Ok(None);
+        };
+        match kept.downcast::<T>() {
+            Ok(kept) => Ok(Some(kept)),
+            Err(_) => Ok(self
+                .get(key)?
+                .and_then(|bytes| decode(&bytes))
+                .map(|(t, _)| Arc::new(t))),
+        }
     }
 }

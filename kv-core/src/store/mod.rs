@@ -36,7 +36,7 @@ use bytes::Bytes;
 use crate::Result;
 
 pub use any::AnyStore;
-pub use local::LocalStore;
+pub use local::{Decoded, Decoder, LocalStore};
 pub(crate) use throttle::params as throttle_params_ok;
 pub use throttle::{Throttle, ThrottleReply};
 

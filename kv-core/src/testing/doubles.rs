@@ -236,6 +236,15 @@ impl<S: Store> LocalStore for CountingStore<S> {
         self.count(|c| c.get += 1);
         self.inner_local()?.get(key)
     }
+    /// Counted as the `get` it stands for.
+    fn get_decoded(
+        &self,
+        key: &str,
+        decode: crate::store::Decoder<'_>,
+    ) -> crate::Result<Option<crate::store::Decoded>> {
+        self.count(|c| c.get += 1);
+        self.inner_local()?.get_decoded(key, decode)
+    }
     fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> crate::Result<()> {
         self.count(|c| c.set += 1);
         self.inner_local()?.set(key, value, ttl)

@@ -8,7 +8,7 @@ use kv_core::{Answer, Step, StepFuture};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::response::answer_as;
+use crate::response::answer;
 
 /// The charge after the response (policies counted by outcome), given its status.
 pub(crate) type After = kv_core::rate_limit::ChargeAfter;
@@ -58,7 +58,7 @@ impl<F, S, ReqB, ResB: From<bytes::Bytes>> ResponseFuture<F, S, ReqB, ResB> {
     pub(crate) fn answered(reply: Answer) -> Self {
         ResponseFuture {
             state: State::Answered {
-                response: Some(Box::new(answer_as(reply))),
+                response: Some(Box::new(answer(reply))),
             },
         }
     }
@@ -85,7 +85,7 @@ where
                             after,
                         },
                         Verdict::Reject { answer: reply, .. } => State::Answered {
-                            response: Some(Box::new(answer_as(reply))),
+                            response: Some(Box::new(answer(reply))),
                         },
                     };
                     this.state.set(next);

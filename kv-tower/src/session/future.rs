@@ -7,7 +7,7 @@ use kv_core::Step;
 use kv_core::session::{Save, Session, SessionError};
 use pin_project_lite::pin_project;
 
-use crate::response::answer_as;
+use crate::response::answer;
 
 pin_project! {
     /// The response future of [`SessionService`](super::SessionService).
@@ -42,7 +42,7 @@ impl<F, ResB: From<bytes::Bytes>> ResponseFuture<F, ResB> {
     pub(crate) fn refused(refusal: kv_core::Answer) -> Self {
         ResponseFuture {
             state: State::Refused {
-                response: Some(answer_as(refusal)),
+                response: Some(answer(refusal)),
             },
         }
     }
@@ -115,6 +115,6 @@ fn apply<B: From<bytes::Bytes>>(
             response
         }
         // Logged by the engine, without the session id.
-        Err(err) => answer_as(err.answer()),
+        Err(err) => answer(err.answer()),
     }
 }

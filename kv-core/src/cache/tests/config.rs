@@ -267,3 +267,32 @@ async fn an_invalid_targeted_field_is_ignored() {
         assert!(!h.get(&path, &[], &origin).await.served_by_cache(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn a_kept_decoded_entry_never_outlives_its_stored_bytes() {
+    let h = harness();
+    let origin = ok(&[("cache-control", "max-age=60")], b"first");
+    h.get("/kept", &[], &origin).await;
+    let stored = h.store.used_bytes();
+    let hit = h.get("/kept", &[], &origin).await;
+    assert!(hit.served_by_cache());
+    // The first hit left its decoded entry beside the bytes, accounted in the store.
+    assert!(h.store.used_bytes() > stored, "the decoded form is accounted");
+    assert!(h.get("/kept", &[], &origin).await.served_by_cache());
+    // Whatever overwrites the key (a refill by another writer, corrupt bytes) is what
+    // the next request reads: the decoded form went with the bytes it was made from.
+    let key = h.cache.primary("example.com", "/kept", None);
+    h.store
+        .set(&key, Bytes::from_static(b"garbage"), None)
+        .await
+        .expect("set");
+    // The form's accounting went with it (seven bytes of garbage hold less than the entry).
+    assert!(h.store.used_bytes() < stored);
+    let second = ok(&[("cache-control", "max-age=60")], b"second");
+    let miss = h.get("/kept", &[], &second).await;
+    assert!(!miss.served_by_cache());
+    let hit = h.get("/kept", &[], &second).await;
+    assert!(hit.served_by_cache());
+    assert_eq!(&hit.body[..], b"second");
+}
+

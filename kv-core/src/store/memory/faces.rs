@@ -7,13 +7,18 @@ use bytes::Bytes;
 
 use super::MemoryStore;
 use super::shard::Value;
-use crate::store::{LocalStore, Store, Throttle, ThrottleReply, Ttl};
+use crate::store::{Decoded, Decoder, LocalStore, Store, Throttle, ThrottleReply, Ttl};
 use crate::{KvError, Result};
 
 /// The memory store answers in process: this is the face the engines call.
 impl LocalStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.get_sync(key)
+    }
+    /// The decoded form is kept beside the value (and accounted in the memory bound, when
+    /// it fits), until the key is written, deleted, expired or evicted.
+    fn get_decoded(&self, key: &str, decode: Decoder<'_>) -> Result<Option<Decoded>> {
+        self.get_decoded_sync(key, decode)
     }
     fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.set_sync(key, value, ttl, false).map(drop)

@@ -53,6 +53,11 @@
 //! Without active expiry ([`without_active_expiry`](MemoryStoreBuilder::without_active_expiry))
 //! the LRU clock does not move either, so eviction picks among the sampled keys by TTL
 //! only.
+//! A reader's decoded form of a string value
+//! ([`LocalStore::get_decoded`](crate::LocalStore::get_decoded): the response cache keeps
+//! its parsed entries so) counts in the bound with the size the reader gives, is kept only
+//! while the shard has room for it (never a reason to evict), and goes with the value.
+//!
 //! The `Bytes` you store are kept as they are (no copy): a slice of a larger buffer keeps
 //! that buffer alive, while the accounting counts the slice.
 
@@ -74,7 +79,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use super::Ttl;
-use super::input::{check_len, opt_ttl_millis, parse_redis_int, ttl_millis};
+use super::input::{check_len, opt_ttl_millis, ttl_millis};
+use super::local::{Decoded, Decoder};
 use crate::clock::{Clock, ClockHandle};
 use crate::janitor::Janitor;
 use crate::{KvError, Result};
@@ -247,6 +253,36 @@ impl MemoryStore {
         Ok(Some(value))
     }
 
+    /// `get`, with the reader's decoded form kept beside the value (see
+    /// [`LocalStore::get_decoded`](crate::LocalStore::get_decoded)): the first read
+    /// decodes outside the lock and attaches the form under the write lock, if the key
+    /// still holds the same bytes; the next ones return it under the read lock.
+    fn get_decoded_sync(&self, key: &str, decode: Decoder<'_>) -> Result<Option<Decoded>> {
+        self.check_key(key)?;
+        let lock = self.shard(key);
+        let bytes = {
+            let shard = lock.read();
+            let Some(entry) = shard.map.get(key) else {
+                return Ok(None);
+            };
+            if entry.expires_at != 0 && entry.is_expired(self.inner.clock.now_millis()) {
+                return Ok(None);
+            }
+            entry.touch(self.tick());
+            if let Value::Decoded(d) = &entry.value {
+                return Ok(Some(Arc::clone(&d.decoded)));
+            }
+            entry.value.to_bytes()?
+        };
+        let Some((decoded, cost)) = decode(&bytes) else {
+            return Ok(None);
+        };
+        let limits = self.inner.limits;
+        lock.write()
+            .attach(key, &bytes, Arc::clone(&decoded), cost, &limits);
+        Ok(Some(decoded))
+    }
+
     fn set_sync(&self, key: &str, value: Bytes, ttl: Option<Duration>, nx: bool) -> Result<bool> {
         self.check_key(key)?;
         self.check_value(&value)?;
@@ -332,11 +368,7 @@ impl MemoryStore {
         let now = self.inner.clock.now_millis();
         if let Some((index, _, entry)) = shard.map.get_full_mut(key) {
             if !entry.is_expired(now) {
-                let current = match &entry.value {
-                    Value::Int(i) => *i,
-                    Value::Bytes(b) => parse_redis_int(b).ok_or(KvError::NotInteger)?,
-                    Value::Hash(_) => return Err(KvError::WrongType),
-                };
+                let current = entry.value.to_int()?;
                 let next = current.checked_add(delta).ok_or(KvError::Overflow)?;
                 entry.touch(tick);
                 if let Value::Int(i) = &mut entry.value {

@@ -32,6 +32,18 @@ pub(crate) enum Value {
     Int(i64),
     /// A hash: few fields in practice (a session record), so a vector searched linearly.
     Hash(Box<Fields>),
+    /// A string value with the decoded form a reader attached to it
+    /// ([`LocalStore::get_decoded`](crate::LocalStore::get_decoded)): read as its bytes.
+    Decoded(Box<DecodedString>),
+}
+
+/// A string value and a reader's decoded form of it.
+#[derive(Debug)]
+pub(crate) struct DecodedString {
+    pub(crate) bytes: Bytes,
+    pub(crate) decoded: crate::store::Decoded,
+    /// The decoded form's accounted size (the reader's estimate).
+    pub(crate) cost: usize,
 }
 
 /// The fields of a hash value.
@@ -59,13 +71,27 @@ impl Value {
             Value::Bytes(b) => b.len(),
             Value::Int(_) => 8,
             Value::Hash(fields) => fields_len(fields),
+            Value::Decoded(d) => d.bytes.len().saturating_add(d.cost),
         }
+    }
+
+    /// The value as an integer command reads it: a counter, or a string holding a decimal
+    /// integer (`NotInteger` otherwise); `WrongType` for a hash.
+    pub(crate) fn to_int(&self) -> crate::Result<i64> {
+        let bytes = match self {
+            Value::Int(i) => return Ok(*i),
+            Value::Bytes(b) => b,
+            Value::Decoded(d) => &d.bytes,
+            Value::Hash(_) => return Err(crate::KvError::WrongType),
+        };
+        crate::store::input::parse_redis_int(bytes).ok_or(crate::KvError::NotInteger)
     }
 
     /// The value as a string command reads it; `WrongType` for a hash.
     pub(crate) fn to_bytes(&self) -> crate::Result<Bytes> {
         match self {
             Value::Bytes(b) => Ok(b.clone()),
+            Value::Decoded(d) => Ok(d.bytes.clone()),
             Value::Int(i) => Ok(Bytes::copy_from_slice(
                 itoa::Buffer::new().format(*i).as_bytes(),
             )),
@@ -235,6 +261,40 @@ impl Shard {
             self.remove_index(index);
             self.insert_new(key, Entry::new(value, expires_at, tick), limits, now, tick);
         }
+    }
+
+    /// Keeps `decoded` (accounted as `cost` bytes) beside the string value of `key`, when
+    /// the key still holds exactly `bytes` (the same allocation: a write in between
+    /// replaced it, and the form must not outlive what it was made from) and the shard's
+    /// byte bound has room for it (a full shard keeps no decoded forms: they are a speed-up,
+    /// never a reason to evict data).
+    pub(crate) fn attach(
+        &mut self,
+        key: &str,
+        bytes: &Bytes,
+        decoded: crate::store::Decoded,
+        cost: usize,
+        limits: &ShardLimits,
+    ) {
+        if self.used.saturating_add(cost) > limits.max_bytes {
+            return;
+        }
+        let Some(entry) = self.map.get_mut(key) else {
+            return;
+        };
+        let Value::Bytes(held) = &entry.value else {
+            return;
+        };
+        if held.as_ptr() != bytes.as_ptr() || held.len() != bytes.len() {
+            return;
+        }
+        let bytes = held.clone();
+        entry.value = Value::Decoded(Box::new(DecodedString {
+            bytes,
+            decoded,
+            cost,
+        }));
+        self.used += cost;
     }
 
     /// Sets the deadline of the entry at `index`, keeping the volatile count right.

@@ -1,8 +1,7 @@
 //! `throttle` (GCRA in the store) on one entry, under its shard's write lock.
 
-use crate::store::input::parse_redis_int;
+use crate::Result;
 use crate::store::throttle::{self, Throttle, ThrottleReply};
-use crate::{KvError, Result};
 
 use super::MemoryStore;
 use super::shard::{Entry, Value};
@@ -28,11 +27,7 @@ impl MemoryStore {
         let (index, tat) = match live {
             None => (shard.map.get_index_of(key), None),
             Some((index, _, entry)) => {
-                let tat = match &entry.value {
-                    Value::Int(i) => *i,
-                    Value::Bytes(b) => parse_redis_int(b).ok_or(KvError::NotInteger)?,
-                    Value::Hash(_) => return Err(KvError::WrongType),
-                };
+                let tat = entry.value.to_int()?;
                 (Some(index), Some(u64::try_from(tat).unwrap_or(0)))
             }
         };

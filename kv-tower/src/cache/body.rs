@@ -23,7 +23,10 @@ pin_project! {
         #[pin]
         inner: B,
         recorder: BodyRecorder,
-        held: Option<Frame<Bytes>>,
+        // Boxed: this body is moved with every response through the layer, and a frame
+        // (data or trailers) is 104 bytes; one is held only while the last chunk waits
+        // for the store.
+        held: Option<Box<Frame<Bytes>>>,
         ended: bool,
     }
 }
@@ -71,10 +74,10 @@ where
             // While draining (a range sent, the whole response still being recorded), the
             // chunk to send waits for the inner body's end.
             if held.is_some() && !recorder.draining() {
-                return Poll::Ready(held.take().map(Ok));
+                return Poll::Ready(held.take().map(|frame| Ok(*frame)));
             }
             if *ended {
-                return Poll::Ready(held.take().map(Ok));
+                return Poll::Ready(held.take().map(|frame| Ok(*frame)));
             }
             match ready!(inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
@@ -89,7 +92,7 @@ where
                     let hold = recorder.chunk(&data, ended_now, cx);
                     if let Some(out) = recorder.emit(data) {
                         if hold || recorder.draining() {
-                            *held = Some(Frame::data(out));
+                            *held = Some(Box::new(Frame::data(out)));
                             continue;
                         }
                         return Poll::Ready(Some(Ok(Frame::data(out))));

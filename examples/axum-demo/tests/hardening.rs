@@ -16,6 +16,11 @@ async fn one_address_gets_20_requests_per_window_and_logins_are_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_user_header_neither_spends_a_victims_quota_nor_resets_its_own() {
+    demo_common::hardening::check_forged_user_header(BIN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_posts_to_login_and_logout_are_refused() {
     demo_common::hardening::check_cross_origin(BIN).await;
 }

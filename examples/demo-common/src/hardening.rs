@@ -163,6 +163,44 @@ async fn login(client: &Client, demo: &Demo, user: &str) -> StatusCode {
         .status()
 }
 
+/// The header the rate limiter keys users on is the server's to set: a client that sends
+/// `x-kv-demo-user` itself (naming a logged-in victim, or a new name per request to get a
+/// fresh quota each time) is counted under its address, and the victim keeps its quota.
+pub async fn check_forged_user_header(binary: &str) {
+    let demo = Demo::start_with(binary, None, &[], "warn").await;
+    let (alice, _) = no_redirects();
+    assert_eq!(login(&alice, &demo, "alice").await, StatusCode::SEE_OTHER);
+    wait_for_fresh_window().await;
+    let anonymous = Client::new();
+    let forged = |name: &str| {
+        anonymous
+            .get(demo.url("/api/limited"))
+            .header(crate::USER_HEADER, name)
+            .send()
+    };
+    // Five in the victim's name: the attacker's own five (keyed by its address).
+    for call in 0..crate::PER_USER_LIMIT {
+        let r = forged("alice").await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "forged call {call}");
+    }
+    // A new name does not buy a new quota.
+    let r = forged("mallory-6").await.expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged user name reset the quota"
+    );
+    // Alice's quota was not touched by the calls made in her name.
+    for call in 0..crate::PER_USER_LIMIT {
+        let r = alice
+            .get(demo.url("/api/limited"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "alice's call {call}");
+    }
+}
+
 /// Item 6: five accounts logged in from one address get 20 requests through in a window
 /// (the per-address ceiling), not 25; the refusal names `per-address`; a user's own 5
 /// still apply; and `/login` is limited per address (`--login-limit 6` here).

@@ -277,7 +277,10 @@ async fn a_kept_decoded_entry_never_outlives_its_stored_bytes() {
     let hit = h.get("/kept", &[], &origin).await;
     assert!(hit.served_by_cache());
     // The first hit left its decoded entry beside the bytes, accounted in the store.
-    assert!(h.store.used_bytes() > stored, "the decoded form is accounted");
+    assert!(
+        h.store.used_bytes() > stored,
+        "the decoded form is accounted"
+    );
     assert!(h.get("/kept", &[], &origin).await.served_by_cache());
     // Whatever overwrites the key (a refill by another writer, corrupt bytes) is what
     // the next request reads: the decoded form went with the bytes it was made from.
@@ -295,4 +298,3 @@ async fn a_kept_decoded_entry_never_outlives_its_stored_bytes() {
     assert!(hit.served_by_cache());
     assert_eq!(&hit.body[..], b"second");
 }
-

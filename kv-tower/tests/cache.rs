@@ -579,3 +579,74 @@ async fn an_empty_body_is_stored_even_if_never_polled() {
     }
     assert_eq!(calls.get(), 1);
 }
+
+/// A request with exactly these `Host` lines (none, one, or several) and this version.
+async fn with_hosts(app: &Router, uri: &str, hosts: &[&str], version: http::Version) -> Reply {
+    let mut b = Request::builder().uri(uri).version(version);
+    for h in hosts {
+        b = b.header("host", *h);
+    }
+    let response = app
+        .clone()
+        .oneshot(b.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn a_smuggled_repeated_malformed_or_missing_host_never_reaches_a_key() {
+    use http::Version;
+    let calls = Calls::default();
+    let cache = Cache::builder(MemoryStore::new())
+        .require_host(true)
+        .build()
+        .expect("valid");
+    let app = app(cache, &calls);
+    // Each of these requests, sent twice, runs the handler twice: nothing was stored for
+    // it, so nothing it said can be served to another request.
+    let hostile: [(&str, &[&str]); 4] = [
+        // Two `Host` lines: which one a proxy in front used is unknowable.
+        ("/echo", &["victim.example", "attacker.example"]),
+        // Not an RFC 3986 `host[:port]`: a path, a space, an over-long port.
+        ("/echo", &["victim.example/other"]),
+        ("/echo", &["victim.example:123456"]),
+        // HTTP/1.1 naming no host at all (`require_host`).
+        ("/echo", &[]),
+    ];
+    for (path, hosts) in hostile {
+        let before = calls.get();
+        for _ in 0..2 {
+            let r = with_hosts(&app, path, hosts, Version::HTTP_11).await;
+            assert_eq!(r.status, StatusCode::OK, "{hosts:?}");
+            assert_ne!(r.x_cache(), "HIT", "{hosts:?}");
+        }
+        assert_eq!(calls.get(), before + 2, "{hosts:?} was cached");
+    }
+    // An absolute-form target names the host: a `Host` line beside it does not move the
+    // entry to another host's key.
+    let before = calls.get();
+    let r = with_hosts(
+        &app,
+        "http://a.example/echo",
+        &["b.example"],
+        Version::HTTP_11,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = with_hosts(&app, "/echo", &["b.example"], Version::HTTP_11).await;
+    assert_ne!(
+        r.x_cache(),
+        "HIT",
+        "the entry went under the Host line's key"
+    );
+    let r = with_hosts(&app, "/echo", &["a.example"], Version::HTTP_11).await;
+    assert_eq!(r.x_cache(), "HIT", "the entry is under the target's host");
+    assert_eq!(calls.get(), before + 2);
+}

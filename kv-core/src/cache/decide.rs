@@ -140,13 +140,19 @@ impl<St: Store> Cache<St> {
         if !forced && entry.is_fresh(now) {
             bump(&self.inner.counters.hits);
             return Decided::Done(Lookup::Hit {
-                response: self.serve(entry, req.headers, ctx.is_head, now),
+                response: self.serve_asked(entry, req.headers, req.marks.asks, ctx.is_head, now),
                 refresh: None,
             });
         }
         if !forced && entry.may_serve_stale() && entry.staleness(now) < entry.swr {
             bump(&self.inner.counters.stale);
-            let response = self.serve(Arc::clone(&entry), req.headers, ctx.is_head, now);
+            let response = self.serve_asked(
+                Arc::clone(&entry),
+                req.headers,
+                req.marks.asks,
+                ctx.is_head,
+                now,
+            );
             // One background refresh per key at a time.
             let refresh = self.lead(&ctx.primary).map(|flight| {
                 let mut f = self.forward(Kind::Miss, now, Some(req), Some(ctx.primary.clone()));

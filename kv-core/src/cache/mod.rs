@@ -159,8 +159,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HOST;
-use http::{HeaderMap, HeaderName, Method, Uri};
+use http::header::{HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -180,6 +180,54 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// HTTP/1.1, where a request must name its host (RFC 9112 section 3.2).
     pub(crate) host_required: bool,
+    /// What one pass over `headers` found.
+    pub(crate) marks: Marks<'a>,
+}
+
+/// What one pass over a request's header lines finds, so that a hit asks the map for a
+/// header only when the request carries it. A hashed look-up of an absent header costs
+/// about as much as walking a typical request's few lines, and a hit made four of them
+/// (`Host`, `If-None-Match`, `If-Modified-Since`, `Range`) on every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Marks<'a> {
+    /// The first `Host` line.
+    host: Option<&'a HeaderValue>,
+    /// More than one `Host` line.
+    hosts_repeated: bool,
+    /// The conditionals and `Range`.
+    pub(crate) asks: Asks,
+}
+
+impl<'a> Marks<'a> {
+    pub(crate) fn of(headers: &'a HeaderMap) -> Marks<'a> {
+        let mut marks = Marks::default();
+        for (name, value) in headers {
+            if *name == HOST {
+                marks.hosts_repeated |= marks.host.is_some();
+                marks.host = Some(value);
+            } else if *name == IF_NONE_MATCH || *name == IF_MODIFIED_SINCE {
+                marks.asks.conditional = true;
+            } else if *name == RANGE {
+                marks.asks.range = true;
+            }
+        }
+        marks
+    }
+}
+
+/// Whether a request carries the headers that change what a stored entry answers with.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Asks {
+    /// `If-None-Match` or `If-Modified-Since`: maybe a `304`.
+    pub(crate) conditional: bool,
+    /// `Range`: maybe a `206` or a `416`.
+    pub(crate) range: bool,
+}
+
+impl Asks {
+    pub(crate) fn of(headers: &HeaderMap) -> Asks {
+        Marks::of(headers).asks
+    }
 }
 
 impl<'a> RequestHead<'a> {
@@ -188,12 +236,10 @@ impl<'a> RequestHead<'a> {
     /// either is not an RFC 3986 `host[:port]`, or `Host` is repeated: such a request
     /// bypasses the cache (it could otherwise plant a response under another URL's key).
     pub(crate) fn host(&self) -> Option<&'a str> {
-        let mut lines = self.headers.get_all(HOST).iter();
-        let header = lines.next();
-        if lines.next().is_some() {
+        if self.marks.hosts_repeated {
             return None;
         }
-        let header = match header {
+        let header = match self.marks.host {
             Some(h) => Some(h.to_str().ok().filter(|h| key::valid_authority(h))?),
             None => None,
         };
@@ -268,6 +314,7 @@ impl OwnedHead {
             query: self.query.as_deref(),
             headers: &self.headers,
             host_required: self.host_required,
+            marks: Marks::of(&self.headers),
         }
     }
 }
@@ -505,6 +552,7 @@ impl<St: Store> Cache<St> {
             query: req.query(),
             headers: &headers,
             host_required,
+            marks: Marks::of(&headers),
         };
         if let Some(lookup) = self.lookup_now(head) {
             return Step::Ready(lookup);

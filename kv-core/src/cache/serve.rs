@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AGE, CONTENT_LENGTH, RANGE};
+use http::header::{AGE, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::Cache;
 use super::entry::Entry;
+use super::{Asks, Cache};
 use super::{policy, range};
 use crate::{Answer, Store};
 
@@ -22,8 +22,22 @@ impl<St: Store> Cache<St> {
         is_head: bool,
         now: u64,
     ) -> Answer {
+        self.serve_asked(entry, request, Asks::of(request), is_head, now)
+    }
+
+    /// [`serve`](Self::serve) with what the request asks already known (a hit's one pass
+    /// over its headers).
+    pub(super) fn serve_asked(
+        &self,
+        entry: Arc<Entry>,
+        request: &HeaderMap,
+        asks: Asks,
+        is_head: bool,
+        now: u64,
+    ) -> Answer {
         let age = entry.age(now) / 1000;
-        let (status, mut headers, body) = if policy::not_modified(&entry, request) {
+        let not_modified = asks.conditional && policy::not_modified(&entry, request);
+        let (status, mut headers, body) = if not_modified {
             let mut h = HeaderMap::with_capacity(8);
             for name in &policy::HEADERS_OF_304 {
                 for v in entry.headers.get_all(name) {
@@ -37,10 +51,14 @@ impl<St: Store> Cache<St> {
                 .headers
                 .get_or_init(|| {
                     let mut h = HeaderMap::with_capacity(entry.headers.len() + 2);
-                    for (name, value) in &entry.headers {
-                        h.append(name.clone(), value.clone());
-                    }
+                    // `Age` first: a hit rewrites it in place (below) instead of a
+                    // hashed insert.
                     h.insert(AGE, age_value(0));
+                    for (name, value) in &entry.headers {
+                        if name != AGE {
+                            h.append(name.clone(), value.clone());
+                        }
+                    }
                     // The length every server would add for this complete body (axum's
                     // route, hyper, actix): present already, so that adding it does not
                     // grow the map cloned per hit (a reallocation and a copy per request).
@@ -58,13 +76,18 @@ impl<St: Store> Cache<St> {
                     h
                 })
                 .clone();
-            headers.insert(AGE, age_value(age));
+            match headers.iter_mut().next() {
+                Some((name, value)) if name == AGE => *value = age_value(age),
+                _ => {
+                    headers.insert(AGE, age_value(age));
+                }
+            }
             if is_head {
                 let mut answer = Answer::served_from(entry, headers);
                 answer.body = Bytes::new();
                 return answer;
             }
-            if request.contains_key(RANGE) {
+            if asks.range {
                 let selected = range::select(
                     request,
                     entry.status,

@@ -237,7 +237,16 @@ async fn age_counts_the_upstream_age_and_the_time_stored() {
     h.advance(10);
     let hit = h.get("/age", &[], &origin).await;
     assert_eq!(hit.header("age"), Some("40"));
-    h.advance(60);
+    // The hit's headers hold one `Age`, the cache's: the upstream line is replaced, on the
+    // first hit (which builds the entry's hit headers) and on the next (which rewrites
+    // the kept copy in place).
+    assert_eq!(hit.headers.get_all("age").iter().count(), 1);
+    h.advance(5);
+    let again = h.get("/age", &[], &origin).await;
+    let ages: Vec<_> = again.headers.get_all("age").iter().collect();
+    assert_eq!(ages, ["45"]);
+    assert_eq!(again.header("cache-control"), Some("max-age=100"));
+    h.advance(55);
     assert!(!h.get("/age", &[], &origin).await.served_by_cache());
     // apparent age from Date
     let h = harness();
@@ -272,4 +281,27 @@ async fn head_is_answered_from_the_get_entry_without_a_body() {
     assert!(head.served_by_cache());
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some("5"));
+}
+
+/// An origin that sends `Age` twice (a proxy chain appending): the entry's hit headers still
+/// carry the cache's one `Age`, computed from the first upstream value, on every hit.
+#[tokio::test]
+async fn a_repeated_upstream_age_leaves_one_age_on_hits() {
+    let h = harness();
+    let origin = ok(
+        &[
+            ("age", "20"),
+            ("cache-control", "max-age=100"),
+            ("age", "7"),
+        ],
+        b"x",
+    );
+    h.get("/ages", &[], &origin).await;
+    for step in [0, 3] {
+        h.advance(step);
+        let hit = h.get("/ages", &[], &origin).await;
+        assert!(hit.served_by_cache());
+        let ages: Vec<_> = hit.headers.get_all("age").iter().collect();
+        assert_eq!(ages.len(), 1, "{ages:?}");
+    }
 }

@@ -224,3 +224,43 @@ proptest! {
         prop_assert_eq!(vka == vkb, vals_a == vals_b);
     }
 }
+
+/// The one pass over a request's headers finds `Host` (and whether it repeats), the
+/// conditionals and `Range` wherever they stand among the other lines, and nothing else.
+#[test]
+fn marks_find_host_conditionals_and_range_among_other_lines() {
+    let mut noise: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-noise-{i}"), format!("v{i}")))
+        .collect();
+    noise.push(("accept".into(), "*/*".into()));
+    let with = |extra: &[(&str, &str)]| {
+        let mut list: Vec<(&str, &str)> = noise
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        list.extend_from_slice(extra);
+        list.extend(noise.iter().take(3).map(|(n, v)| (n.as_str(), v.as_str())));
+        super::headers(&list)
+    };
+    let plain = with(&[("host", "a.example")]);
+    let m = Marks::of(&plain);
+    assert_eq!(m.host.map(|v| v.as_bytes()), Some(&b"a.example"[..]));
+    assert!(!m.hosts_repeated && !m.asks.conditional && !m.asks.range);
+
+    let twice = with(&[("host", "a.example"), ("host", "b.example")]);
+    assert!(Marks::of(&twice).hosts_repeated);
+
+    for name in ["if-none-match", "if-modified-since"] {
+        let map = with(&[(name, "x")]);
+        let m = Marks::of(&map);
+        assert!(m.asks.conditional && !m.asks.range, "{name}");
+        assert!(Asks::of(&map).conditional, "{name}");
+    }
+    let map = with(&[("range", "bytes=0-1")]);
+    let m = Marks::of(&map);
+    assert!(m.asks.range && !m.asks.conditional);
+    // Look-alikes are not the headers.
+    let map = with(&[("x-range", "bytes=0-1"), ("if-match", "*"), ("x-host", "h")]);
+    let m = Marks::of(&map);
+    assert!(m.host.is_none() && !m.asks.range && !m.asks.conditional);
+}

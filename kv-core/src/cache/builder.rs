@@ -297,7 +297,7 @@ impl<St: Store> CacheBuilder<St> {
                 clock: self.clock,
                 config,
                 counters: Counters::default(),
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(HashMap::default()),
                 #[cfg(feature = "near-cache")]
                 near,
             }),

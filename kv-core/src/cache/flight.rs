@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,10 +33,22 @@ pub(super) struct FlightGuard<St> {
     pub(super) cache: Cache<St>,
     pub(super) key: String,
     pub(super) tx: watch::Sender<Flight>,
+    /// `finish` ran (the drop then has nothing to do).
+    done: AtomicBool,
 }
 
 impl<St> FlightGuard<St> {
+    fn new(cache: Cache<St>, key: &str, tx: watch::Sender<Flight>) -> Self {
+        FlightGuard {
+            cache,
+            key: key.to_owned(),
+            tx,
+            done: AtomicBool::new(false),
+        }
+    }
+
     pub(super) fn finish(&self, entry: Option<Arc<Entry>>) {
+        self.done.store(true, Ordering::Relaxed);
         let mut flights = self.cache.inner.flights.lock();
         if flights
             .get(&self.key)
@@ -44,13 +57,19 @@ impl<St> FlightGuard<St> {
             flights.remove(&self.key);
         }
         drop(flights);
-        self.tx.send_replace(Flight::Done(entry));
+        // Waiters hold receivers cloned from the map under its lock; with the map's own
+        // gone, none left means nobody joined this fill and none can now. Then there is
+        // no one to tell: a watch channel's send wakes its eight notifiers whether anyone
+        // waits or not (~500 instructions of every miss).
+        if self.tx.receiver_count() > 0 {
+            self.tx.send_replace(Flight::Done(entry));
+        }
     }
 }
 
 impl<St> Drop for FlightGuard<St> {
     fn drop(&mut self) {
-        if matches!(*self.tx.borrow(), Flight::Running) {
+        if !self.done.load(Ordering::Relaxed) {
             self.finish(None);
         }
     }
@@ -76,11 +95,7 @@ impl<St: Store> Cache<St> {
         }
         let (tx, rx) = watch::channel(Flight::Running);
         flights.insert(primary.to_owned(), rx);
-        Some(FlightGuard {
-            cache: self.clone(),
-            key: primary.to_owned(),
-            tx,
-        })
+        Some(FlightGuard::new(self.clone(), primary, tx))
     }
 
     pub(super) async fn join_or_lead(
@@ -105,11 +120,7 @@ impl<St: Store> Cache<St> {
         let rx = match joined {
             Ok(rx) => rx,
             Err(tx) => {
-                let guard = FlightGuard {
-                    cache: self.clone(),
-                    key: primary.to_owned(),
-                    tx,
-                };
+                let guard = FlightGuard::new(self.clone(), primary, tx);
                 return self.cross_replica(guard, primary, headers, is_head).await;
             }
         };

@@ -69,6 +69,64 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
     assert!(waiter.await.expect("task"));
 }
 
+/// A leader dropped without answering (its client went away) releases its waiters at
+/// once, well before the lock timeout; and a fill nobody joined (whose end tells no one)
+/// leaves nothing behind: the next miss of the key leads a fill of its own.
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_fill_releases_its_waiters_and_an_unjoined_one_leaves_no_flight() {
+    let h = harness_with(|b| b.lock_timeout(Duration::from_secs(3600)));
+    let uri = Uri::from_static("http://example.com/gone");
+    let empty = HeaderMap::new();
+    let miss = || async {
+        let empty = HeaderMap::new();
+        let uri = Uri::from_static("http://example.com/gone");
+        match h
+            .cache
+            .lookup(&request_of(&Method::GET, &uri, &empty))
+            .await
+        {
+            Lookup::Forward(f) => Some(f),
+            Lookup::Hit { .. } => None,
+        }
+    };
+    let Lookup::Forward(leader) = h
+        .cache
+        .lookup(&request_of(&Method::GET, &uri, &empty))
+        .await
+    else {
+        panic!("miss")
+    };
+    let cache = h.cache.clone();
+    let started = tokio::time::Instant::now();
+    let waiter = tokio::spawn(async move {
+        let uri = Uri::from_static("http://example.com/gone");
+        let empty = HeaderMap::new();
+        matches!(
+            cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
+            Lookup::Forward(_)
+        )
+    });
+    tokio::task::yield_now().await;
+    drop(leader);
+    assert!(
+        waiter.await.expect("task"),
+        "the waiter forwards on its own"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // Nobody joins these: each ends (answered or dropped) and the next one leads again.
+    for _ in 0..3 {
+        let leader = miss().await.expect("a miss leads");
+        let mut resp = headers(&[("cache-control", "no-store")]);
+        assert!(matches!(
+            leader.response(StatusCode::OK, &mut resp).await,
+            Outcome::Pass
+        ));
+        drop(miss().await.expect("a miss leads"));
+    }
+    assert_eq!(h.cache.inner.flights.lock().len(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_waiter_gives_up_after_the_lock_timeout() {
     let h = harness_with(|b| b.lock_timeout(Duration::from_secs(2)));

@@ -1,24 +1,51 @@
 //! In-process request coalescing: one fill per key, its waiters told the outcome.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::entry::Entry;
 use super::stats::bump;
 use super::{Cache, key};
 use crate::{Answer, Store};
 
-#[derive(Debug, Clone)]
-pub(super) enum Flight {
-    Running,
-    /// The fill ended: the entry it stored, if any.
-    Done(Option<Arc<Entry>>),
+/// A fill in flight: the entry its leader stored once it is done, and its waiters.
+///
+/// Not a `watch` channel: that allocates eight notifiers and wakes them all when its
+/// sender drops, whether anyone waits or not, which was ~700 instructions of every miss.
+/// A fill nobody joined here costs one small allocation and no wake-up.
+#[derive(Default)]
+pub(super) struct Flight {
+    /// The outcome: the entry stored, or `None` (nothing stored, or the leader gone).
+    done: OnceLock<Option<Arc<Entry>>>,
+    woken: Notify,
+}
+
+impl Flight {
+    /// The outcome, once the leader has one.
+    async fn outcome(&self) -> Option<Arc<Entry>> {
+        loop {
+            // Made before the check: a `Notified` receives every `notify_waiters` from its
+            // creation on, polled or not, so a `finish` between the two still wakes it.
+            let notified = self.woken.notified();
+            if let Some(done) = self.done.get() {
+                return done.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+impl fmt::Debug for Flight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flight")
+            .field("done", &self.done.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 pub(super) enum Joined<St: Store> {
@@ -32,44 +59,32 @@ pub(super) enum Joined<St: Store> {
 pub(super) struct FlightGuard<St> {
     pub(super) cache: Cache<St>,
     pub(super) key: String,
-    pub(super) tx: watch::Sender<Flight>,
-    /// `finish` ran (the drop then has nothing to do).
-    done: AtomicBool,
+    flight: Arc<Flight>,
 }
 
 impl<St> FlightGuard<St> {
-    fn new(cache: Cache<St>, key: &str, tx: watch::Sender<Flight>) -> Self {
-        FlightGuard {
-            cache,
-            key: key.to_owned(),
-            tx,
-            done: AtomicBool::new(false),
-        }
-    }
-
     pub(super) fn finish(&self, entry: Option<Arc<Entry>>) {
-        self.done.store(true, Ordering::Relaxed);
+        // The first outcome stands (a drop after `finish` changes nothing).
+        let _ = self.flight.done.set(entry);
         let mut flights = self.cache.inner.flights.lock();
         if flights
             .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
         {
             flights.remove(&self.key);
         }
         drop(flights);
-        // Waiters hold receivers cloned from the map under its lock; with the map's own
-        // gone, none left means nobody joined this fill and none can now. Then there is
-        // no one to tell: a watch channel's send wakes its eight notifiers whether anyone
-        // waits or not (~500 instructions of every miss).
-        if self.tx.receiver_count() > 0 {
-            self.tx.send_replace(Flight::Done(entry));
+        // Waiters clone the flight from the map under its lock; with the map's reference
+        // gone, only the guard's left means nobody joined, and nobody can now.
+        if Arc::strong_count(&self.flight) > 1 {
+            self.flight.woken.notify_waiters();
         }
     }
 }
 
 impl<St> Drop for FlightGuard<St> {
     fn drop(&mut self) {
-        if !self.done.load(Ordering::Relaxed) {
+        if self.flight.done.get().is_none() {
             self.finish(None);
         }
     }
@@ -93,9 +108,13 @@ impl<St: Store> Cache<St> {
         if flights.contains_key(primary) {
             return None;
         }
-        let (tx, rx) = watch::channel(Flight::Running);
-        flights.insert(primary.to_owned(), rx);
-        Some(FlightGuard::new(self.clone(), primary, tx))
+        let flight = Arc::new(Flight::default());
+        flights.insert(primary.to_owned(), Arc::clone(&flight));
+        Some(FlightGuard {
+            cache: self.clone(),
+            key: primary.to_owned(),
+            flight,
+        })
     }
 
     pub(super) async fn join_or_lead(
@@ -109,31 +128,29 @@ impl<St: Store> Cache<St> {
         let joined = {
             let mut flights = self.inner.flights.lock();
             match flights.get(primary) {
-                Some(rx) => Ok(rx.clone()),
+                Some(flight) => Ok(Arc::clone(flight)),
                 None => {
-                    let (tx, rx) = watch::channel(Flight::Running);
-                    flights.insert(primary.to_owned(), rx);
-                    Err(tx)
+                    let flight = Arc::new(Flight::default());
+                    flights.insert(primary.to_owned(), Arc::clone(&flight));
+                    Err(flight)
                 }
             }
         };
-        let rx = match joined {
-            Ok(rx) => rx,
-            Err(tx) => {
-                let guard = FlightGuard::new(self.clone(), primary, tx);
+        let flight = match joined {
+            Ok(flight) => flight,
+            Err(flight) => {
+                let guard = FlightGuard {
+                    cache: self.clone(),
+                    key: primary.to_owned(),
+                    flight,
+                };
                 return self.cross_replica(guard, primary, headers, is_head).await;
             }
         };
-        let mut rx = rx;
-        let waited =
-            tokio::time::timeout(timeout, rx.wait_for(|f| matches!(f, Flight::Done(_)))).await;
-        let entry = match waited {
-            Ok(Ok(flight)) => match &*flight {
-                Flight::Done(Some(e)) => Some(Arc::clone(e)),
-                _ => None,
-            },
-            _ => None,
-        };
+        let entry = tokio::time::timeout(timeout, flight.outcome())
+            .await
+            .ok()
+            .flatten();
         if let Some(entry) = entry {
             let values = key::vary_values(
                 &entry

@@ -162,7 +162,6 @@ use std::time::Duration;
 use http::header::{HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use crate::clock::ClockHandle;
 use crate::request::RequestView;
@@ -377,12 +376,12 @@ struct Inner<St> {
     clock: ClockHandle,
     config: Config,
     counters: Counters,
-    /// In-process fills: primary key → the leader's channel.
+    /// In-process fills: primary key → the leader's flight.
     /// Seeded per cache with foldhash's fast hasher, as `MemoryStore`'s shards are: a miss
     /// hashes its key here two to four times, which SipHash made ~700 instructions of a
     /// miss. The keys come from requests, but the map holds only the fills in flight (at
     /// most one per concurrent miss), so colliding keys cannot make it long.
-    flights: Mutex<HashMap<String, watch::Receiver<Flight>, foldhash::fast::RandomState>>,
+    flights: Mutex<HashMap<String, Arc<Flight>, foldhash::fast::RandomState>>,
     #[cfg(feature = "near-cache")]
     near: Option<near::Near>,
 }

@@ -269,3 +269,54 @@ async fn concurrent_requests_for_a_stale_entry_revalidate_once() {
     assert_eq!(forwarded.load(Ordering::SeqCst), 1);
     assert_eq!(h.cache.stats().revalidated, 1);
 }
+
+/// Waiters that join while their leader finishes, on two threads and over many rounds,
+/// are all woken with the stored entry: none misses the leader's wake-up and sleeps out
+/// the (here hour-long) lock timeout, and none forwards on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_joining_as_the_leader_finishes_are_never_lost() {
+    let h = harness_with(|b| b.lock_timeout(Duration::from_secs(3600)));
+    for round in 0..300u32 {
+        let uri: Uri = format!("http://example.com/race/{round}")
+            .parse()
+            .expect("uri");
+        let empty = HeaderMap::new();
+        let Lookup::Forward(leader) = h
+            .cache
+            .lookup(&request_of(&Method::GET, &uri, &empty))
+            .await
+        else {
+            panic!("miss")
+        };
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let cache = h.cache.clone();
+                let uri = uri.clone();
+                tokio::spawn(async move {
+                    let empty = HeaderMap::new();
+                    match cache.lookup(&request_of(&Method::GET, &uri, &empty)).await {
+                        Lookup::Hit { response, .. } => Some(response.body),
+                        Lookup::Forward(_) => None,
+                    }
+                })
+            })
+            .collect();
+        // Finish at a different point of the waiters' joining each round.
+        for _ in 0..round % 4 {
+            tokio::task::yield_now().await;
+        }
+        let mut resp = headers(&[("cache-control", "max-age=60")]);
+        let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut resp).await else {
+            panic!("storable")
+        };
+        rec.push(b"won");
+        rec.finish().await;
+        for w in waiters {
+            let got = tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("a waiter was not woken")
+                .expect("task");
+            assert_eq!(got, Some(Bytes::from_static(b"won")), "round {round}");
+        }
+    }
+}

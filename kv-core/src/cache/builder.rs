@@ -1,6 +1,6 @@
 //! [`CacheBuilder`]: the cache configuration, validated in `build()`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,7 +297,7 @@ impl<St: Store> CacheBuilder<St> {
                 clock: self.clock,
                 config,
                 counters: Counters::default(),
-                flights: Mutex::new(HashMap::default()),
+                flights: Mutex::new(HashSet::default()),
                 #[cfg(feature = "near-cache")]
                 near,
             }),

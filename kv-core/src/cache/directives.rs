@@ -168,29 +168,44 @@ pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Splits on commas that are not inside a quoted string.
-pub(crate) fn split_top_level(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut pieces = Vec::new();
-    for (i, &b) in line.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => {
-                pieces.push(&line[start..i]);
-                start = i + 1;
+/// Splits on commas that are not inside a quoted string (lazily: no allocation; this runs
+/// over every `Cache-Control` and `Vary` line of a miss).
+pub(crate) fn split_top_level(line: &[u8]) -> SplitTopLevel<'_> {
+    SplitTopLevel { rest: Some(line) }
+}
+
+/// The pieces of [`split_top_level`].
+#[derive(Debug, Clone)]
+pub(crate) struct SplitTopLevel<'a> {
+    /// What is left to split; `None` once the last piece was given.
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for SplitTopLevel<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let line = self.rest?;
+        let mut quoted = false;
+        let mut escaped = false;
+        for (i, &b) in line.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match b {
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    self.rest = Some(&line[i + 1..]);
+                    return Some(&line[..i]);
+                }
+                _ => {}
+            }
         }
+        self.rest = None;
+        Some(line)
     }
-    pieces.push(&line[start..]);
-    pieces.into_iter()
 }
 
 #[cfg(test)]
@@ -264,5 +279,52 @@ mod tests {
         assert!(Directives::parse(&h).pragma_no_cache);
         h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
         assert!(!Directives::parse(&h).pragma_no_cache);
+    }
+
+    /// The pieces, eagerly: the splitting as a plain loop over the line, to check the lazy
+    /// iterator against.
+    fn pieces_of(line: &[u8]) -> Vec<&[u8]> {
+        let (mut out, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+        for (i, &b) in line.iter().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if quoted && b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                quoted = !quoted;
+            } else if b == b',' && !quoted {
+                out.push(&line[start..i]);
+                start = i + 1;
+            }
+        }
+        out.push(&line[start..]);
+        out
+    }
+
+    #[test]
+    fn splits_on_top_level_commas_only() {
+        let split = |l: &'static str| split_top_level(l.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(split(""), [b""]);
+        assert_eq!(split("a"), [b"a"]);
+        assert_eq!(split("a,,b,"), [&b"a"[..], b"", b"b", b""]);
+        assert_eq!(
+            split(r#"private="a,b", max-age=1"#),
+            [&br#"private="a,b""#[..], b" max-age=1"]
+        );
+        assert_eq!(
+            split(r#"x="q\",still", y"#),
+            [&br#"x="q\",still""#[..], b" y"]
+        );
+        // An unterminated quote runs to the end of the line.
+        assert_eq!(split(r#"a="b,c"#), [br#"a="b,c"#]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_lazy_split_gives_the_eager_pieces(line in proptest::collection::vec(
+            proptest::sample::select(vec![b'a', b',', b'"', b'\\', b' ', b'=']), 0..40)) {
+            let lazy: Vec<&[u8]> = split_top_level(&line).collect();
+            proptest::prop_assert_eq!(lazy, pieces_of(&line));
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! In-process request coalescing: one fill per key, its waiters told the outcome.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,14 +20,23 @@ use crate::{Answer, Store};
 /// Not a `watch` channel: that allocates eight notifiers and wakes them all when its
 /// sender drops, whether anyone waits or not, which was ~700 instructions of every miss.
 /// A fill nobody joined here costs one small allocation and no wake-up.
-#[derive(Default)]
 pub(super) struct Flight {
+    /// The primary key being filled (the map's key too: see [`InFlight`]).
+    key: String,
     /// The outcome: the entry stored, or `None` (nothing stored, or the leader gone).
     done: OnceLock<Option<Arc<Entry>>>,
     woken: Notify,
 }
 
 impl Flight {
+    fn new(key: &str) -> Arc<Flight> {
+        Arc::new(Flight {
+            key: key.to_owned(),
+            done: OnceLock::new(),
+            woken: Notify::new(),
+        })
+    }
+
     /// The outcome, once the leader has one.
     async fn outcome(&self) -> Option<Arc<Entry>> {
         loop {
@@ -43,10 +54,36 @@ impl Flight {
 impl fmt::Debug for Flight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Flight")
+            .field("key", &self.key)
             .field("done", &self.done.get().is_some())
             .finish_non_exhaustive()
     }
 }
+
+/// The in-flight map's element: a flight, found by its key (one allocation for both).
+#[derive(Debug)]
+pub(super) struct InFlight(Arc<Flight>);
+
+impl Borrow<str> for InFlight {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl Hash for InFlight {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes: `Borrow<str>` look-ups must find it.
+        self.0.key.as_str().hash(state);
+    }
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for InFlight {}
 
 pub(super) enum Joined<St: Store> {
     Answer(Answer),
@@ -58,7 +95,6 @@ pub(super) enum Joined<St: Store> {
 /// finished or dropped.
 pub(super) struct FlightGuard<St> {
     pub(super) cache: Cache<St>,
-    pub(super) key: String,
     flight: Arc<Flight>,
 }
 
@@ -67,11 +103,12 @@ impl<St> FlightGuard<St> {
         // The first outcome stands (a drop after `finish` changes nothing).
         let _ = self.flight.done.set(entry);
         let mut flights = self.cache.inner.flights.lock();
+        let key = self.flight.key.as_str();
         if flights
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            .get(key)
+            .is_some_and(|f| Arc::ptr_eq(&f.0, &self.flight))
         {
-            flights.remove(&self.key);
+            flights.remove(key);
         }
         drop(flights);
         // Waiters clone the flight from the map under its lock; with the map's reference
@@ -99,20 +136,19 @@ impl<St> fmt::Debug for FlightGuard<St> {
 /// Coalescing: one fill per key, in process (a flight) and across replicas (a lock).
 impl<St: Store> Cache<St> {
     pub(super) fn can_lead_now(&self, primary: &str) -> bool {
-        !self.inner.config.lock_across_replicas && !self.inner.flights.lock().contains_key(primary)
+        !self.inner.config.lock_across_replicas && !self.inner.flights.lock().contains(primary)
     }
 
     /// Claims the fill of `primary` in this process, if nobody holds it.
     pub(super) fn lead(&self, primary: &str) -> Option<FlightGuard<St>> {
         let mut flights = self.inner.flights.lock();
-        if flights.contains_key(primary) {
+        if flights.contains(primary) {
             return None;
         }
-        let flight = Arc::new(Flight::default());
-        flights.insert(primary.to_owned(), Arc::clone(&flight));
+        let flight = Flight::new(primary);
+        flights.insert(InFlight(Arc::clone(&flight)));
         Some(FlightGuard {
             cache: self.clone(),
-            key: primary.to_owned(),
             flight,
         })
     }
@@ -128,10 +164,10 @@ impl<St: Store> Cache<St> {
         let joined = {
             let mut flights = self.inner.flights.lock();
             match flights.get(primary) {
-                Some(flight) => Ok(Arc::clone(flight)),
+                Some(flight) => Ok(Arc::clone(&flight.0)),
                 None => {
-                    let flight = Arc::new(Flight::default());
-                    flights.insert(primary.to_owned(), Arc::clone(&flight));
+                    let flight = Flight::new(primary);
+                    flights.insert(InFlight(Arc::clone(&flight)));
                     Err(flight)
                 }
             }
@@ -141,7 +177,6 @@ impl<St: Store> Cache<St> {
             Err(flight) => {
                 let guard = FlightGuard {
                     cache: self.clone(),
-                    key: primary.to_owned(),
                     flight,
                 };
                 return self.cross_replica(guard, primary, headers, is_head).await;

@@ -154,7 +154,7 @@ pub use forward::{Forward, Handover};
 pub use recorder::{Recorder, Storing};
 pub use stats::CacheStats;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +166,7 @@ use parking_lot::Mutex;
 use crate::clock::ClockHandle;
 use crate::request::RequestView;
 use crate::{Answer, Result, Step, StepFuture, Store};
-use flight::Flight;
+use flight::InFlight;
 use stats::Counters;
 
 /// What the cache reads of a request, borrowed from a [`RequestView`].
@@ -376,12 +376,12 @@ struct Inner<St> {
     clock: ClockHandle,
     config: Config,
     counters: Counters,
-    /// In-process fills: primary key → the leader's flight.
+    /// In-process fills, found by their primary key.
     /// Seeded per cache with foldhash's fast hasher, as `MemoryStore`'s shards are: a miss
     /// hashes its key here two to four times, which SipHash made ~700 instructions of a
     /// miss. The keys come from requests, but the map holds only the fills in flight (at
     /// most one per concurrent miss), so colliding keys cannot make it long.
-    flights: Mutex<HashMap<String, Arc<Flight>, foldhash::fast::RandomState>>,
+    flights: Mutex<HashSet<InFlight, foldhash::fast::RandomState>>,
     #[cfg(feature = "near-cache")]
     near: Option<near::Near>,
 }

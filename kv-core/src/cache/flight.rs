@@ -100,8 +100,13 @@ pub(super) struct FlightGuard<St> {
 
 impl<St> FlightGuard<St> {
     pub(super) fn finish(&self, entry: Option<Arc<Entry>>) {
-        // The first outcome stands (a drop after `finish` changes nothing).
-        let _ = self.flight.done.set(entry);
+        self.finish_with(|| entry);
+    }
+
+    /// [`finish`](Self::finish) with the outcome made only when someone waits for it: a
+    /// fill nobody joined (most of them) shares no entry, so it need not be put in an
+    /// `Arc` (an allocation and a copy of the entry per miss).
+    pub(super) fn finish_with(&self, outcome: impl FnOnce() -> Option<Arc<Entry>>) {
         let mut flights = self.cache.inner.flights.lock();
         let key = self.flight.key.as_str();
         if flights
@@ -112,9 +117,14 @@ impl<St> FlightGuard<St> {
         }
         drop(flights);
         // Waiters clone the flight from the map under its lock; with the map's reference
-        // gone, only the guard's left means nobody joined, and nobody can now.
+        // gone, only the guard's left means nobody joined, and nobody can now. (A waiter
+        // that joined sees the outcome below: it checks after making its `Notified`.)
+        // The first outcome stands (a drop after `finish` changes nothing).
         if Arc::strong_count(&self.flight) > 1 {
+            let _ = self.flight.done.set(outcome());
             self.flight.woken.notify_waiters();
+        } else {
+            let _ = self.flight.done.set(None);
         }
     }
 }

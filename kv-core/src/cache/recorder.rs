@@ -145,7 +145,7 @@ impl<St: Store> Recorder<St> {
                 match local.set(&self.primary, encoded, Some(self.ttl)) {
                     Ok(()) => {
                         bump(&counters.stored);
-                        stored = Some(Arc::new(entry));
+                        stored = Some(entry);
                     }
                     Err(err) => {
                         bump(&counters.store_errors);
@@ -154,7 +154,7 @@ impl<St: Store> Recorder<St> {
                 }
             }
             if let Some(flight) = self.flight.take() {
-                flight.finish(stored);
+                flight.finish_with(|| stored.map(Arc::new));
             }
             return true;
         }

@@ -325,5 +325,8 @@ async fn waiters_joining_as_the_leader_finishes_are_never_lost() {
             }
         }
     }
-    assert!(served > 300 * 3 / 2, "{served} of 900 waiters got the leader's entry");
+    assert!(
+        served > 300 * 3 / 2,
+        "{served} of 900 waiters got the leader's entry"
+    );
 }

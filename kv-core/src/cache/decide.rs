@@ -9,7 +9,7 @@ use super::flight::Joined;
 use super::forward::{Forward, Invalidate, Kind};
 use super::read::Found;
 use super::stats::bump;
-use super::{Cache, CacheRequest, Lookup, RequestHead, directives};
+use super::{Cache, CacheRequest, Lookup, RequestHead, directives, key};
 use crate::Store;
 
 /// Request methods that are safe (RFC 9110 section 9.2.1): they never invalidate.
@@ -139,6 +139,7 @@ impl<St: Store> Cache<St> {
         });
         if !forced && entry.is_fresh(now) {
             bump(&self.inner.counters.hits);
+            key::recycle(ctx.primary);
             return Decided::Done(Lookup::Hit {
                 response: self.serve_asked(entry, req.headers, req.marks.asks, ctx.is_head, now),
                 refresh: None,

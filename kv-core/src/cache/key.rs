@@ -9,6 +9,7 @@
 //! and 128 bits of its SHA-256 (the `#` cannot start a length, so a hashed key never equals
 //! a plain one).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -50,6 +51,30 @@ fn field(key: &mut String, s: &str) {
     key.push_str(s);
 }
 
+thread_local! {
+    /// A key buffer to reuse, per thread: a hit's primary key is built in it and given
+    /// back ([`recycle`]), so a hit allocates no key. A miss keeps its key (it moves into
+    /// the fill), and the next key is a new allocation, as without the spare.
+    static SPARE: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// The largest buffer kept as the spare (a key is usually under 100 bytes; one for a long
+/// URL is not kept alive in every thread).
+const SPARE_MAX: usize = 256;
+
+/// This thread's spare buffer (empty; with its capacity), or a new empty string.
+fn spare_buffer() -> String {
+    SPARE.with(Cell::take)
+}
+
+/// Gives a key no longer needed back as this thread's spare buffer (cleared first).
+pub(crate) fn recycle(mut key: String) {
+    if key.capacity() <= SPARE_MAX {
+        key.clear();
+        SPARE.with(|spare| spare.set(key));
+    }
+}
+
 /// The primary key of a URL, for the GET/HEAD method class (the only cacheable one).
 pub(crate) fn primary_key(prefix: &str, fields: KeyFields<'_>, rules: &KeyRules) -> String {
     let KeyFields {
@@ -61,7 +86,8 @@ pub(crate) fn primary_key(prefix: &str, fields: KeyFields<'_>, rules: &KeyRules)
     let path = if path.is_empty() { "/" } else { path };
     let query = query.and_then(|q| rules.query(q));
     let url_len = host.len() + path.len() + query.as_ref().map_or(1, |q| q.len() + 6) + 16;
-    let mut key = String::with_capacity(prefix.len() + 2 + url_len.min(MAX_URL_IN_KEY + 40));
+    let mut key = spare_buffer();
+    key.reserve(prefix.len() + 2 + url_len.min(MAX_URL_IN_KEY + 40));
     key.push_str(prefix);
     key.push_str("G:");
     let start = key.len();

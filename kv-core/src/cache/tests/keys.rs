@@ -264,3 +264,43 @@ fn marks_find_host_conditionals_and_range_among_other_lines() {
     let m = Marks::of(&map);
     assert!(m.host.is_none() && !m.asks.range && !m.asks.conditional);
 }
+
+/// A hit's key buffer is reused for the next key on the thread: nothing of the old key
+/// shows in the new one, and an oversized buffer is not kept for reuse.
+#[test]
+fn a_recycled_key_buffer_leaves_nothing_in_the_next_key() {
+    use super::key::recycle;
+    let rules = KeyRules::default();
+    let long_path = format!("/{}", "seg/".repeat(40));
+    let long = KeyFields {
+        host: "a.example",
+        path: &long_path,
+        query: Some("x=1&y=2"),
+        custom: Some("tenant-7"),
+    };
+    let short = KeyFields {
+        host: "b",
+        path: "/",
+        query: None,
+        custom: None,
+    };
+    let expected = primary_key("c:", short, &rules);
+    let long_key = primary_key("c:", long, &rules);
+    let capacity = long_key.capacity();
+    assert!(capacity > expected.capacity() && capacity <= 256);
+    recycle(long_key);
+    let reused = primary_key("c:", short, &rules);
+    assert_eq!(reused, expected);
+    assert_eq!(
+        reused.capacity(),
+        capacity,
+        "the long key's buffer was reused"
+    );
+
+    let mut big = String::with_capacity(4096);
+    big.push_str("junk");
+    recycle(big);
+    let fresh = primary_key("c:", short, &rules);
+    assert_eq!(fresh, expected);
+    assert!(fresh.capacity() < 4096, "an oversized buffer is not kept");
+}

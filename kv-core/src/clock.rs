@@ -67,10 +67,19 @@ thread_local! {
     static ANCHOR: std::cell::Cell<Option<Anchor>> = const { std::cell::Cell::new(None) };
 }
 
+/// The time-stamp counter, through a `quanta::Clock` held here: `quanta::Instant::now()`
+/// first looks for a per-thread mock clock (a thread-local borrow on every read, which
+/// every cache hit and rate-limit check paid twice).
+#[inline]
+fn mono_now() -> quanta::Instant {
+    static MONO: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    MONO.get_or_init(quanta::Clock::new).now()
+}
+
 /// Now, as the time since the Unix epoch, on the system clock (see [`SystemClock`]).
 #[inline]
 fn system_since_epoch() -> Duration {
-    let mono = quanta::Instant::now();
+    let mono = mono_now();
     ANCHOR.with(|cell| {
         if let Some(anchor) = cell.get() {
             let elapsed = mono.saturating_duration_since(anchor.mono);

@@ -39,10 +39,13 @@ async fn fifty_concurrent_misses_forward_once() {
     assert_eq!(h.cache.stats().hits, 49);
 }
 
-#[tokio::test]
-async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
-    let h = harness();
-    let uri = Uri::from_static("http://example.com/private");
+/// A miss of `uri` that leads its fill, and a task whose look-up of the same URL joins it
+/// (already waiting when this returns); the task tells whether it ended up forwarding.
+async fn leader_and_waiter(
+    h: &Harness,
+    uri: &'static str,
+) -> (Box<Forward<MemoryStore>>, tokio::task::JoinHandle<bool>) {
+    let uri = Uri::from_static(uri);
     let empty = HeaderMap::new();
     let Lookup::Forward(leader) = h
         .cache
@@ -53,7 +56,6 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
     };
     let cache = h.cache.clone();
     let waiter = tokio::spawn(async move {
-        let uri = Uri::from_static("http://example.com/private");
         let empty = HeaderMap::new();
         matches!(
             cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
@@ -61,6 +63,13 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
         )
     });
     tokio::task::yield_now().await;
+    (leader, waiter)
+}
+
+#[tokio::test]
+async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
+    let h = harness();
+    let (leader, waiter) = leader_and_waiter(&h, "http://example.com/private").await;
     let mut resp = headers(&[("cache-control", "private, max-age=60")]);
     assert!(matches!(
         leader.response(StatusCode::OK, &mut resp).await,
@@ -75,8 +84,6 @@ async fn waiters_go_on_their_own_when_the_fill_is_not_storable() {
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_fill_releases_its_waiters_and_an_unjoined_one_leaves_no_flight() {
     let h = harness_with(|b| b.lock_timeout(Duration::from_secs(3600)));
-    let uri = Uri::from_static("http://example.com/gone");
-    let empty = HeaderMap::new();
     let miss = || async {
         let empty = HeaderMap::new();
         let uri = Uri::from_static("http://example.com/gone");
@@ -89,24 +96,8 @@ async fn an_abandoned_fill_releases_its_waiters_and_an_unjoined_one_leaves_no_fl
             Lookup::Hit { .. } => None,
         }
     };
-    let Lookup::Forward(leader) = h
-        .cache
-        .lookup(&request_of(&Method::GET, &uri, &empty))
-        .await
-    else {
-        panic!("miss")
-    };
-    let cache = h.cache.clone();
     let started = tokio::time::Instant::now();
-    let waiter = tokio::spawn(async move {
-        let uri = Uri::from_static("http://example.com/gone");
-        let empty = HeaderMap::new();
-        matches!(
-            cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
-            Lookup::Forward(_)
-        )
-    });
-    tokio::task::yield_now().await;
+    let (leader, waiter) = leader_and_waiter(&h, "http://example.com/gone").await;
     drop(leader);
     assert!(
         waiter.await.expect("task"),

@@ -39,6 +39,15 @@ async fn fifty_concurrent_misses_forward_once() {
     assert_eq!(h.cache.stats().hits, 49);
 }
 
+/// A GET of `uri` that misses and leads its fill.
+async fn leading_miss(h: &Harness, uri: &Uri) -> Box<Forward<MemoryStore>> {
+    let empty = HeaderMap::new();
+    match h.cache.lookup(&request_of(&Method::GET, uri, &empty)).await {
+        Lookup::Forward(leader) => leader,
+        Lookup::Hit { .. } => panic!("a miss"),
+    }
+}
+
 /// A miss of `uri` that leads its fill, and a task whose look-up of the same URL joins it
 /// (already waiting when this returns); the task tells whether it ended up forwarding.
 async fn leader_and_waiter(
@@ -46,14 +55,7 @@ async fn leader_and_waiter(
     uri: &'static str,
 ) -> (Box<Forward<MemoryStore>>, tokio::task::JoinHandle<bool>) {
     let uri = Uri::from_static(uri);
-    let empty = HeaderMap::new();
-    let Lookup::Forward(leader) = h
-        .cache
-        .lookup(&request_of(&Method::GET, &uri, &empty))
-        .await
-    else {
-        panic!("miss")
-    };
+    let leader = leading_miss(h, &uri).await;
     let cache = h.cache.clone();
     let waiter = tokio::spawn(async move {
         let empty = HeaderMap::new();
@@ -274,14 +276,7 @@ async fn waiters_joining_as_the_leader_finishes_are_never_lost() {
         let uri: Uri = format!("http://example.com/race/{round}")
             .parse()
             .expect("uri");
-        let empty = HeaderMap::new();
-        let Lookup::Forward(leader) = h
-            .cache
-            .lookup(&request_of(&Method::GET, &uri, &empty))
-            .await
-        else {
-            panic!("miss")
-        };
+        let leader = leading_miss(&h, &uri).await;
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let cache = h.cache.clone();

@@ -202,8 +202,11 @@ impl<'a> Marks<'a> {
         let mut marks = Marks::default();
         for (name, value) in headers {
             if *name == HOST {
-                marks.hosts_repeated |= marks.host.is_some();
-                marks.host = Some(value);
+                if marks.host.is_some() {
+                    marks.hosts_repeated = true;
+                } else {
+                    marks.host = Some(value);
+                }
             } else if *name == IF_NONE_MATCH || *name == IF_MODIFIED_SINCE {
                 marks.asks.conditional = true;
             } else if *name == RANGE {

@@ -316,3 +316,46 @@ async fn waiters_joining_as_the_leader_finishes_are_never_lost() {
         "{served} of 900 waiters got the leader's entry"
     );
 }
+
+/// A flood of distinct URLs missing at once (an attacker's key flood) leads one fill each,
+/// and whether the fills are answered or abandoned, none stays in the in-flight set: it
+/// holds only fills in progress, so the flood cannot grow it past the misses under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_misses_leaves_no_flight_behind() {
+    let h = harness();
+    let mut leaders = Vec::new();
+    for i in 0..2_000u32 {
+        let uri: Uri = format!("http://example.com/flood/{i}")
+            .parse()
+            .expect("uri");
+        leaders.push(leading_miss(&h, &uri).await);
+    }
+    assert_eq!(h.cache.inner.flights.lock().len(), 2_000);
+    let mut answered = 0;
+    for (i, leader) in leaders.into_iter().enumerate() {
+        if i % 2 == 0 {
+            drop(leader);
+            continue;
+        }
+        let mut resp = headers(&[("cache-control", "max-age=60")]);
+        let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut resp).await else {
+            panic!("storable")
+        };
+        rec.push(b"x");
+        rec.finish().await;
+        answered += 1;
+    }
+    assert_eq!(answered, 1_000);
+    assert_eq!(h.cache.inner.flights.lock().len(), 0);
+    // The abandoned ones lead again; the answered ones are hits.
+    let uri = Uri::from_static("http://example.com/flood/0");
+    drop(leading_miss(&h, &uri).await);
+    let empty = HeaderMap::new();
+    let uri = Uri::from_static("http://example.com/flood/1");
+    assert!(matches!(
+        h.cache
+            .lookup(&request_of(&Method::GET, &uri, &empty))
+            .await,
+        Lookup::Hit { .. }
+    ));
+}

@@ -248,7 +248,9 @@ fn marks_find_host_conditionals_and_range_among_other_lines() {
     assert!(!m.hosts_repeated && !m.asks.conditional && !m.asks.range);
 
     let twice = with(&[("host", "a.example"), ("host", "b.example")]);
-    assert!(Marks::of(&twice).hosts_repeated);
+    let m = Marks::of(&twice);
+    assert!(m.hosts_repeated);
+    assert_eq!(m.host.map(|v| v.as_bytes()), Some(&b"a.example"[..]));
 
     for name in ["if-none-match", "if-modified-since"] {
         let map = with(&[(name, "x")]);

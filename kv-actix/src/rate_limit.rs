@@ -128,7 +128,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let check = self.limiter.check(&View::new(&req));
+        let check = self.limiter.admit(&View::new(&req));
         let decide = match check {
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
             Step::Ready(verdict) => return answer(&self.service, &self.limiter, verdict, req),

@@ -72,8 +72,25 @@ thread_local! {
 /// every cache hit and rate-limit check paid twice).
 #[inline]
 fn mono_now() -> quanta::Instant {
-    static MONO: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
-    MONO.get_or_init(quanta::Clock::new).now()
+    mono().0.now()
+}
+
+/// The time-stamp counter's clock, and its first reading (the origin of [`mono_elapsed`]).
+#[inline]
+fn mono() -> &'static (quanta::Clock, quanta::Instant) {
+    static MONO: std::sync::OnceLock<(quanta::Clock, quanta::Instant)> = std::sync::OnceLock::new();
+    MONO.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let start = clock.now();
+        (clock, start)
+    })
+}
+
+/// The time since this process first read the time-stamp counter.
+#[inline]
+fn mono_elapsed() -> Duration {
+    let (clock, start) = mono();
+    clock.now().saturating_duration_since(*start)
 }
 
 /// Now, as the time since the Unix epoch, on the system clock (see [`SystemClock`]).
@@ -122,6 +139,19 @@ impl ClockHandle {
     pub(crate) fn now_since_epoch(&self) -> Duration {
         match self {
             ClockHandle::System => system_since_epoch(),
+            ClockHandle::Custom(c) => c.now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+        }
+    }
+
+    /// Now, on a clock for measuring intervals only: the system clock's is the time
+    /// since the process first read it (the time-stamp counter alone, without the wall
+    /// clock [`now_since_epoch`](Self::now_since_epoch) anchors it to: ~40 instructions
+    /// less), a custom clock's its time since the epoch. What in-process GCRA runs on:
+    /// its state is never compared with another process's or stored.
+    #[inline]
+    pub(crate) fn monotonic(&self) -> Duration {
+        match self {
+            ClockHandle::System => mono_elapsed(),
             ClockHandle::Custom(c) => c.now().duration_since(UNIX_EPOCH).unwrap_or_default(),
         }
     }

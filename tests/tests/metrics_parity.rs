@@ -18,7 +18,17 @@ use kv_core::session::SessionManager;
 use kv_test_support::metrics_capture::{self, Metric};
 use tower::ServiceExt;
 
-fn engines() -> (Cache<MemoryStore>, RateLimiter<MemoryStore>, SessionManager) {
+type Engines = (
+    Cache<MemoryStore>,
+    RateLimiter<MemoryStore>,
+    RateLimiter<MemoryStore>,
+    SessionManager,
+);
+
+/// The cache, a fixed-window limiter, a GCRA limiter in its lean configuration (one
+/// in-process policy: `RateLimiter::admit`'s shortcut, which counts on its own) and the
+/// session manager.
+fn engines() -> Engines {
     let store = MemoryStore::new();
     let cache = Cache::builder(store.clone()).build().expect("cache");
     let limiter = RateLimiter::builder(store.clone())
@@ -29,8 +39,12 @@ fn engines() -> (Cache<MemoryStore>, RateLimiter<MemoryStore>, SessionManager) {
         ))
         .build()
         .expect("limiter");
+    let paced = RateLimiter::builder(store.clone())
+        .policy(Policy::gcra("paced", 2, Duration::from_secs(60)))
+        .build()
+        .expect("limiter");
     let sessions = SessionManager::builder(store).build().expect("sessions");
-    (cache, limiter, sessions)
+    (cache, limiter, paced, sessions)
 }
 
 /// (method, path, with the session cookie)
@@ -43,6 +57,9 @@ const SCRIPT: &[(&str, &str)] = &[
     ("GET", "/limited"),
     ("GET", "/limited"),
     ("GET", "/limited"),
+    ("GET", "/paced"),
+    ("GET", "/paced"),
+    ("GET", "/paced"),
     ("GET", "/visit"),
     ("GET", "/visit"),
     ("POST", "/cycle"),
@@ -60,7 +77,7 @@ fn cookie_of(headers: &http::HeaderMap) -> Option<String> {
 
 async fn run_axum() -> Vec<u16> {
     use kv_tower::session::{Session, SessionFailure, SessionLayer};
-    let (cache, limiter, sessions) = engines();
+    let (cache, limiter, paced, sessions) = engines();
     let cached = || async { ([("cache-control", "max-age=60")], "cached") };
     async fn visit(s: Session) -> Result<String, SessionFailure> {
         let n: u32 = s.get("n").await?.unwrap_or(0) + 1;
@@ -85,6 +102,10 @@ async fn run_axum() -> Vec<u16> {
         .route(
             "/limited",
             axum::routing::get(|| async { "ok" }).layer(kv_tower::RateLimitLayer::new(limiter)),
+        )
+        .route(
+            "/paced",
+            axum::routing::get(|| async { "ok" }).layer(kv_tower::RateLimitLayer::new(paced)),
         )
         .route("/visit", axum::routing::get(visit))
         .route("/cycle", axum::routing::post(cycle))
@@ -113,7 +134,7 @@ async fn run_axum() -> Vec<u16> {
 
 async fn run_actix() -> Vec<u16> {
     use kv_actix::session::{Session, SessionFailure};
-    let (cache, limiter, sessions) = engines();
+    let (cache, limiter, paced, sessions) = engines();
     async fn visit(s: Session) -> Result<String, SessionFailure> {
         let n: u32 = s.get("n")?.unwrap_or(0) + 1;
         s.insert("n", n)?;
@@ -143,6 +164,11 @@ async fn run_actix() -> Vec<u16> {
             .service(
                 web::resource("/limited")
                     .wrap(kv_actix::RateLimitMiddleware::new(limiter))
+                    .route(web::get().to(|| async { "ok" })),
+            )
+            .service(
+                web::resource("/paced")
+                    .wrap(kv_actix::RateLimitMiddleware::new(paced))
                     .route(web::get().to(|| async { "ok" })),
             )
             .route("/visit", web::get().to(visit))
@@ -212,7 +238,9 @@ async fn the_same_traffic_moves_the_same_counters_through_both_frameworks() {
     assert_eq!(axum_statuses, actix_statuses, "the same answers");
     assert_eq!(
         axum_statuses,
-        [200, 200, 200, 200, 200, 200, 200, 429, 200, 200, 200, 200]
+        [
+            200, 200, 200, 200, 200, 200, 200, 429, 200, 200, 429, 200, 200, 200, 200
+        ]
     );
     assert_eq!(axum, actix, "the same counters");
     let expected: Vec<(String, i64)> = [
@@ -221,8 +249,16 @@ async fn the_same_traffic_moves_the_same_counters_through_both_frameworks() {
         ("kv_cache_requests_total{outcome=miss}", 1),
         ("kv_cache_stores_total{}", 1),
         (
+            "kv_rate_limit_decisions_total{outcome=allowed,policy=paced}",
+            2,
+        ),
+        (
             "kv_rate_limit_decisions_total{outcome=allowed,policy=per-client}",
             3,
+        ),
+        (
+            "kv_rate_limit_decisions_total{outcome=denied,policy=paced}",
+            1,
         ),
         (
             "kv_rate_limit_decisions_total{outcome=denied,policy=per-client}",

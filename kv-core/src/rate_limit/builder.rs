@@ -303,6 +303,15 @@ impl<S: Store> RateLimiterBuilder<S> {
             .iter()
             .map(|(p, _)| crate::observe::PolicyCounters::new(Arc::clone(&p.name)))
             .collect();
+        // The shortcut of `RateLimiter::admit`: one in-process GCRA policy, and nothing
+        // that reads an allowed request's `Decision` or changes how it is counted.
+        let lean = matches!(&policies[..], [(_, Some(_))])
+            && self.bypass.is_none()
+            && self.cost.is_none()
+            && !self.shadow
+            && !self.expose
+            && !self.headers.legacy
+            && degraded.is_none();
         let inner = Arc::new(Inner {
             store: self.store,
             policies,
@@ -324,6 +333,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             any_store_policy,
             policy_header,
             metrics,
+            lean,
         });
         if any_gcra {
             Janitor::start(

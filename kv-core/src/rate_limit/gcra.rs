@@ -59,14 +59,15 @@ pub(crate) fn state_of(policy: &Policy, reply: &ThrottleReply) -> PolicyState {
     }
 }
 
-/// `governor`'s view of our clock: time since the Unix epoch.
+/// `governor`'s view of our clock: [`ClockHandle::monotonic`] (in-process state only
+/// measures intervals; a custom clock still drives it, as tests do).
 #[derive(Debug, Clone)]
 pub(crate) struct GovClock(pub(crate) ClockHandle);
 
 impl governor::clock::Clock for GovClock {
     type Instant = Duration;
     fn now(&self) -> Duration {
-        self.0.now_since_epoch()
+        self.0.monotonic()
     }
 }
 
@@ -108,31 +109,47 @@ impl Gcra {
     }
 
     pub(crate) fn check(&self, policy: &Policy, key: &RateKey, cost: u32) -> PolicyState {
+        match self.spend(key, cost) {
+            Ok(remaining) => self.allowed_state(policy, remaining),
+            Err(state) => state.into_state(policy),
+        }
+    }
+
+    /// Spends `cost` of `key`'s budget: `Ok` with the burst capacity left, or `Err` with
+    /// why not (nothing is spent then).
+    pub(crate) fn spend(&self, key: &RateKey, cost: u32) -> Result<u32, Denied> {
         let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         let full = self.period * self.burst;
-        let (remaining, reset_after, retry_after) = match self.limiter.check_key_n(key, n) {
-            Ok(Ok(snapshot)) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                (
-                    remaining,
-                    self.period * (self.burst - remaining.min(self.burst)),
-                    None,
-                )
-            }
+        match self.limiter.check_key_n(key, n) {
+            Ok(Ok(snapshot)) => Ok(snapshot.remaining_burst_capacity()),
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
-                (0, full.max(wait), Some(wait.max(Duration::from_nanos(1))))
+                Err(Denied {
+                    reset_after: full.max(wait),
+                    retry_after: wait.max(Duration::from_nanos(1)),
+                })
             }
             // The cost exceeds the burst: this request can never pass.
-            Err(_) => (0, full, Some(PolicyState::NEVER)),
-        };
+            Err(_) => Err(Denied {
+                reset_after: full,
+                retry_after: PolicyState::NEVER,
+            }),
+        }
+    }
+
+    /// When the budget is whole again, with `remaining` of the burst left.
+    pub(crate) fn reset_after(&self, remaining: u32) -> Duration {
+        self.period * (self.burst - remaining.min(self.burst))
+    }
+
+    fn allowed_state(&self, policy: &Policy, remaining: u32) -> PolicyState {
         PolicyState {
             name: policy.name.clone(),
             limit: u64::from(policy.limit),
             window: policy.window,
             remaining: u64::from(remaining),
-            reset_after,
-            retry_after,
+            reset_after: self.reset_after(remaining),
+            retry_after: None,
         }
     }
 
@@ -143,5 +160,25 @@ impl Gcra {
 
     pub(crate) fn len(&self) -> usize {
         self.limiter.len()
+    }
+}
+
+/// A request GCRA refused: when the budget is whole again, and when the next request of
+/// the same cost would pass ([`PolicyState::NEVER`]: never).
+pub(crate) struct Denied {
+    reset_after: Duration,
+    retry_after: Duration,
+}
+
+impl Denied {
+    pub(crate) fn into_state(self, policy: &Policy) -> PolicyState {
+        PolicyState {
+            name: policy.name.clone(),
+            limit: u64::from(policy.limit),
+            window: policy.window,
+            remaining: 0,
+            reset_after: self.reset_after,
+            retry_after: Some(self.retry_after),
+        }
     }
 }

@@ -156,6 +156,10 @@ struct Inner<S> {
     policy_header: http::HeaderValue,
     /// Per policy (bans included), its decision counters (feature `metrics`).
     metrics: Vec<crate::observe::PolicyCounters>,
+    /// One in-process GCRA policy, and no bypass, cost, shadow mode, exposed decision,
+    /// legacy headers or degraded mode: [`Inner::check_lean`] then answers
+    /// [`RateLimiter::admit`].
+    lean: bool,
 }
 
 /// The keys and cost of one request, read from it before anything is counted.
@@ -217,12 +221,7 @@ impl<S: Store> Inner<S> {
     /// Bypass, keys and cost: everything read from the request. `Err` is the verdict of
     /// a request that is not counted (bypassed, or without a key).
     fn count_of(&self, req: &dyn RequestView) -> std::result::Result<Count, Box<Verdict>> {
-        let preflight = !self.preflights
-            && req.method() == http::Method::OPTIONS
-            && req
-                .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
-                .is_some();
-        if preflight || self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
+        if self.uncounted_preflight(req) || self.bypass.as_ref().is_some_and(|bypass| bypass(req)) {
             return Err(Box::new(Verdict::Allow {
                 headers: Headers::new(),
                 decision: None,
@@ -257,6 +256,63 @@ impl<S: Store> Inner<S> {
             keys,
             cost,
             applied,
+        })
+    }
+
+    /// A CORS preflight, passed uncounted unless the limiter counts them.
+    fn uncounted_preflight(&self, req: &dyn RequestView) -> bool {
+        !self.preflights
+            && req.method() == http::Method::OPTIONS
+            && req
+                .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .is_some()
+    }
+
+    /// [`RateLimiter::admit`] in the lean configuration ([`Inner::lean`]): the key, one
+    /// `governor` check and the headers, without the [`Count`] and the [`Decision`] an
+    /// allowed request needs nowhere then. A denied one goes through [`Inner::finish`]
+    /// like any other. `None` (a preflight, a request without a key: nothing counted)
+    /// sends the request the general way.
+    fn check_lean(&self, req: &dyn RequestView) -> Option<Verdict> {
+        let (policy, Some(gcra)) = self.policies.first()? else {
+            return None;
+        };
+        if self.uncounted_preflight(req) {
+            return None;
+        }
+        let key = policy.key.extract(req)?;
+        let remaining = match gcra.spend(&key, 1) {
+            Ok(remaining) => remaining,
+            Err(denied) => {
+                let count = Count {
+                    keys: smallvec::smallvec![key],
+                    cost: 1,
+                    applied: Vec::new(),
+                };
+                let states = smallvec::smallvec![denied.into_state(policy)];
+                return Some(self.finish(Ok(states), &count));
+            }
+        };
+        #[cfg(feature = "metrics")]
+        if let Some(counters) = self.metrics.first() {
+            counters.allowed.inc();
+        }
+        let mut headers = Headers::new();
+        if self.headers.on_allowed && self.headers.ietf {
+            let state = (
+                &*policy.name,
+                u64::from(remaining),
+                gcra.reset_after(remaining),
+            );
+            headers.push((decision::RATELIMIT_POLICY, self.policy_header.clone()));
+            headers.push((
+                decision::RATELIMIT,
+                decision::state_value_of(std::iter::once(state)),
+            ));
+        }
+        Some(Verdict::Allow {
+            headers,
+            decision: None,
         })
     }
 

@@ -46,6 +46,23 @@ impl<S: Store> RateLimiter<S> {
         )))
     }
 
+    /// [`check`](RateLimiter::check) as an adapter needs it: an allowed verdict carries
+    /// its [`Decision`] only where something reads it — the handler
+    /// ([`decision_in_extensions`](super::RateLimiterBuilder::decision_in_extensions))
+    /// or a policy charged after the response; otherwise only its headers. The headers,
+    /// the counting and every denied verdict are `check`'s. This is what lets the common
+    /// configuration (one in-process GCRA policy) skip building a decision per request;
+    /// the tower and actix layers call it.
+    pub fn admit(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
+        if self.inner.lean
+            && !tracing::level_enabled!(tracing::Level::DEBUG)
+            && let Some(verdict) = self.inner.check_lean(req)
+        {
+            return Step::Ready(verdict);
+        }
+        self.check(req)
+    }
+
     fn check_inner(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
         let count = match self.inner.count_of(req) {
             Ok(count) => count,

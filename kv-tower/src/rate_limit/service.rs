@@ -73,7 +73,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let decide = match self.limiter.check(&View::new(&req)) {
+        let decide = match self.limiter.admit(&View::new(&req)) {
             Step::Ready(verdict) => return answer(&mut self.inner, &self.limiter, verdict, req),
             Step::Pending(decide) => decide,
         };

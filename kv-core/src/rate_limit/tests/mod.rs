@@ -7,6 +7,7 @@ use http::StatusCode;
 use super::parse_rate_limit_header;
 use super::*;
 
+mod admit;
 mod algorithms;
 mod policies;
 use crate::clock::ManualClock;

@@ -1,0 +1,170 @@
+//! `RateLimiter::admit`, the adapters' entry point: in the lean configuration (one
+//! in-process GCRA policy) it skips the decision of an allowed request, and must
+//! otherwise say exactly what `check` says.
+
+use super::*;
+
+/// A limiter of one GCRA policy (3 per second, burst 3) on a manual clock, plus `tune`.
+fn gcra_limiter(
+    tune: impl Fn(RateLimiterBuilder<MemoryStore>) -> RateLimiterBuilder<MemoryStore>,
+) -> (RateLimiter<MemoryStore>, ManualClock) {
+    let clock = ManualClock::new();
+    let builder = RateLimiter::builder(MemoryStore::with_clock(clock.clone()))
+        .policy(Policy::gcra("g", 3, Duration::from_secs(1)))
+        .clock(clock.clone());
+    (tune(builder).build().expect("limiter"), clock)
+}
+
+/// What a verdict tells the client: allowed or not, and every header and the body.
+fn seen(verdict: &Verdict) -> (bool, Vec<(String, String)>, Option<(StatusCode, Bytes)>) {
+    let pairs = |it: &mut dyn Iterator<Item = (&http::HeaderName, &http::HeaderValue)>| {
+        it.map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
+            .collect::<Vec<_>>()
+    };
+    match verdict {
+        Verdict::Allow { headers, .. } => {
+            (true, pairs(&mut headers.iter().map(|(n, v)| (n, v))), None)
+        }
+        Verdict::Reject { answer, .. } => (
+            false,
+            pairs(&mut answer.headers.iter()),
+            Some((answer.status, answer.body.clone())),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn admit_answers_as_check_does_request_for_request() {
+    for headers in [
+        HeaderOptions::default(),
+        HeaderOptions {
+            ietf: false,
+            ..HeaderOptions::default()
+        },
+        HeaderOptions {
+            on_allowed: false,
+            ..HeaderOptions::default()
+        },
+    ] {
+        let tune = |b: RateLimiterBuilder<MemoryStore>| b.header_options(headers.clone());
+        let (lean, lean_clock) = gcra_limiter(tune);
+        let (full, full_clock) = gcra_limiter(tune);
+        assert!(
+            lean.inner.lean,
+            "one in-process GCRA policy is the lean configuration"
+        );
+        let (mut allowed, mut denied) = (0, 0);
+        // Two clients, bursts and pauses: allowed, denied, and allowed again.
+        for step in 0..40u64 {
+            let peer = if step % 3 == 0 {
+                "198.51.100.1:1"
+            } else {
+                "198.51.100.2:1"
+            };
+            let a = lean.admit(&request(peer)).await;
+            let b = full.check(&request(peer)).await;
+            assert_eq!(seen(&a), seen(&b), "{headers:?}, step {step}");
+            match (&a, &b) {
+                (
+                    Verdict::Allow { decision, .. },
+                    Verdict::Allow {
+                        decision: checked, ..
+                    },
+                ) => {
+                    allowed += 1;
+                    assert!(decision.is_none(), "nobody reads an allowed decision here");
+                    assert!(checked.is_some(), "check keeps its decision");
+                }
+                (Verdict::Reject { decision, .. }, _) => {
+                    denied += 1;
+                    assert_eq!(
+                        decision
+                            .as_ref()
+                            .and_then(|d| d.denied_by())
+                            .map(|p| &*p.name),
+                        Some("g")
+                    );
+                }
+                _ => unreachable!("compared above"),
+            }
+            let pause = Duration::from_millis(if step % 7 == 6 { 900 } else { 40 });
+            lean_clock.advance(pause);
+            full_clock.advance(pause);
+        }
+        assert!(
+            allowed > 10 && denied > 5,
+            "both paths met: {allowed} allowed, {denied} denied"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admit_keeps_the_decision_wherever_something_reads_it() {
+    // The handler reads it, or shadow mode reports an exceeded policy: not lean.
+    for tune in [
+        (|b: RateLimiterBuilder<MemoryStore>| b.decision_in_extensions(true)) as fn(_) -> _,
+        |b| b.shadow(true),
+        |b| {
+            b.header_options(HeaderOptions {
+                legacy: true,
+                ..HeaderOptions::default()
+            })
+        },
+        |b| b.cost(|_| 2),
+        |b| b.bypass(|r| r.path() == "/health"),
+    ] {
+        let (limiter, _) = gcra_limiter(tune);
+        assert!(!limiter.inner.lean);
+        match limiter.admit(&request("198.51.100.1:1")).await {
+            Verdict::Allow { decision, .. } => assert!(decision.is_some()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Two policies, or a window policy: not lean either.
+    let two = RateLimiter::builder(MemoryStore::new())
+        .policy(Policy::gcra("a", 3, Duration::from_secs(1)))
+        .policy(Policy::gcra("b", 30, Duration::from_secs(60)))
+        .build()
+        .expect("limiter");
+    assert!(!two.inner.lean);
+    let window = RateLimiter::builder(MemoryStore::new())
+        .policy(Policy::fixed_window("w", 3, Duration::from_secs(1)))
+        .build()
+        .expect("limiter");
+    assert!(!window.inner.lean);
+}
+
+#[tokio::test]
+async fn admit_passes_preflights_and_keyless_requests_the_general_way() {
+    let (limiter, _) = gcra_limiter(|b| b);
+    // A preflight is not counted: the budget is whole after any number of them.
+    let mut preflight = request("198.51.100.1:1");
+    *preflight.method_mut() = http::Method::OPTIONS;
+    preflight.headers_mut().insert(
+        http::header::ACCESS_CONTROL_REQUEST_METHOD,
+        http::HeaderValue::from_static("POST"),
+    );
+    for _ in 0..10 {
+        match limiter.admit(&preflight).await {
+            Verdict::Allow { headers, .. } => {
+                assert!(headers.is_empty(), "uncounted: no quota headers")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for _ in 0..3 {
+        assert!(limiter.admit(&request("198.51.100.1:1")).await.is_allowed());
+    }
+    assert!(!limiter.admit(&request("198.51.100.1:1")).await.is_allowed());
+    // No peer address: the missing-key answer (500 by default for a peer-IP key).
+    let keyless = http::Request::builder()
+        .uri("/api")
+        .body(())
+        .expect("request");
+    match limiter.admit(&keyless).await {
+        Verdict::Reject { answer, .. } => {
+            assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        other => panic!("{other:?}"),
+    }
+}

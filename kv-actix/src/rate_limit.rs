@@ -51,6 +51,7 @@ use pin_project_lite::pin_project;
 
 use crate::answer::to_response;
 use crate::view::{View, header};
+use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
 
 /// The rate-limit middleware: `App::wrap(RateLimitMiddleware::new(limiter))`, or on a
 /// `Scope` / `Resource`. Cheap to clone.
@@ -94,9 +95,16 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        // The constant `RateLimit-Policy` value, as actix-web's type once for all requests
+        // (converting a value validates and copies it: ~280 instructions a response).
+        let policy = self.limiter.policy_header().and_then(|value| {
+            let actix = ActixValue::from_bytes(value.as_bytes()).ok()?;
+            Some((value.clone(), actix))
+        });
         ready(Ok(RateLimitService {
             service: Rc::new(service),
             limiter: self.limiter.clone(),
+            policy,
         }))
     }
 }
@@ -105,6 +113,8 @@ where
 pub struct RateLimitService<S, St> {
     service: Rc<S>,
     limiter: RateLimiter<St>,
+    /// The limiter's constant `RateLimit-Policy` value, and the same as actix-web's type.
+    policy: Option<(http::HeaderValue, ActixValue)>,
 }
 
 impl<S, St: Store> fmt::Debug for RateLimitService<S, St> {
@@ -131,7 +141,15 @@ where
         let check = self.limiter.admit(&View::new(&req));
         let decide = match check {
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
-            Step::Ready(verdict) => return answer(&self.service, &self.limiter, verdict, req),
+            Step::Ready(verdict) => {
+                return answer(
+                    &self.service,
+                    &self.limiter,
+                    self.policy.as_ref(),
+                    verdict,
+                    req,
+                );
+            }
             Step::Pending(decide) => decide,
         };
         // The store must be asked: one boxed future (next to a network round trip).
@@ -148,7 +166,7 @@ where
                         {
                             charge.await;
                         }
-                        Ok(with_headers(response, headers).map_into_left_body())
+                        Ok(with_headers(response, None, headers).map_into_left_body())
                     }
                     Verdict::Reject { answer, .. } => Ok(rejection(req, answer)),
                 }
@@ -160,6 +178,7 @@ where
 fn answer<S, B, St: Store>(
     service: &S,
     limiter: &RateLimiter<St>,
+    policy: Option<&(http::HeaderValue, ActixValue)>,
     verdict: Verdict,
     req: ServiceRequest,
 ) -> RateLimitFuture<S::Future, B>
@@ -167,12 +186,27 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     match verdict {
-        Verdict::Allow { headers, decision } => {
+        Verdict::Allow {
+            mut headers,
+            decision,
+        } => {
             let after = prepare(limiter, &req, decision);
+            // The constant `RateLimit-Policy` line, already converted (kv-core lists it
+            // first, and it is added first).
+            const RATELIMIT_POLICY: http::HeaderName =
+                http::HeaderName::from_static("ratelimit-policy");
+            let policy = policy.and_then(|(value, actix)| {
+                let (name, first) = headers.first()?;
+                (*name == RATELIMIT_POLICY && first == value).then(|| {
+                    headers.remove(0);
+                    actix.clone()
+                })
+            });
             RateLimitFuture::from(State::Calling {
                 fut: service.call(req),
                 headers,
                 after,
+                policy,
             })
         }
         Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
@@ -213,8 +247,18 @@ fn rejection<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBo
     req.into_response(to_response(answer)).map_into_right_body()
 }
 
-fn with_headers<B>(mut response: ServiceResponse<B>, headers: Headers) -> ServiceResponse<B> {
+/// Adds the verdict's headers to the response: `policy`, the `RateLimit-Policy` value
+/// converted once, then the others converted here.
+fn with_headers<B>(
+    mut response: ServiceResponse<B>,
+    policy: Option<ActixValue>,
+    headers: Headers,
+) -> ServiceResponse<B> {
     let map = response.headers_mut();
+    if let Some(policy) = policy {
+        const RATELIMIT_POLICY: ActixName = ActixName::from_static("ratelimit-policy");
+        map.append(RATELIMIT_POLICY, policy);
+    }
     for (name, value) in &headers {
         if let Some((name, value)) = header(name, value) {
             map.append(name, value);
@@ -238,7 +282,7 @@ pin_project! {
     #[project = Proj]
     enum State<F, B> {
         // Allowed: the service is running.
-        Calling { #[pin] fut: F, headers: Headers, after: Option<After> },
+        Calling { #[pin] fut: F, headers: Headers, after: Option<After>, policy: Option<ActixValue> },
         // The response is ready; the charge after it is being written.
         Charging { charge: StepFuture<()>, response: Option<ServiceResponse<EitherBody<B>>> },
         // Rejected at once.
@@ -268,11 +312,13 @@ where
                     fut,
                     headers,
                     after,
+                    policy,
                 } => {
                     let response = ready_poll!(fut.poll(cx))?;
                     let status = status_of(&response);
                     let headers = std::mem::take(headers);
-                    let response = with_headers(response, headers).map_into_left_body();
+                    let response =
+                        with_headers(response, policy.take(), headers).map_into_left_body();
                     match after.take().map(|after| after(status)) {
                         None | Some(Step::Ready(())) => Poll::Ready(Ok(response)),
                         Some(Step::Pending(charge)) => {

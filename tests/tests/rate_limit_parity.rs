@@ -478,3 +478,77 @@ async fn counting_by_outcome_and_bans_answer_alike() {
     outcome_and_ban_alike(MemoryStore::new).await;
     outcome_and_ban_alike(|| RemoteLike(MemoryStore::new())).await;
 }
+
+/// The `RateLimit-Policy` line: one per response, the same through both frameworks,
+/// whether constant (converted once by the actix middleware), resolved per request (a
+/// quota by header: converted per response) or turned off.
+#[actix_web::test]
+async fn the_policy_header_is_alike_constant_per_request_or_off() {
+    let constant = || {
+        Engine::builder(MemoryStore::new())
+            .policy(Policy::gcra("paced", 2, Duration::from_secs(60)))
+            .build()
+            .expect("limiter")
+    };
+    let script = [get(), get(), get()];
+    let replies = alike(constant, &script).await;
+    assert_eq!(statuses(&replies), [200, 200, 429]);
+    for reply in &replies {
+        let lines: Vec<_> = reply
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "ratelimit-policy")
+            .collect();
+        assert_eq!(lines.len(), 1, "{reply:?}");
+        assert_eq!(lines[0].1, "\"paced\";q=2;w=60");
+    }
+
+    // A client sending `x-tier: gold` gets 5 a minute: the policy value follows.
+    let per_request = || {
+        Engine::builder(MemoryStore::new())
+            .policy(
+                Policy::fixed_window("tiered", 1, Duration::from_secs(60)).quota_by(|req, _| {
+                    (req.header(&http::HeaderName::from_static("x-tier"))
+                        == Some(b"gold".as_slice()))
+                    .then(|| kv_core::rate_limit::Quota::new(5, Duration::from_secs(60)))
+                }),
+            )
+            .build()
+            .expect("limiter")
+    };
+    let gold = || get().header("x-tier", "gold").peer("203.0.113.10:1");
+    let script = [get(), gold(), get(), gold()];
+    let replies = alike(per_request, &script).await;
+    assert_eq!(statuses(&replies), [200, 200, 429, 200]);
+    let policies: Vec<_> = replies
+        .iter()
+        .map(|r| r.header("ratelimit-policy"))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            Some("\"tiered\";q=1;w=60"),
+            Some("\"tiered\";q=5;w=60"),
+            Some("\"tiered\";q=1;w=60"),
+            Some("\"tiered\";q=5;w=60")
+        ]
+    );
+
+    let off = || {
+        Engine::builder(MemoryStore::new())
+            .policy(Policy::gcra("quiet", 2, Duration::from_secs(60)))
+            .header_options(kv_core::rate_limit::HeaderOptions {
+                ietf: false,
+                ..Default::default()
+            })
+            .build()
+            .expect("limiter")
+    };
+    let replies = alike(off, &[get(), get(), get()]).await;
+    assert_eq!(statuses(&replies), [200, 200, 429]);
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.header("ratelimit-policy").is_none() && r.header("ratelimit").is_none())
+    );
+}

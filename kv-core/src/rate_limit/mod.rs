@@ -211,6 +211,13 @@ impl<S: Store> RateLimiter<S> {
         self.inner.expose
     }
 
+    /// The `RateLimit-Policy` value this limiter's verdicts carry, when it is the same for
+    /// every request (the IETF fields on, and no policy resolving its quota per request).
+    /// For adapters whose framework has header types of its own: they convert it once.
+    pub fn policy_header(&self) -> Option<&http::HeaderValue> {
+        (self.inner.headers.ietf && !self.inner.dynamic_quota).then_some(&self.inner.policy_header)
+    }
+
     /// The store the counters live in.
     pub fn store(&self) -> &S {
         &self.inner.store

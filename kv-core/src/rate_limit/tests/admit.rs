@@ -15,8 +15,11 @@ fn gcra_limiter(
     (tune(builder).build().expect("limiter"), clock)
 }
 
-/// What a verdict tells the client: allowed or not, and every header and the body.
-fn seen(verdict: &Verdict) -> (bool, Vec<(String, String)>, Option<(StatusCode, Bytes)>) {
+/// What a verdict tells the client: allowed or not, every header, and a refusal's status
+/// and body.
+type Seen = (bool, Vec<(String, String)>, Option<(StatusCode, Bytes)>);
+
+fn seen(verdict: &Verdict) -> Seen {
     let pairs = |it: &mut dyn Iterator<Item = (&http::HeaderName, &http::HeaderValue)>| {
         it.map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
             .collect::<Vec<_>>()

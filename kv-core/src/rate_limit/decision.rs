@@ -168,7 +168,8 @@ pub enum Verdict {
     Allow {
         /// Headers for the response (may be empty).
         headers: Headers,
-        /// The decision, when one was made (none when bypassed or failing open).
+        /// The decision, when one was made (none when bypassed or failing open), and,
+        /// from [`RateLimiter::admit`](super::RateLimiter::admit), when nothing reads it.
         decision: Option<Decision>,
     },
     /// Answer with this response instead of calling the service: a `429`, a `503` (store

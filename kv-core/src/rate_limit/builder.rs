@@ -303,9 +303,12 @@ impl<S: Store> RateLimiterBuilder<S> {
             .iter()
             .map(|(p, _)| crate::observe::PolicyCounters::new(Arc::clone(&p.name)))
             .collect();
-        // The shortcut of `RateLimiter::admit`: one in-process GCRA policy, and nothing
-        // that reads an allowed request's `Decision` or changes how it is counted.
-        let lean = matches!(&policies[..], [(_, Some(_))])
+        // The shortcut of `RateLimiter::admit`: one in-process GCRA or window policy, and
+        // nothing that reads an allowed request's `Decision` or changes how it is counted.
+        let lean = matches!(&policies[..], [(p, gcra)] if gcra.is_some()
+                || matches!(p.algorithm, Algorithm::FixedWindow | Algorithm::SlidingWindow))
+            && !dynamic_quota
+            && !by_outcome
             && self.bypass.is_none()
             && self.cost.is_none()
             && !self.shadow

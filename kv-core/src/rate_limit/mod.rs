@@ -156,9 +156,10 @@ struct Inner<S> {
     policy_header: http::HeaderValue,
     /// Per policy (bans included), its decision counters (feature `metrics`).
     metrics: Vec<crate::observe::PolicyCounters>,
-    /// One in-process GCRA policy, and no bypass, cost, shadow mode, exposed decision,
-    /// legacy headers or degraded mode: [`Inner::check_lean`] then answers
-    /// [`RateLimiter::admit`].
+    /// One policy — GCRA in process, or a window counted in a store with an in-process
+    /// face — and no bypass, cost, quota function, counting by outcome, shadow mode,
+    /// exposed decision, legacy headers or degraded mode: [`Inner::check_lean`] then
+    /// answers [`RateLimiter::admit`].
     lean: bool,
 }
 
@@ -276,29 +277,45 @@ impl<S: Store> Inner<S> {
     }
 
     /// [`RateLimiter::admit`] in the lean configuration ([`Inner::lean`]): the key, one
-    /// `governor` check and the headers, without the [`Count`] and the [`Decision`] an
+    /// `governor` check or one count in the store, and the headers, without the [`Count`] and the [`Decision`] an
     /// allowed request needs nowhere then. A denied one goes through [`Inner::finish`]
     /// like any other. `None` (a preflight, a request without a key: nothing counted)
     /// sends the request the general way.
     fn check_lean(&self, req: &dyn RequestView) -> Option<Verdict> {
-        let (policy, Some(gcra)) = self.policies.first()? else {
-            return None;
+        let (policy, gcra) = self.policies.first()?;
+        // A window policy counts in the store: lean only on its in-process face.
+        let local = match gcra {
+            Some(_) => None,
+            None => Some(self.store.local()?),
         };
         if self.uncounted_preflight(req) {
             return None;
         }
         let key = policy.key.extract(req)?;
-        let remaining = match gcra.spend(&key, 1) {
-            Ok(remaining) => remaining,
-            Err(denied) => {
-                let count = Count {
-                    keys: smallvec::smallvec![key],
-                    cost: 1,
-                    applied: Vec::new(),
-                };
-                let states = smallvec::smallvec![denied.into_state(policy)];
-                return Some(self.finish(Ok(states), &count));
+        let denied = |key: RateKey, states: Result<SmallVec<[PolicyState; 1]>>| {
+            let count = Count {
+                keys: smallvec::smallvec![key],
+                cost: 1,
+                applied: Vec::new(),
+            };
+            Some(self.finish(states, &count))
+        };
+        let (remaining, reset_after) = match (gcra, local) {
+            (Some(gcra), _) => match gcra.spend(&key, 1) {
+                Ok(remaining) => (u64::from(remaining), gcra.reset_after(remaining)),
+                Err(refused) => {
+                    return denied(key, Ok(smallvec::smallvec![refused.into_state(policy)]));
+                }
+            },
+            (None, Some(store)) => {
+                let now = self.clock.now_millis();
+                match self.count_local(store, policy, &key, 1, now) {
+                    Ok(state) if state.allowed() => (state.remaining, state.reset_after),
+                    // Denied, or the store failed: `finish` says what that means.
+                    other => return denied(key, other.map(|s| smallvec::smallvec![s])),
+                }
             }
+            (None, None) => return None,
         };
         #[cfg(feature = "metrics")]
         if let Some(counters) = self.metrics.first() {
@@ -306,11 +323,7 @@ impl<S: Store> Inner<S> {
         }
         let mut headers = Headers::new();
         if self.headers.on_allowed && self.headers.ietf {
-            let state = (
-                &*policy.name,
-                u64::from(remaining),
-                gcra.reset_after(remaining),
-            );
+            let state = (&*policy.name, remaining, reset_after);
             headers.push((decision::RATELIMIT_POLICY, self.policy_header.clone()));
             headers.push((
                 decision::RATELIMIT,

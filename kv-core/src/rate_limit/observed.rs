@@ -51,8 +51,9 @@ impl<S: Store> RateLimiter<S> {
     /// ([`decision_in_extensions`](super::RateLimiterBuilder::decision_in_extensions))
     /// or a policy charged after the response; otherwise only its headers. The headers,
     /// the counting and every denied verdict are `check`'s. This is what lets the common
-    /// configuration (one in-process GCRA policy) skip building a decision per request;
-    /// the tower and actix layers call it.
+    /// configurations (one policy: GCRA in process, or a window on an in-process store
+    /// such as [`MemoryStore`](crate::MemoryStore)) skip building a decision per
+    /// request; the tower and actix layers call it.
     pub fn admit(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
         if self.inner.lean
             && !tracing::level_enabled!(tracing::Level::DEBUG)

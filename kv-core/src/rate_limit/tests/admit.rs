@@ -1,6 +1,6 @@
-//! `RateLimiter::admit`, the adapters' entry point: in the lean configuration (one
-//! in-process GCRA policy) it skips the decision of an allowed request, and must
-//! otherwise say exactly what `check` says.
+//! `RateLimiter::admit`, the adapters' entry point: in the lean configurations (one
+//! policy: GCRA in process, or a window on the memory store) it skips the decision of an
+//! allowed request, and must otherwise say exactly what `check` says.
 
 use super::*;
 
@@ -8,9 +8,17 @@ use super::*;
 fn gcra_limiter(
     tune: impl Fn(RateLimiterBuilder<MemoryStore>) -> RateLimiterBuilder<MemoryStore>,
 ) -> (RateLimiter<MemoryStore>, ManualClock) {
+    limiter_of(Policy::gcra("g", 3, Duration::from_secs(1)), tune)
+}
+
+/// A limiter of `policy` on a manual clock (the store's too), plus `tune`.
+fn limiter_of(
+    policy: Policy,
+    tune: impl Fn(RateLimiterBuilder<MemoryStore>) -> RateLimiterBuilder<MemoryStore>,
+) -> (RateLimiter<MemoryStore>, ManualClock) {
     let clock = ManualClock::new();
     let builder = RateLimiter::builder(MemoryStore::with_clock(clock.clone()))
-        .policy(Policy::gcra("g", 3, Duration::from_secs(1)))
+        .policy(policy)
         .clock(clock.clone());
     (tune(builder).build().expect("limiter"), clock)
 }
@@ -49,55 +57,62 @@ async fn admit_answers_as_check_does_request_for_request() {
             ..HeaderOptions::default()
         },
     ] {
-        let tune = |b: RateLimiterBuilder<MemoryStore>| b.header_options(headers.clone());
-        let (lean, lean_clock) = gcra_limiter(tune);
-        let (full, full_clock) = gcra_limiter(tune);
-        assert!(
-            lean.inner.lean,
-            "one in-process GCRA policy is the lean configuration"
-        );
-        let (mut allowed, mut denied) = (0, 0);
-        // Two clients, bursts and pauses: allowed, denied, and allowed again.
-        for step in 0..40u64 {
-            let peer = if step % 3 == 0 {
-                "198.51.100.1:1"
-            } else {
-                "198.51.100.2:1"
-            };
-            let a = lean.admit(&request(peer)).await;
-            let b = full.check(&request(peer)).await;
-            assert_eq!(seen(&a), seen(&b), "{headers:?}, step {step}");
-            match (&a, &b) {
-                (
-                    Verdict::Allow { decision, .. },
-                    Verdict::Allow {
-                        decision: checked, ..
-                    },
-                ) => {
-                    allowed += 1;
-                    assert!(decision.is_none(), "nobody reads an allowed decision here");
-                    assert!(checked.is_some(), "check keeps its decision");
+        for policy in [
+            Policy::gcra("g", 3, Duration::from_secs(1)),
+            Policy::fixed_window("g", 3, Duration::from_secs(1)),
+            Policy::sliding_window("g", 3, Duration::from_secs(1)),
+        ] {
+            let tune = |b: RateLimiterBuilder<MemoryStore>| b.header_options(headers.clone());
+            let (lean, lean_clock) = limiter_of(policy.clone(), tune);
+            let (full, full_clock) = limiter_of(policy.clone(), tune);
+            let what = format!("{:?} {headers:?}", policy.algorithm);
+            assert!(
+                lean.inner.lean,
+                "one policy on the memory store is lean: {what}"
+            );
+            let (mut allowed, mut denied) = (0, 0);
+            // Two clients, bursts and pauses: allowed, denied, and allowed again.
+            for step in 0..40u64 {
+                let peer = if step % 3 == 0 {
+                    "198.51.100.1:1"
+                } else {
+                    "198.51.100.2:1"
+                };
+                let a = lean.admit(&request(peer)).await;
+                let b = full.check(&request(peer)).await;
+                assert_eq!(seen(&a), seen(&b), "{what}, step {step}");
+                match (&a, &b) {
+                    (
+                        Verdict::Allow { decision, .. },
+                        Verdict::Allow {
+                            decision: checked, ..
+                        },
+                    ) => {
+                        allowed += 1;
+                        assert!(decision.is_none(), "nobody reads an allowed decision here");
+                        assert!(checked.is_some(), "check keeps its decision");
+                    }
+                    (Verdict::Reject { decision, .. }, _) => {
+                        denied += 1;
+                        assert_eq!(
+                            decision
+                                .as_ref()
+                                .and_then(|d| d.denied_by())
+                                .map(|p| &*p.name),
+                            Some("g")
+                        );
+                    }
+                    _ => unreachable!("compared above"),
                 }
-                (Verdict::Reject { decision, .. }, _) => {
-                    denied += 1;
-                    assert_eq!(
-                        decision
-                            .as_ref()
-                            .and_then(|d| d.denied_by())
-                            .map(|p| &*p.name),
-                        Some("g")
-                    );
-                }
-                _ => unreachable!("compared above"),
+                let pause = Duration::from_millis(if step % 7 == 6 { 900 } else { 40 });
+                lean_clock.advance(pause);
+                full_clock.advance(pause);
             }
-            let pause = Duration::from_millis(if step % 7 == 6 { 900 } else { 40 });
-            lean_clock.advance(pause);
-            full_clock.advance(pause);
+            assert!(
+                allowed > 10 && denied > 5,
+                "both paths met ({what}): {allowed} allowed, {denied} denied"
+            );
         }
-        assert!(
-            allowed > 10 && denied > 5,
-            "both paths met: {allowed} allowed, {denied} denied"
-        );
     }
 }
 
@@ -123,18 +138,33 @@ async fn admit_keeps_the_decision_wherever_something_reads_it() {
             other => panic!("{other:?}"),
         }
     }
-    // Two policies, or a window policy: not lean either.
+    // Two policies, or a quota per request: not lean. A window counted on a store
+    // without an in-process face is, but its `admit` goes the general way each time.
     let two = RateLimiter::builder(MemoryStore::new())
         .policy(Policy::gcra("a", 3, Duration::from_secs(1)))
         .policy(Policy::gcra("b", 30, Duration::from_secs(60)))
         .build()
         .expect("limiter");
     assert!(!two.inner.lean);
-    let window = RateLimiter::builder(MemoryStore::new())
+    let quota = RateLimiter::builder(MemoryStore::new())
+        .policy(
+            Policy::fixed_window("w", 3, Duration::from_secs(1))
+                .quota_by(|_, _| Some(Quota::new(5, Duration::from_secs(1)))),
+        )
+        .build()
+        .expect("limiter");
+    assert!(!quota.inner.lean);
+    let remote = RateLimiter::builder(crate::testing::RemoteLike(MemoryStore::new()))
         .policy(Policy::fixed_window("w", 3, Duration::from_secs(1)))
         .build()
         .expect("limiter");
-    assert!(!window.inner.lean);
+    for _ in 0..3 {
+        match remote.admit(&request("198.51.100.1:1")).await {
+            Verdict::Allow { decision, .. } => assert!(decision.is_some(), "checked"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!remote.admit(&request("198.51.100.1:1")).await.is_allowed());
 }
 
 #[tokio::test]

@@ -201,3 +201,47 @@ async fn admit_passes_preflights_and_keyless_requests_the_general_way() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An attacker on the lean path: rotating `X-Forwarded-For` values buys no fresh budget
+/// (the key is the TCP peer), and a flood of distinct peers gets one state each, every
+/// one of them counted (a burst of 3 each, the 4th refused), in process as in the store.
+#[tokio::test]
+async fn admit_spends_the_peer_budget_whatever_the_client_claims() {
+    for policy in [
+        Policy::gcra("g", 3, Duration::from_secs(60)),
+        Policy::fixed_window("g", 3, Duration::from_secs(60)),
+    ] {
+        let (limiter, _) = limiter_of(policy.clone(), |b| b);
+        let spoofed = |i: u32| {
+            let mut r = request("198.51.100.9:1");
+            r.headers_mut().insert(
+                "x-forwarded-for",
+                http::HeaderValue::from_str(&format!("10.0.{}.{}", i / 256, i % 256))
+                    .expect("value"),
+            );
+            r
+        };
+        let (limiter, spoofed) = (&limiter, &spoofed);
+        let allowed = futures_util::future::join_all(
+            (0..50).map(|i| async move { limiter.admit(&spoofed(i)).await.is_allowed() }),
+        )
+        .await;
+        assert_eq!(
+            allowed.iter().filter(|a| **a).count(),
+            3,
+            "{:?}",
+            policy.algorithm
+        );
+
+        for peer in 0..2_000u32 {
+            let addr = format!("203.0.{}.{}:1", peer / 256, peer % 256);
+            for _ in 0..3 {
+                assert!(limiter.admit(&request(&addr)).await.is_allowed());
+            }
+            assert!(!limiter.admit(&request(&addr)).await.is_allowed(), "{addr}");
+        }
+        if policy.algorithm == Algorithm::Gcra {
+            assert_eq!(limiter.tracked_keys(), 2_001);
+        }
+    }
+}

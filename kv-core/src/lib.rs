@@ -77,6 +77,7 @@ pub mod request;
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub mod session;
+mod spare;
 mod step;
 pub mod store;
 #[cfg(feature = "test-util")]

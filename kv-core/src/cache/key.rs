@@ -9,7 +9,6 @@
 //! and 128 bits of its SHA-256 (the `#` cannot start a length, so a hashed key never equals
 //! a plain one).
 
-use std::cell::Cell;
 use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -51,29 +50,10 @@ fn field(key: &mut String, s: &str) {
     key.push_str(s);
 }
 
-thread_local! {
-    /// A key buffer to reuse, per thread: a hit's primary key is built in it and given
-    /// back ([`recycle`]), so a hit allocates no key. A miss keeps its key (it moves into
-    /// the fill), and the next key is a new allocation, as without the spare.
-    static SPARE: Cell<String> = const { Cell::new(String::new()) };
-}
-
-/// The largest buffer kept as the spare (a key is usually under 100 bytes; one for a long
-/// URL is not kept alive in every thread).
-const SPARE_MAX: usize = 256;
-
-/// This thread's spare buffer (empty; with its capacity), or a new empty string.
-fn spare_buffer() -> String {
-    SPARE.with(Cell::take)
-}
-
-/// Gives a key no longer needed back as this thread's spare buffer (cleared first).
-pub(crate) fn recycle(mut key: String) {
-    if key.capacity() <= SPARE_MAX {
-        key.clear();
-        SPARE.with(|spare| spare.set(key));
-    }
-}
+/// A hit's primary key is built in this thread's spare buffer and given back
+/// ([`recycle`]), so a hit allocates no key; a miss keeps its key (it moves into the fill).
+pub(crate) use crate::spare::recycle;
+use crate::spare::take as spare_buffer;
 
 /// The primary key of a URL, for the GET/HEAD method class (the only cacheable one).
 pub(crate) fn primary_key(prefix: &str, fields: KeyFields<'_>, rules: &KeyRules) -> String {

@@ -456,7 +456,9 @@ impl<S: Store> Inner<S> {
                 .await?
             }
         };
-        Ok(plan.state(policy, current, previous.as_deref()))
+        let state = plan.state(policy, current, previous.as_deref());
+        plan.recycle();
+        Ok(state)
     }
 
     /// [`count`](Inner::count) through the store's in-process face.
@@ -497,7 +499,9 @@ impl<S: Store> Inner<S> {
             Some(previous_key) => store.get(previous_key)?,
             None => None,
         };
-        Ok(plan.state(policy, current, previous.as_deref()))
+        let state = plan.state(policy, current, previous.as_deref());
+        plan.recycle();
+        Ok(state)
     }
 
     /// The time a GCRA decision in the store is made at: the store's (`None`) unless the

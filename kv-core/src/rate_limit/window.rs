@@ -35,6 +35,12 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// Gives the current key back as this thread's spare buffer: a count on an
+    /// in-process store then allocates no key for it (−90 instructions a request).
+    pub(super) fn recycle(self) {
+        crate::spare::recycle(self.current_key);
+    }
+
     /// The store keys and TTL of one count of `cost` at `now` (ms) for `key`, the counters
     /// named `<prefix><policy>:<key>:<slot>`.
     pub(super) fn new(prefix: &str, policy: &Policy, key: &RateKey, cost: u32, now: u64) -> Plan {
@@ -44,8 +50,10 @@ impl Plan {
         let index = now / window;
         let end = (index + 1) * window;
         let to_end = Duration::from_millis(end - now);
-        let store_key = |index: u64| {
-            let mut out = String::with_capacity(prefix.len() + policy.name.len() + 40);
+        // The current key in this thread's spare buffer (given back after the count:
+        // [`Plan::recycle`]), the previous one, when sliding, in a new one.
+        let store_key = |index: u64, mut out: String| {
+            out.reserve(prefix.len() + policy.name.len() + 40);
             out.push_str(prefix);
             out.push_str(&policy.name);
             out.push(':');
@@ -56,10 +64,10 @@ impl Plan {
         };
         let sliding = policy.algorithm == Algorithm::SlidingWindow;
         Plan {
-            current_key: store_key(index),
+            current_key: store_key(index, crate::spare::take()),
             // The current counter lives two windows when sliding: it is the previous one
             // next time.
-            previous_key: sliding.then(|| store_key(index.wrapping_sub(1))),
+            previous_key: sliding.then(|| store_key(index.wrapping_sub(1), String::new())),
             ttl: if sliding {
                 to_end + policy.window
             } else {

@@ -245,3 +245,32 @@ async fn admit_spends_the_peer_budget_whatever_the_client_claims() {
         }
     }
 }
+
+/// A window counter's key is built in the thread's reused buffer: what a previous key
+/// (or anything recycled) left there never reaches the next one. The store holds
+/// exactly `rl:w:ip:<peer>:<slot>` for each peer, with the counts of that peer only.
+#[tokio::test]
+async fn window_keys_built_in_the_reused_buffer_are_exactly_their_own() {
+    let (limiter, clock) = limiter_of(Policy::fixed_window("w", 5, Duration::from_secs(60)), |b| b);
+    let mut junk = String::with_capacity(200);
+    junk.push_str("rl:w:ip:203.0.113.250:0:left-over");
+    crate::spare::recycle(junk);
+    for _ in 0..3 {
+        assert!(limiter.admit(&request("198.51.100.1:1")).await.is_allowed());
+    }
+    match limiter.admit(&request("198.51.100.22:1")).await {
+        Verdict::Allow { headers, .. } => {
+            let value = header(&headers, "ratelimit").expect("ratelimit");
+            assert!(value.starts_with("\"w\";r=4;t="), "{value}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let slot = clock.now_millis_for_tests() / 60_000;
+    let store = limiter.store();
+    assert_eq!(store.len(), 2, "one counter per peer");
+    for (peer, count) in [("198.51.100.1", "3"), ("198.51.100.22", "1")] {
+        let key = format!("rl:w:ip:{peer}:{slot}");
+        let value = Store::get(store, &key).await.expect("get").expect(&key);
+        assert_eq!(&value[..], count.as_bytes(), "{key}");
+    }
+}

@@ -60,7 +60,7 @@
 //! validation), `policy.rs` ([`Policy`], [`GcraState`], [`GcraClock`]), `quota.rs`
 //! ([`Quota`] per request), `window.rs` (the fixed- and sliding-window arithmetic),
 //! `gcra.rs` (GCRA through `governor`, and the key, request and state of GCRA in the
-//! store), `ban.rs` (bans), `outcome.rs` (charging after the handler, ban / unban),
+//! store), `lean.rs` (the shortcut of [`RateLimiter::admit`]), `ban.rs` (bans), `outcome.rs` (charging after the handler, ban / unban),
 //! `manage.rs` (the key API, [`LimitKey`]), `degraded.rs` ([`FailureMode`], degraded
 //! mode), `decision.rs` (the [`Verdict`] and its headers), `key.rs` ([`KeySource`]),
 //! `forwarded.rs` (the `Forwarded` parser and the CDN headers). A new algorithm is a
@@ -76,6 +76,7 @@ mod degraded;
 pub(crate) mod forwarded;
 mod gcra;
 pub(crate) mod key;
+mod lean;
 mod manage;
 mod observed;
 mod outcome;
@@ -274,66 +275,6 @@ impl<S: Store> Inner<S> {
             && req
                 .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
                 .is_some()
-    }
-
-    /// [`RateLimiter::admit`] in the lean configuration ([`Inner::lean`]): the key, one
-    /// `governor` check or one count in the store, and the headers, without the [`Count`] and the [`Decision`] an
-    /// allowed request needs nowhere then. A denied one goes through [`Inner::finish`]
-    /// like any other. `None` (a preflight, a request without a key: nothing counted)
-    /// sends the request the general way.
-    fn check_lean(&self, req: &dyn RequestView) -> Option<Verdict> {
-        let (policy, gcra) = self.policies.first()?;
-        // A window policy counts in the store: lean only on its in-process face.
-        let local = match gcra {
-            Some(_) => None,
-            None => Some(self.store.local()?),
-        };
-        if self.uncounted_preflight(req) {
-            return None;
-        }
-        let key = policy.key.extract(req)?;
-        let denied = |key: RateKey, states: Result<SmallVec<[PolicyState; 1]>>| {
-            let count = Count {
-                keys: smallvec::smallvec![key],
-                cost: 1,
-                applied: Vec::new(),
-            };
-            Some(self.finish(states, &count))
-        };
-        let (remaining, reset_after) = match (gcra, local) {
-            (Some(gcra), _) => match gcra.spend(&key, 1) {
-                Ok(remaining) => (u64::from(remaining), gcra.reset_after(remaining)),
-                Err(refused) => {
-                    return denied(key, Ok(smallvec::smallvec![refused.into_state(policy)]));
-                }
-            },
-            (None, Some(store)) => {
-                let now = self.clock.now_millis();
-                match self.count_local(store, policy, &key, 1, now) {
-                    Ok(state) if state.allowed() => (state.remaining, state.reset_after),
-                    // Denied, or the store failed: `finish` says what that means.
-                    other => return denied(key, other.map(|s| smallvec::smallvec![s])),
-                }
-            }
-            (None, None) => return None,
-        };
-        #[cfg(feature = "metrics")]
-        if let Some(counters) = self.metrics.first() {
-            counters.allowed.inc();
-        }
-        let mut headers = Headers::new();
-        if self.headers.on_allowed && self.headers.ietf {
-            let state = (&*policy.name, remaining, reset_after);
-            headers.push((decision::RATELIMIT_POLICY, self.policy_header.clone()));
-            headers.push((
-                decision::RATELIMIT,
-                decision::state_value_of(std::iter::once(state)),
-            ));
-        }
-        Some(Verdict::Allow {
-            headers,
-            decision: None,
-        })
     }
 
     /// The verdict without waiting, when every policy is in process (`governor`) or the store

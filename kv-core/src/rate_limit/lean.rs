@@ -1,0 +1,76 @@
+//! The shortcut of [`RateLimiter::admit`](super::RateLimiter::admit): one policy, GCRA in
+//! process or a window on a store's in-process face, decided without a [`Decision`]
+//! when the request is allowed (see [`Inner::lean`] for when it applies).
+
+use smallvec::SmallVec;
+
+use super::decision::{self, Headers, PolicyState, Verdict};
+use super::key::RateKey;
+use super::{Count, Inner};
+#[cfg(doc)]
+use super::{Decision, RateLimiter};
+use crate::request::RequestView;
+use crate::{Result, Store};
+
+impl<S: Store> Inner<S> {
+    /// [`RateLimiter::admit`] in the lean configuration ([`Inner::lean`]): the key, one
+    /// `governor` check or one count in the store, and the headers, without the
+    /// [`Count`] and the [`Decision`] an allowed request needs nowhere then. A denied one
+    /// goes through [`Inner::finish`] like any other. `None` (a preflight, a request
+    /// without a key, a store without an in-process face: nothing counted) sends the
+    /// request the general way.
+    pub(super) fn check_lean(&self, req: &dyn RequestView) -> Option<Verdict> {
+        let (policy, gcra) = self.policies.first()?;
+        // A window policy counts in the store: lean only on its in-process face.
+        let local = match gcra {
+            Some(_) => None,
+            None => Some(self.store.local()?),
+        };
+        if self.uncounted_preflight(req) {
+            return None;
+        }
+        let key = policy.key.extract(req)?;
+        let denied = |key: RateKey, states: Result<SmallVec<[PolicyState; 1]>>| {
+            let count = Count {
+                keys: smallvec::smallvec![key],
+                cost: 1,
+                applied: Vec::new(),
+            };
+            Some(self.finish(states, &count))
+        };
+        let (remaining, reset_after) = match (gcra, local) {
+            (Some(gcra), _) => match gcra.spend(&key, 1) {
+                Ok(remaining) => (u64::from(remaining), gcra.reset_after(remaining)),
+                Err(refused) => {
+                    return denied(key, Ok(smallvec::smallvec![refused.into_state(policy)]));
+                }
+            },
+            (None, Some(store)) => {
+                let now = self.clock.now_millis();
+                match self.count_local(store, policy, &key, 1, now) {
+                    Ok(state) if state.allowed() => (state.remaining, state.reset_after),
+                    // Denied, or the store failed: `finish` says what that means.
+                    other => return denied(key, other.map(|s| smallvec::smallvec![s])),
+                }
+            }
+            (None, None) => return None,
+        };
+        #[cfg(feature = "metrics")]
+        if let Some(counters) = self.metrics.first() {
+            counters.allowed.inc();
+        }
+        let mut headers = Headers::new();
+        if self.headers.on_allowed && self.headers.ietf {
+            let state = (&*policy.name, remaining, reset_after);
+            headers.push((decision::RATELIMIT_POLICY, self.policy_header.clone()));
+            headers.push((
+                decision::RATELIMIT,
+                decision::state_value_of(std::iter::once(state)),
+            ));
+        }
+        Some(Verdict::Allow {
+            headers,
+            decision: None,
+        })
+    }
+}

@@ -196,8 +196,8 @@ impl Verdict {
     }
 }
 
-pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
@@ -209,6 +209,15 @@ pub(crate) fn policy_value<'a>(
     let policies = policies
         .map(|(name, limit, window)| (name, limit.min(SF_INTEGER_MAX), secs_ceil(window).max(1)));
     list_value(policies, b"\";q=", b";w=")
+}
+
+/// Appends the IETF fields, in the order every verdict lists them (adapters may rely on
+/// it): `RateLimit-Policy` (when given), then `RateLimit` with `state`.
+pub(crate) fn push_ietf(headers: &mut Headers, policy: Option<&HeaderValue>, state: HeaderValue) {
+    if let Some(policy) = policy {
+        headers.push((RATELIMIT_POLICY, policy.clone()));
+    }
+    headers.push((RATELIMIT, state));
 }
 
 /// `"name";r=50;t=30, ...`
@@ -300,10 +309,7 @@ impl Decision {
     ) -> Headers {
         let mut headers = Headers::with_capacity(if options.legacy { 5 } else { 2 });
         if options.ietf && !self.policies.is_empty() {
-            if let Some(policy) = policy {
-                headers.push((RATELIMIT_POLICY, policy.clone()));
-            }
-            headers.push((RATELIMIT, state_value(&self.policies)));
+            push_ietf(&mut headers, policy, state_value(&self.policies));
         }
         if options.legacy
             && let Some(p) = self

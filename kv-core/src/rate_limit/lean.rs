@@ -62,11 +62,8 @@ impl<S: Store> Inner<S> {
         let mut headers = Headers::new();
         if self.headers.on_allowed && self.headers.ietf {
             let state = (&*policy.name, remaining, reset_after);
-            headers.push((decision::RATELIMIT_POLICY, self.policy_header.clone()));
-            headers.push((
-                decision::RATELIMIT,
-                decision::state_value_of(std::iter::once(state)),
-            ));
+            let state = decision::state_value_of(std::iter::once(state));
+            decision::push_ietf(&mut headers, Some(&self.policy_header), state);
         }
         Some(Verdict::Allow {
             headers,

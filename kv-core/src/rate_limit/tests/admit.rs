@@ -274,3 +274,52 @@ async fn window_keys_built_in_the_reused_buffer_are_exactly_their_own() {
         assert_eq!(&value[..], count.as_bytes(), "{key}");
     }
 }
+
+/// Corrupt bytes from the store on the lean path: a counter that is not an integer (the
+/// current window's, so `incr_by` fails; or, sliding, the previous window's, which is
+/// read) gets `check`'s answer — the store's failure mode, or the garbage read as 0 —
+/// never a panic, and the garbage is left as it was.
+#[tokio::test]
+async fn admit_meets_corrupt_counters_as_check_does() {
+    for (policy, slot_offset) in [
+        (Policy::fixed_window("w", 3, Duration::from_secs(60)), 0),
+        (Policy::sliding_window("w", 3, Duration::from_secs(60)), 0),
+        (Policy::sliding_window("w", 3, Duration::from_secs(60)), 1),
+    ] {
+        let (lean, lean_clock) = limiter_of(policy.clone(), |b| b);
+        let (full, _) = limiter_of(policy.clone(), |b| b);
+        let slot = lean_clock.now_millis_for_tests() / 60_000 - slot_offset;
+        let key = format!("rl:w:ip:198.51.100.1:{slot}");
+        let garbage = Bytes::from_static(b"\xff not a number \x00");
+        for limiter in [&lean, &full] {
+            Store::set(limiter.store(), &key, garbage.clone(), None)
+                .await
+                .expect("set");
+        }
+        let what = format!("{:?}, slot -{slot_offset}", policy.algorithm);
+        for step in 0..5 {
+            let a = lean.admit(&request("198.51.100.1:1")).await;
+            let b = full.check(&request("198.51.100.1:1")).await;
+            assert_eq!(seen(&a), seen(&b), "{what}, step {step}");
+            let (allowed, headers, _) = seen(&a);
+            if slot_offset == 0 {
+                // The counter cannot be counted: fail-open (the default), no quota shown.
+                assert!(
+                    allowed && headers.is_empty(),
+                    "{what}, step {step}: {headers:?}"
+                );
+            } else {
+                // The unreadable previous window counts as empty: 3 pass, then 429s.
+                assert_eq!(allowed, step < 3, "{what}, step {step}");
+            }
+        }
+        for limiter in [&lean, &full] {
+            let kept = Store::get(limiter.store(), &key).await.expect("get");
+            assert_eq!(
+                kept.as_ref(),
+                Some(&garbage),
+                "{what}: the garbage is not rewritten"
+            );
+        }
+    }
+}

@@ -437,6 +437,58 @@ async fn forged_and_tampered_cookies_are_no_session_not_an_error() {
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"anonymous"[..]));
 }
 
+/// The layer recycles a finished session's allocation for the next request on the same
+/// thread (`Session::recycle`): whoever comes next must see only their own session.
+#[tokio::test]
+async fn the_next_request_on_a_thread_never_sees_the_previous_ones_session() {
+    let store = CountingStore::new(MemoryStore::new());
+    let app = app(SessionManager::builder(store.clone())
+        .build()
+        .expect("config"));
+    let (_, headers, _) = send(&app, "POST", "/login/alice", None).await;
+    let alice = pair(&headers).expect("cookie");
+    let (_, headers, _) = send(&app, "POST", "/login/bob", None).await;
+    let bob = pair(&headers).expect("cookie");
+    assert_ne!(alice, bob);
+    let forged = "__Host-session=AAAAAAAAAAAAAAAAAAAAAA";
+    for round in 0..3 {
+        for (path, cookie, expected) in [
+            ("/whoami", Some(alice.as_str()), "alice"),
+            ("/whoami", None, "anonymous"),
+            ("/untouched", Some(bob.as_str()), "hello"),
+            ("/whoami", Some(forged), "anonymous"),
+            ("/whoami", Some(bob.as_str()), "bob"),
+            ("/untouched", Some(alice.as_str()), "hello"),
+            ("/whoami", None, "anonymous"),
+        ] {
+            let (status, headers, body) = send(&app, "GET", path, cookie).await;
+            assert_eq!(
+                (status, &body[..]),
+                (StatusCode::OK, expected.as_bytes()),
+                "round {round}: {path} with {cookie:?}"
+            );
+            // A read sets no cookie; a forged one of our name is only cleared.
+            let cleared = headers.get(header::SET_COOKIE).map(|set| {
+                let set = set.to_str().expect("ascii");
+                set.starts_with("__Host-session=;") && set.contains("Max-Age=0")
+            });
+            let forged_cookie = cookie == Some(forged);
+            assert_eq!(
+                cleared,
+                forged_cookie.then_some(true),
+                "{path} with {cookie:?}"
+            );
+        }
+    }
+    // An anonymous write after Alice's read starts a session of its own.
+    let (_, _, _) = send(&app, "GET", "/whoami", Some(&alice)).await;
+    let (_, headers, _) = send(&app, "POST", "/set/k/v", None).await;
+    let fresh = pair(&headers).expect("a new session");
+    assert!(fresh != alice && fresh != bob);
+    let (_, _, body) = send(&app, "GET", "/whoami", Some(&fresh)).await;
+    assert_eq!(&body[..], b"anonymous");
+}
+
 #[tokio::test]
 async fn a_handler_answering_5xx_saves_nothing() {
     let store = CountingStore::new(MemoryStore::new());

@@ -1,5 +1,6 @@
 //! [`Session`]: one request's handle on its session — loading, and the `async` calls.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -42,28 +43,85 @@ pub struct Session {
 }
 
 struct SessionInner {
-    manager: Arc<ManagerInner>,
+    /// `None` only while the allocation waits for the next session of its thread
+    /// ([`Session::recycle`]): never seen through a [`Session`].
+    manager: Option<Arc<ManagerInner>>,
     cookies: SmallVec<[HeaderValue; 1]>,
     touched: AtomicBool,
     state: Mutex<State>,
 }
 
+thread_local! {
+    /// One cleared session allocation per thread, left by [`Session::recycle`].
+    static SPARE: Cell<Option<Arc<SessionInner>>> = const { Cell::new(None) };
+}
+
 impl Session {
-    pub(super) fn new(manager: Arc<ManagerInner>, cookies: SmallVec<[HeaderValue; 1]>) -> Self {
+    /// A fresh session in the allocation [`recycle`](Session::recycle) left for this
+    /// thread, if any, else in a new one; `cookies` fills in the request's cookies.
+    pub(super) fn new(
+        manager: &Arc<ManagerInner>,
+        cookies: impl FnOnce(&mut SmallVec<[HeaderValue; 1]>),
+    ) -> Self {
+        if let Some(mut inner) = SPARE.try_with(Cell::take).ok().flatten()
+            && let Some(slot) = Arc::get_mut(&mut inner)
+        {
+            // Cleared by `recycle`: only what is per request is set, in place.
+            slot.manager = Some(Arc::clone(manager));
+            cookies(&mut slot.cookies);
+            return Session { inner };
+        }
+        let mut inner = SessionInner {
+            manager: Some(Arc::clone(manager)),
+            cookies: SmallVec::new(),
+            touched: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        };
+        cookies(&mut inner.cookies);
         Session {
-            inner: Arc::new(SessionInner {
-                manager,
-                cookies,
-                touched: AtomicBool::new(false),
-                state: Mutex::new(State::default()),
-            }),
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Gives this handle back once the request is over; adapters call it after the
+    /// response (and after [`end`](Session::end)). When it is the session's last handle,
+    /// the allocation is cleared (cookies, state, the manager's reference) and kept for
+    /// the next session started on this thread, which saves an allocation and a free per
+    /// request. A handle that is still shared (a clone kept by a spawned task, a pending
+    /// [`Save`]) is only dropped: the clone goes on seeing its session as it was.
+    pub fn recycle(self) {
+        let mut inner = self.inner;
+        let Some(slot) = Arc::get_mut(&mut inner) else {
+            return;
+        };
+        slot.manager = None;
+        slot.cookies.clear();
+        // Only a touched session has state (every method marks it touched first).
+        if std::mem::take(slot.touched.get_mut()) {
+            *slot.state.get_mut() = State::default();
+        }
+        // The thread is exiting when this fails: the allocation is freed instead.
+        let _ = SPARE.try_with(move |spare| spare.set(Some(inner)));
+    }
+
+    /// Which allocation this handle lives in (tests of [`recycle`](Session::recycle)).
+    #[cfg(test)]
+    pub(super) fn allocation(&self) -> *const () {
+        Arc::as_ptr(&self.inner).cast()
+    }
+
+    /// The manager this session belongs to (set whenever a `Session` exists).
+    fn manager_arc(&self) -> &Arc<ManagerInner> {
+        match &self.inner.manager {
+            Some(manager) => manager,
+            None => unreachable!("a recycled session allocation is never handed out"),
         }
     }
 
     /// The response header the value of [`end`](Session::end) goes in: `Set-Cookie`, or
     /// in token mode the configured token header.
     pub fn response_header(&self) -> http::HeaderName {
-        self.inner.manager.cookie.response_header()
+        self.manager().cookie.response_header()
     }
 
     /// Whether any method was called in this request. An untouched session needs no
@@ -114,7 +172,7 @@ impl Session {
                 return Ok(None);
             }
         }
-        let m = &*self.inner.manager;
+        let m = self.manager();
         let found = m.cookie.find_ids(&self.inner.cookies);
         let mut loaded = Loaded::empty(found.seen);
         if found.candidates.is_empty() {
@@ -140,10 +198,10 @@ impl Session {
     }
 
     async fn load_remote(&self, found: Found) -> Result<(), SessionError> {
-        let store = &self.inner.manager.store;
+        let store = &self.manager().store;
         let mut loaded = Loaded::empty(found.seen);
         for candidate in found.candidates {
-            let key = self.inner.manager.record_key(&candidate.id);
+            let key = self.manager().record_key(&candidate.id);
             // `HGETALL` and `PTTL` sent together: one round trip.
             let read = futures_util::future::try_join(store.hget_all(&key), store.ttl(&key)).await;
             let record = read.map(|(fields, ttl)| {
@@ -170,12 +228,12 @@ impl Session {
             Ok(record) => record,
             Err(err) => {
                 tracing::error!(error = %err, "kv session: loading the session failed");
-                self.inner.manager.metrics.errors.inc();
+                self.manager().metrics.errors.inc();
                 self.inner.state.lock().failed = Some(err.clone());
                 return Err(SessionError::Store(err));
             }
         };
-        let m = &*self.inner.manager;
+        let m = self.manager();
         // An id the store does not know is never adopted: `current` stays `None` and a
         // write issues a new id.
         let Some(mut record) = record else {
@@ -210,7 +268,7 @@ impl Session {
 
     /// The manager this session belongs to.
     pub(super) fn manager(&self) -> &ManagerInner {
-        &self.inner.manager
+        self.manager_arc()
     }
 
     /// Runs `f` on the loaded state.
@@ -241,7 +299,7 @@ impl Session {
             Ok(user.zip(current.map(|(id, _)| id.clone())))
         })?;
         match target {
-            Some((user, id)) => Ok(self.inner.manager.end_sessions(&user, Some(&id)).await?),
+            Some((user, id)) => Ok(self.manager().end_sessions(&user, Some(&id)).await?),
             None => Ok(0),
         }
     }
@@ -259,7 +317,7 @@ impl Session {
             Ok(current.and_then(|(id, r)| Some((r.user.clone()?, id.clone()))))
         })?;
         match target {
-            Some((user, id)) => Ok(self.inner.manager.list(&user, Some(&id)).await?),
+            Some((user, id)) => Ok(self.manager().list(&user, Some(&id)).await?),
             None => Ok(Vec::new()),
         }
     }
@@ -279,7 +337,7 @@ impl Session {
             Ok(current.and_then(|(_, r)| r.user.clone()))
         })?;
         match user {
-            Some(user) => Ok(self.inner.manager.end_by_handle(&user, handle).await?),
+            Some(user) => Ok(self.manager().end_by_handle(&user, handle).await?),
             None => Ok(false),
         }
     }
@@ -304,10 +362,10 @@ impl Session {
         }
         let state = std::mem::take(&mut *self.inner.state.lock());
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            return save::end(&self.inner.manager, state, status);
+            return save::end(self.manager_arc(), state, status);
         }
         let span = tracing::debug_span!("kv.session", outcome = tracing::field::Empty);
-        match span.in_scope(|| save::end(&self.inner.manager, state, status)) {
+        match span.in_scope(|| save::end(self.manager_arc(), state, status)) {
             Step::Ready(result) => {
                 span.record("outcome", save::outcome(&result));
                 Step::Ready(result)

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use cookie::{Key, SameSite};
 use http::{HeaderName, HeaderValue};
-use smallvec::SmallVec;
 
 use super::SessionError;
 use super::cookie::{Carrier, CookieConfig, Protection};
 use super::handle::Session;
 use super::id::USER_TAG;
 use super::index::UserSession;
-use super::origin::CrossOriginProtection;
+use super::origin::{self, CrossOriginProtection};
 use super::shared::ManagerInner;
 use crate::clock::{Clock, ClockHandle};
 use crate::request::RequestView;
@@ -38,14 +37,15 @@ impl SessionManager {
     /// The session of one request: only its `Cookie` headers (in token mode, its token
     /// header) are read (copied, no parsing). Makes no store call and checks no
     /// signature: that happens when the handler first uses the session.
+    #[inline]
     pub fn start(&self, req: &dyn RequestView) -> Session {
-        let mut cookies = SmallVec::new();
-        req.for_each_header(&self.inner.cookie.request_header(), &mut |value| {
-            if let Ok(value) = HeaderValue::from_bytes(value) {
-                cookies.push(value);
-            }
-        });
-        Session::new(Arc::clone(&self.inner), cookies)
+        Session::new(&self.inner, |cookies| {
+            req.for_each_header(&self.inner.cookie.request_header(), &mut |value| {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    cookies.push(value);
+                }
+            });
+        })
     }
 
     /// Ends every session of `user` (recorded by [`Session::login`]), for example after
@@ -85,8 +85,19 @@ impl SessionManager {
     /// The cross-origin check, for adapters to run before the handler: `Some(403)` when
     /// the request is refused (see [`CrossOriginProtection`]); `None` to go on. Reads
     /// two or three headers; no store call.
+    #[inline]
     pub fn check_cross_origin(&self, req: &dyn RequestView) -> Option<Answer> {
-        let refused = self.inner.cross_origin.as_ref()?.check(req)?;
+        let rules = self.inner.cross_origin.as_ref()?;
+        // Safe methods always pass: decided here, without the unsafe methods' frame.
+        if origin::is_safe(req.method()) {
+            return None;
+        }
+        self.check_unsafe(rules, req)
+    }
+
+    #[inline(never)]
+    fn check_unsafe(&self, rules: &origin::CrossOrigin, req: &dyn RequestView) -> Option<Answer> {
+        let refused = rules.check(req)?;
         self.inner.metrics.cross_origin_refused.inc();
         tracing::debug!(method = %req.method(), "kv session: cross-origin request refused (403)");
         Some(refused)

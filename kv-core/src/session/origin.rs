@@ -87,6 +87,13 @@ impl CrossOriginProtection {
     }
 }
 
+/// `GET`, `HEAD` and `OPTIONS`: the methods that always pass (rule 1; `TRACE` does not,
+/// as in Go, although RFC 9110 counts it safe too).
+#[inline]
+pub(super) fn is_safe(method: &Method) -> bool {
+    method.is_safe() && *method != Method::TRACE
+}
+
 /// [`CrossOriginProtection`], validated.
 #[derive(Debug, Clone)]
 pub(super) struct CrossOrigin {
@@ -98,7 +105,7 @@ impl CrossOrigin {
     /// `Some(403)` when the request is refused.
     pub(super) fn check(&self, req: &dyn RequestView) -> Option<Answer> {
         let method = req.method();
-        if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        if is_safe(method) {
             return None;
         }
         let origin = req.header(&header::ORIGIN);

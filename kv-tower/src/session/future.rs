@@ -61,12 +61,18 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { fut, session } => {
                     let response = ready!(fut.poll(cx))?;
-                    let Some(session) = session.take().filter(Session::is_touched) else {
+                    let Some(session) = session.take() else {
                         return Poll::Ready(Ok(response));
                     };
+                    if !session.is_touched() {
+                        // Its allocation serves the thread's next request.
+                        session.recycle();
+                        return Poll::Ready(Ok(response));
+                    }
                     let header = session.response_header();
                     match session.end(response.status()) {
                         Step::Ready(outcome) => {
+                            session.recycle();
                             return Poll::Ready(Ok(apply(outcome, response, header)));
                         }
                         Step::Pending(save) => {

@@ -10,6 +10,7 @@ use super::*;
 mod changes;
 mod cookies;
 mod lifecycle;
+mod recycle;
 mod users;
 mod v2;
 use crate::Step;

@@ -138,10 +138,13 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let check = self.limiter.admit(&View::new(&req));
+        // The common case writes its headers here and moves no verdict.
+        let mut headers = Headers::new();
+        let check = self.limiter.admit_into(&View::new(&req), &mut headers);
         let decide = match check {
+            None => return call(&self.service, self.policy.as_ref(), headers, None, req),
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
-            Step::Ready(verdict) => {
+            Some(Step::Ready(verdict)) => {
                 return answer(
                     &self.service,
                     &self.limiter,
@@ -150,7 +153,7 @@ where
                     req,
                 );
             }
-            Step::Pending(decide) => decide,
+            Some(Step::Pending(decide)) => decide,
         };
         // The store must be asked: one boxed future (next to a network round trip).
         let service = Rc::clone(&self.service);
@@ -186,33 +189,43 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     match verdict {
-        Verdict::Allow {
-            mut headers,
-            decision,
-        } => {
+        Verdict::Allow { headers, decision } => {
             let after = prepare(limiter, &req, decision);
-            // The constant `RateLimit-Policy` line, already converted (kv-core lists it
-            // first, and it is added first).
-            const RATELIMIT_POLICY: http::HeaderName =
-                http::HeaderName::from_static("ratelimit-policy");
-            let policy = policy.and_then(|(value, actix)| {
-                let (name, first) = headers.first()?;
-                (*name == RATELIMIT_POLICY && first == value).then(|| {
-                    headers.remove(0);
-                    actix.clone()
-                })
-            });
-            RateLimitFuture::from(State::Calling {
-                fut: service.call(req),
-                headers,
-                after,
-                policy,
-            })
+            call(service, policy, headers, after, req)
         }
         Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
             response: Some(rejection(req, answer)),
         }),
     }
+}
+
+/// Calls the service for an allowed request; its response gets `headers`.
+fn call<S, B>(
+    service: &S,
+    policy: Option<&(http::HeaderValue, ActixValue)>,
+    mut headers: Headers,
+    after: Option<After>,
+    req: ServiceRequest,
+) -> RateLimitFuture<S::Future, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    // The constant `RateLimit-Policy` line, already converted (kv-core lists it first,
+    // and it is added first).
+    const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+    let policy = policy.and_then(|(value, actix)| {
+        let (name, first) = headers.first()?;
+        (*name == RATELIMIT_POLICY && first == value).then(|| {
+            headers.remove(0);
+            actix.clone()
+        })
+    });
+    RateLimitFuture::from(State::Calling {
+        fut: service.call(req),
+        headers,
+        after,
+        policy,
+    })
 }
 
 /// The charge after the response (policies counted by outcome), given its status.

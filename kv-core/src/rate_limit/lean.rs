@@ -16,27 +16,34 @@ impl<S: Store> Inner<S> {
     /// [`RateLimiter::admit`] in the lean configuration ([`Inner::lean`]): the key, one
     /// `governor` check or one count in the store, and the headers, without the
     /// [`Count`] and the [`Decision`] an allowed request needs nowhere then. A denied one
-    /// goes through [`Inner::finish`] like any other. `None` (a preflight, a request
-    /// without a key, a store without an in-process face: nothing counted) sends the
-    /// request the general way.
-    pub(super) fn check_lean(&self, req: &dyn RequestView) -> Option<Verdict> {
-        let (policy, gcra) = self.policies.first()?;
+    /// goes through [`Inner::finish`] like any other. [`Lean::General`] (a preflight, a
+    /// request without a key, a store without an in-process face: nothing counted) sends
+    /// the request the general way.
+    pub(super) fn check_lean(&self, req: &dyn RequestView, headers: &mut Headers) -> Lean {
+        let Some((policy, gcra)) = self.policies.first() else {
+            return Lean::General;
+        };
         // A window policy counts in the store: lean only on its in-process face.
         let local = match gcra {
             Some(_) => None,
-            None => Some(self.store.local()?),
+            None => match self.store.local() {
+                Some(local) => Some(local),
+                None => return Lean::General,
+            },
         };
         if self.uncounted_preflight(req) {
-            return None;
+            return Lean::General;
         }
-        let key = policy.key.extract(req)?;
+        let Some(key) = policy.key.extract(req) else {
+            return Lean::General;
+        };
         let denied = |key: RateKey, states: Result<SmallVec<[PolicyState; 1]>>| {
             let count = Count {
                 keys: smallvec::smallvec![key],
                 cost: 1,
                 applied: Vec::new(),
             };
-            Some(self.finish(states, &count))
+            Lean::Decided(self.finish(states, &count))
         };
         let (remaining, reset_after) = match (gcra, local) {
             (Some(gcra), _) => match gcra.spend(&key, 1) {
@@ -53,21 +60,30 @@ impl<S: Store> Inner<S> {
                     other => return denied(key, other.map(|s| smallvec::smallvec![s])),
                 }
             }
-            (None, None) => return None,
+            (None, None) => return Lean::General,
         };
         #[cfg(feature = "metrics")]
         if let Some(counters) = self.metrics.first() {
             counters.allowed.inc();
         }
-        let mut headers = Headers::new();
         if self.headers.on_allowed && self.headers.ietf {
             let state = (&*policy.name, remaining, reset_after);
             let state = decision::state_value_of(std::iter::once(state));
-            decision::push_ietf(&mut headers, Some(&self.policy_header), state);
+            decision::push_ietf(headers, Some(&self.policy_header), state);
         }
-        Some(Verdict::Allow {
-            headers,
-            decision: None,
-        })
+        Lean::Allowed
     }
+}
+
+/// What [`Inner::check_lean`] made of a request. Passed straight back by
+/// [`RateLimiter::admit_into`]: boxing the large variant would cost an allocation per
+/// denial to save nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Lean {
+    /// Allowed; its headers were appended.
+    Allowed,
+    /// Denied, or the store failed: the verdict of [`Inner::finish`].
+    Decided(Verdict),
+    /// Not for the shortcut (a preflight, no key, no in-process face): nothing counted.
+    General,
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Decision, Inner, RateLimiter, Verdict};
+use super::lean::Lean;
+use super::{Decision, Headers, Inner, RateLimiter, Verdict};
 use crate::request::RequestView;
 use crate::step::{Step, StepFuture};
 use crate::store::Store;
@@ -55,13 +56,35 @@ impl<S: Store> RateLimiter<S> {
     /// such as [`MemoryStore`](crate::MemoryStore)) skip building a decision per
     /// request; the tower and actix layers call it.
     pub fn admit(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {
-        if self.inner.lean
-            && !tracing::level_enabled!(tracing::Level::DEBUG)
-            && let Some(verdict) = self.inner.check_lean(req)
-        {
-            return Step::Ready(verdict);
+        let mut headers = Headers::new();
+        match self.admit_into(req, &mut headers) {
+            None => Step::Ready(Verdict::Allow {
+                headers,
+                decision: None,
+            }),
+            Some(step) => step,
         }
-        self.check(req)
+    }
+
+    /// [`admit`](RateLimiter::admit) for an adapter that keeps the response headers
+    /// itself: `None` when the request is allowed with no [`Decision`] to hand on, its
+    /// headers appended to `headers` (those `admit`'s [`Verdict::Allow`] would carry);
+    /// otherwise `admit`'s answer, `headers` left as they were. The allowed request of
+    /// the common configurations then moves no [`Verdict`] (256 bytes) at all: the tower
+    /// and actix layers write its headers straight into their response future.
+    pub fn admit_into(
+        &self,
+        req: &dyn RequestView,
+        headers: &mut Headers,
+    ) -> Option<Step<Verdict, StepFuture<Verdict>>> {
+        if self.inner.lean && !tracing::level_enabled!(tracing::Level::DEBUG) {
+            match self.inner.check_lean(req, headers) {
+                Lean::Allowed => return None,
+                Lean::Decided(verdict) => return Some(Step::Ready(verdict)),
+                Lean::General => {}
+            }
+        }
+        Some(self.check(req))
     }
 
     fn check_inner(&self, req: &dyn RequestView) -> Step<Verdict, StepFuture<Verdict>> {

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use kv_core::Step;
 use kv_core::Store;
-use kv_core::rate_limit::{Decision, RateLimiter, Verdict};
+use kv_core::rate_limit::{Decision, Headers, RateLimiter, Verdict};
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -73,9 +73,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let decide = match self.limiter.admit(&View::new(&req)) {
-            Step::Ready(verdict) => return answer(&mut self.inner, &self.limiter, verdict, req),
-            Step::Pending(decide) => decide,
+        // The common case writes its headers here and moves no verdict.
+        let mut headers = Headers::new();
+        let decide = match self.limiter.admit_into(&View::new(&req), &mut headers) {
+            None => return ResponseFuture::calling(self.inner.call(req), headers, None),
+            Some(Step::Ready(verdict)) => {
+                return answer(&mut self.inner, &self.limiter, verdict, req);
+            }
+            Some(Step::Pending(decide)) => decide,
         };
         // The store must be asked: keep the service that was polled ready for later.
         let clone = self.inner.clone();

@@ -323,3 +323,71 @@ async fn admit_meets_corrupt_counters_as_check_does() {
         }
     }
 }
+
+/// `admit_into`, as the adapters call it: an allowed lean request appends its headers
+/// after whatever the list held, and returns nothing; a denied one, a preflight, or a
+/// configuration off the shortcut returns the verdict and leaves the list as it was.
+#[tokio::test]
+async fn admit_into_appends_only_what_an_allowed_request_sends() {
+    let marker = || {
+        let mut headers = Headers::new();
+        headers.push((
+            http::HeaderName::from_static("x-before"),
+            http::HeaderValue::from_static("1"),
+        ));
+        headers
+    };
+    let names = |headers: &Headers| {
+        headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().expect("ascii")))
+            .collect::<Vec<_>>()
+    };
+    for policy in [
+        Policy::gcra("g", 3, Duration::from_secs(1)),
+        Policy::fixed_window("g", 3, Duration::from_secs(1)),
+    ] {
+        let (lean, _clock) = limiter_of(policy.clone(), |b| b);
+        let (twin, _twin_clock) = limiter_of(policy.clone(), |b| b);
+        for n in 1..=4 {
+            let mut headers = marker();
+            let step = lean.admit_into(&request("198.51.100.1:1"), &mut headers);
+            let checked = twin.check(&request("198.51.100.1:1")).await;
+            match (step, &checked) {
+                (
+                    None,
+                    Verdict::Allow {
+                        headers: expected, ..
+                    },
+                ) => {
+                    let mut want = names(&marker());
+                    want.extend(names(expected));
+                    assert_eq!(names(&headers), want, "request {n}");
+                    assert_eq!(headers.len(), 3, "the marker, then the two IETF fields");
+                }
+                (Some(step), Verdict::Reject { .. }) => {
+                    assert_eq!(n, 4, "the burst of 3 passes");
+                    assert_eq!(seen(&step.await), seen(&checked));
+                    assert_eq!(names(&headers), names(&marker()), "untouched on a denial");
+                }
+                (step, _) => panic!("request {n}: admit_into {:?}", step.is_some()),
+            }
+        }
+    }
+    // Off the shortcut (a decision the handler reads): the verdict comes back whole, the
+    // list untouched.
+    let (exposed, _clock) = gcra_limiter(|b| b.decision_in_extensions(true));
+    let mut headers = marker();
+    let step = exposed.admit_into(&request("198.51.100.1:1"), &mut headers);
+    match step.expect("a verdict").await {
+        Verdict::Allow {
+            decision,
+            headers: own,
+        } => {
+            assert!(decision.is_some());
+            assert_eq!(own.len(), 2);
+        }
+        Verdict::Reject { .. } => panic!("the first request passes"),
+    }
+    assert_eq!(names(&headers), names(&marker()));
+}

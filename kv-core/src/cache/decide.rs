@@ -49,7 +49,9 @@ impl<St: Store> Cache<St> {
                 if !ctx.coalesce() {
                     return Some(self.plain_miss(ctx, marker, stale, req));
                 }
-                if !self.can_lead_now(&ctx.primary) {
+                // Across replicas the lock is the store's: `lookup` takes it. In process, a
+                // fill already in flight is joined there too (`lead` declines it).
+                if self.inner.config.lock_across_replicas {
                     return None;
                 }
                 let flight = self.lead(&ctx.primary)?;

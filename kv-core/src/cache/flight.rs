@@ -108,12 +108,11 @@ impl<St> FlightGuard<St> {
     /// `Arc` (an allocation and a copy of the entry per miss).
     pub(super) fn finish_with(&self, outcome: impl FnOnce() -> Option<Arc<Entry>>) {
         let mut flights = self.cache.inner.flights.lock();
-        let key = self.flight.key.as_str();
-        if flights
-            .get(key)
-            .is_some_and(|f| Arc::ptr_eq(&f.0, &self.flight))
+        // One look-up: taken out, and put back in the (rare) case it is another flight.
+        if let Some(taken) = flights.take(self.flight.key.as_str())
+            && !Arc::ptr_eq(&taken.0, &self.flight)
         {
-            flights.remove(key);
+            flights.insert(taken);
         }
         drop(flights);
         // Waiters clone the flight from the map under its lock; with the map's reference
@@ -145,18 +144,19 @@ impl<St> fmt::Debug for FlightGuard<St> {
 
 /// Coalescing: one fill per key, in process (a flight) and across replicas (a lock).
 impl<St: Store> Cache<St> {
-    pub(super) fn can_lead_now(&self, primary: &str) -> bool {
-        !self.inner.config.lock_across_replicas && !self.inner.flights.lock().contains(primary)
-    }
-
-    /// Claims the fill of `primary` in this process, if nobody holds it.
+    /// Claims the fill of `primary` in this process, if nobody holds it. One look-up: the
+    /// flight is made first and inserted only where none is (when one is, the fill is
+    /// contended and the flight made for nothing is dropped).
     pub(super) fn lead(&self, primary: &str) -> Option<FlightGuard<St>> {
-        let mut flights = self.inner.flights.lock();
-        if flights.contains(primary) {
+        let flight = Flight::new(primary);
+        if !self
+            .inner
+            .flights
+            .lock()
+            .insert(InFlight(Arc::clone(&flight)))
+        {
             return None;
         }
-        let flight = Flight::new(primary);
-        flights.insert(InFlight(Arc::clone(&flight)));
         Some(FlightGuard {
             cache: self.clone(),
             flight,

@@ -314,7 +314,9 @@ pub(crate) fn evaluate(
     if cc.private {
         return Err(NotStored::Private);
     }
-    if headers.contains_key(SET_COOKIE) || headers.contains_key("set-cookie2") {
+    // A constant: a `&str` name would be parsed on every response.
+    const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
+    if headers.contains_key(SET_COOKIE) || headers.contains_key(SET_COOKIE2) {
         return Err(NotStored::SetCookie);
     }
     if request_had_authorization

@@ -113,9 +113,7 @@ impl Entry {
             // An absent value is its presence byte alone (no length).
             size += 2 + n.as_str().len() + 1 + v.as_ref().map_or(0, |v| 4 + v.len());
         }
-        for (n, v) in &self.headers {
-            size += 2 + n.as_str().len() + 4 + v.len();
-        }
+        size += headers_len(&self.headers);
         if !self.tags.is_empty() {
             size += 2;
             for (t, _) in &self.tags {
@@ -127,6 +125,19 @@ impl Entry {
 
     /// Everything but the body (which follows it in the stored form).
     pub(crate) fn encode_head(&self, out: &mut BytesMut) {
+        self.encode_head_with(&self.headers, |_| true, out);
+    }
+
+    /// [`encode_head`](Self::encode_head) with the headers of `headers` that `keep`
+    /// admits in place of the entry's own: a response recorded in place encodes its
+    /// storable headers straight from the response, without building the stored map
+    /// (see `Recorder::in_place`).
+    pub(crate) fn encode_head_with(
+        &self,
+        headers: &HeaderMap,
+        keep: impl Fn(&HeaderName) -> bool,
+        out: &mut BytesMut,
+    ) {
         out.put_u8(b'R');
         out.put_u8(if self.tags.is_empty() { 1 } else { 2 });
         for n in [
@@ -152,12 +163,19 @@ impl Entry {
                 None => out.put_u8(0),
             }
         }
-        out.put_u16(len16(self.headers.len()));
-        for (n, v) in &self.headers {
-            put_name(out, n);
-            out.put_u32(len32(v.len()));
-            out.put_slice(v.as_bytes());
+        // The count is known once the headers are written: a placeholder, then patched.
+        let count_at = out.len();
+        out.put_u16(0);
+        let mut count = 0;
+        for (n, v) in headers {
+            if keep(n) {
+                put_name(out, n);
+                out.put_u32(len32(v.len()));
+                out.put_slice(v.as_bytes());
+                count += 1;
+            }
         }
+        out[count_at..count_at + 2].copy_from_slice(&len16(count).to_be_bytes());
         if !self.tags.is_empty() {
             out.put_u16(len16(self.tags.len()));
             for (t, generation) in &self.tags {
@@ -221,6 +239,14 @@ impl Stored {
             Stored::Marker(m) => std::mem::size_of::<Marker>() + 32 + 96 * m.names.len(),
         }
     }
+}
+
+/// The encoded size of `headers` (a bound for any subset of them).
+pub(crate) fn headers_len(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| 2 + n.as_str().len() + 4 + v.len())
+        .sum()
 }
 
 fn len16(n: usize) -> u16 {

@@ -396,34 +396,57 @@ const HOP_BY_HOP: [&str; 10] = [
     "upgrade",
 ];
 
-/// The headers of a response as they are stored: without hop-by-hop headers, those
-/// listed in `Connection`, `Age` (recomputed on every hit) and our status header.
+/// Which headers of a response are stored: not the hop-by-hop ones, nor those listed in
+/// `Connection`, nor `Age` (recomputed on every hit), nor our status header.
+pub(crate) struct Storable<'a> {
+    /// The names `Connection` lists, lowercased.
+    listed: Vec<Vec<u8>>,
+    status_header: Option<&'a HeaderName>,
+}
+
+impl<'a> Storable<'a> {
+    pub(crate) fn of(headers: &HeaderMap, status_header: Option<&'a HeaderName>) -> Self {
+        let mut listed: Vec<Vec<u8>> = Vec::new();
+        for line in headers.get_all(CONNECTION) {
+            for item in line.as_bytes().split(|&b| b == b',') {
+                let item = trim(item);
+                if !item.is_empty() {
+                    listed.push(item.to_ascii_lowercase());
+                }
+            }
+        }
+        Storable {
+            listed,
+            status_header,
+        }
+    }
+
+    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
+        let n = name.as_str();
+        !(HOP_BY_HOP.contains(&n)
+            || name == AGE
+            || Some(name) == self.status_header
+            || self.listed.iter().any(|l| l.as_slice() == n.as_bytes()))
+    }
+
+    /// The stored headers of `headers`, in their order.
+    pub(crate) fn filter(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            if self.keeps(name) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The headers of a response as they are stored ([`Storable`]).
 pub(crate) fn storable_headers(
     headers: &HeaderMap,
     status_header: Option<&HeaderName>,
 ) -> HeaderMap {
-    let mut listed: Vec<Vec<u8>> = Vec::new();
-    for line in headers.get_all(CONNECTION) {
-        for item in line.as_bytes().split(|&b| b == b',') {
-            let item = trim(item);
-            if !item.is_empty() {
-                listed.push(item.to_ascii_lowercase());
-            }
-        }
-    }
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || name == AGE
-            || Some(name) == status_header
-            || listed.iter().any(|l| l.as_slice() == n.as_bytes())
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
+    Storable::of(headers, status_header).filter(headers)
 }
 
 /// Freshens a stored entry with a `304`'s headers (RFC 9111 section 4.3.4): every header

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::Cache;
-use super::entry::{Entry, Marker};
+use super::entry::{self, Entry, Marker, Stored};
 use super::flight::FlightGuard;
 use super::stats::bump;
 use crate::{Step, Store};
@@ -22,6 +22,10 @@ pub struct Recorder<St: Store> {
     pub(super) marker: Option<Arc<Marker>>,
     /// `None` once abandoned.
     pub(super) entry: Option<Entry>,
+    /// The entry's headers are only in the encoded head (`entry.headers` is empty): a
+    /// response without `Vary` or tags that [`Cache::stores_at_once`] is never put in a
+    /// header map of its own; waiters get the entry decoded from what was stored.
+    pub(super) in_place: bool,
     pub(super) ttl: Duration,
     /// The encoded entry: its head, then the body bytes recorded so far.
     pub(super) body: BytesMut,
@@ -114,11 +118,7 @@ impl<St: Store> Recorder<St> {
     /// Stores the recorded response at once when that needs no waiting (a store with a
     /// local face and one write); `false` when the store must be awaited.
     fn finish_now(&mut self) -> bool {
-        if self.lock.is_some() {
-            return false;
-        }
-        #[cfg(feature = "near-cache")]
-        if self.cache.inner.near.is_some() {
+        if self.lock.is_some() || !self.cache.stores_at_once() {
             return false;
         }
         if let Some(local) = self.cache.inner.store.local() {
@@ -142,6 +142,7 @@ impl<St: Store> Recorder<St> {
             {
                 let encoded = std::mem::take(&mut self.body).freeze();
                 entry.body = encoded.slice(self.head..);
+                let for_waiters = (self.in_place && self.flight.is_some()).then(|| encoded.clone());
                 match local.set(&self.primary, encoded, Some(self.ttl)) {
                     Ok(()) => {
                         bump(&counters.stored);
@@ -152,9 +153,20 @@ impl<St: Store> Recorder<St> {
                         tracing::warn!(error = %err, "kv cache: store write failed");
                     }
                 }
+                if let Some(flight) = self.flight.take() {
+                    flight.finish_with(|| match (stored, for_waiters) {
+                        // Recorded in place: the entry whole, headers included, as stored.
+                        (Some(_), Some(encoded)) => match entry::decode(encoded) {
+                            Some(Stored::Entry(entry)) => Some(entry),
+                            _ => None,
+                        },
+                        (stored, _) => stored.map(Arc::new),
+                    });
+                }
+                return true;
             }
             if let Some(flight) = self.flight.take() {
-                flight.finish_with(|| stored.map(Arc::new));
+                flight.finish(None);
             }
             return true;
         }
@@ -176,7 +188,16 @@ impl<St: Store> Recorder<St> {
 
     async fn store(mut self) {
         let cache = self.cache.clone();
-        let entry = self.entry.take();
+        let mut entry = self.entry.take();
+        if self.in_place {
+            // Not reached (`finish_now` stores every entry recorded in place); were it
+            // reached, the headers are taken back from the encoded head.
+            let whole = entry.is_some().then(|| self.body.clone().freeze());
+            entry = match whole.and_then(entry::decode) {
+                Some(Stored::Entry(decoded)) => Some(Arc::unwrap_or_clone(decoded)),
+                _ => None,
+            };
+        }
         if let Some(mut entry) = entry {
             let complete = self
                 .expected_len
@@ -224,6 +245,18 @@ impl<St: Store> Recorder<St> {
         if let Some(lock) = self.lock.take() {
             let _ = cache.inner.store.del(&lock).await;
         }
+    }
+}
+
+impl<St: Store> Cache<St> {
+    /// Whether a recorded response without `Vary`, tags or a cross-replica lock is stored
+    /// by [`Recorder::finish`] at once: an in-process store face, and no near cache.
+    pub(super) fn stores_at_once(&self) -> bool {
+        #[cfg(feature = "near-cache")]
+        if self.inner.near.is_some() {
+            return false;
+        }
+        self.inner.store.local().is_some()
     }
 }
 

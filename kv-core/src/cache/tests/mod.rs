@@ -13,6 +13,7 @@ mod body;
 mod coalescing;
 mod config;
 mod freshness;
+mod in_place;
 mod keys;
 mod revalidation;
 mod v2;

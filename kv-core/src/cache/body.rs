@@ -35,7 +35,7 @@ impl<St: Store> Sink for Recorder<St> {
         Recorder::is_complete(self)
     }
     fn finish(self: Box<Self>) -> Step<(), Storing> {
-        Recorder::finish(*self)
+        Recorder::finish_boxed(self)
     }
 }
 

@@ -186,6 +186,15 @@ impl<St: Store> Recorder<St> {
         Step::Pending(Storing(Box::pin(self.store())))
     }
 
+    /// [`finish`](Self::finish) of a boxed recorder (as the body wrapper holds it): the
+    /// recorder leaves its box only when the store must be awaited.
+    pub(super) fn finish_boxed(mut self: Box<Self>) -> Step<(), Storing> {
+        if self.finish_now() {
+            return Step::Ready(());
+        }
+        Step::Pending(Storing(Box::pin(async move { (*self).store().await })))
+    }
+
     async fn store(mut self) {
         let cache = self.cache.clone();
         let mut entry = self.entry.take();

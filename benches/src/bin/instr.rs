@@ -39,6 +39,7 @@ pub const SCENARIOS: &[&str] = &[
     "tower_governor",
     "rl_gcra",
     "rl_gcra_no_headers",
+    "rl_gcra_burst",
     "rl_fixed",
     "rl_fixed_no_headers",
     "rl_sliding",
@@ -214,6 +215,9 @@ fn main() {
         }
         "rl_gcra" => limited(gcra(), true),
         "rl_gcra_no_headers" => limited(gcra(), false),
+        // A burst a real policy has (the others' is huge, as tower_governor's here): the
+        // `RateLimit` values a burst of 100 can send are formatted once, at build time.
+        "rl_gcra_burst" => limited(gcra().burst(100), true),
         "rl_fixed" => limited(fixed(), true),
         "rl_fixed_no_headers" => limited(fixed(), false),
         "rl_sliding" => limited(

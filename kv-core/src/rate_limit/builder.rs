@@ -13,6 +13,10 @@ use crate::janitor::Janitor;
 use crate::request::RequestView;
 use crate::{ConfigError, MAX_TTL, Store};
 
+/// The largest GCRA burst whose `RateLimit` values a lean limiter formats ahead (one per
+/// count left: ~60 bytes each, 15 KiB at most); a larger burst formats them per request.
+pub(super) const LEAN_STATES_MAX: u32 = 256;
+
 /// Builds a [`RateLimiter`].
 #[must_use]
 pub struct RateLimiterBuilder<S> {
@@ -315,6 +319,22 @@ impl<S: Store> RateLimiterBuilder<S> {
             && !self.expose
             && !self.headers.legacy
             && degraded.is_none();
+        let lean_states = match &policies[..] {
+            [(policy, Some(gcra))]
+                if lean
+                    && self.headers.ietf
+                    && self.headers.on_allowed
+                    && gcra.burst() <= LEAN_STATES_MAX =>
+            {
+                (0..=gcra.burst())
+                    .map(|left| {
+                        let state = (&*policy.name, u64::from(left), gcra.reset_after(left));
+                        decision::state_value_of(std::iter::once(state))
+                    })
+                    .collect()
+            }
+            _ => Box::default(),
+        };
         let inner = Arc::new(Inner {
             store: self.store,
             policies,
@@ -337,6 +357,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             policy_header,
             metrics,
             lean,
+            lean_states,
         });
         if any_gcra {
             Janitor::start(

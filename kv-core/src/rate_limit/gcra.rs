@@ -137,6 +137,11 @@ impl Gcra {
         }
     }
 
+    /// The burst: the most that `spend` ever reports left.
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
+    }
+
     /// When the budget is whole again, with `remaining` of the burst left.
     pub(crate) fn reset_after(&self, remaining: u32) -> Duration {
         self.period * (self.burst - remaining.min(self.burst))

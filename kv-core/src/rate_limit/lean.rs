@@ -67,8 +67,18 @@ impl<S: Store> Inner<S> {
             counters.allowed.inc();
         }
         if self.headers.on_allowed && self.headers.ietf {
-            let state = (&*policy.name, remaining, reset_after);
-            let state = decision::state_value_of(std::iter::once(state));
+            // Formatted ahead for a GCRA policy (only then is the table filled).
+            let ahead = usize::try_from(remaining)
+                .ok()
+                .and_then(|left| self.lean_states.get(left));
+            let state = match ahead {
+                Some(value) => value.clone(),
+                None => decision::state_value_of(std::iter::once((
+                    &*policy.name,
+                    remaining,
+                    reset_after,
+                ))),
+            };
             decision::push_ietf(headers, Some(&self.policy_header), state);
         }
         Lean::Allowed

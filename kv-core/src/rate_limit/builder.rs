@@ -13,8 +13,9 @@ use crate::janitor::Janitor;
 use crate::request::RequestView;
 use crate::{ConfigError, MAX_TTL, Store};
 
-/// The largest GCRA burst whose `RateLimit` values a lean limiter formats ahead (one per
-/// count left: ~60 bytes each, 15 KiB at most); a larger burst formats them per request.
+/// How many of a GCRA policy's `RateLimit` values a lean limiter formats ahead: those of
+/// the top counts left, where a client's bucket sits unless it is bursting (~60 bytes
+/// each, 15 KiB at most); a value further down is formatted per request.
 pub(super) const LEAN_STATES_MAX: u32 = 256;
 
 /// Builds a [`RateLimiter`].
@@ -319,21 +320,18 @@ impl<S: Store> RateLimiterBuilder<S> {
             && !self.expose
             && !self.headers.legacy
             && degraded.is_none();
-        let lean_states = match &policies[..] {
-            [(policy, Some(gcra))]
-                if lean
-                    && self.headers.ietf
-                    && self.headers.on_allowed
-                    && gcra.burst() <= LEAN_STATES_MAX =>
-            {
-                (0..=gcra.burst())
+        let (lean_states_from, lean_states) = match &policies[..] {
+            [(policy, Some(gcra))] if lean && self.headers.ietf && self.headers.on_allowed => {
+                let from = gcra.burst().saturating_sub(LEAN_STATES_MAX - 1);
+                let values = (from..=gcra.burst())
                     .map(|left| {
                         let state = (&*policy.name, u64::from(left), gcra.reset_after(left));
                         decision::state_value_of(std::iter::once(state))
                     })
-                    .collect()
+                    .collect();
+                (u64::from(from), values)
             }
-            _ => Box::default(),
+            _ => (0, Box::default()),
         };
         let inner = Arc::new(Inner {
             store: self.store,
@@ -357,6 +355,7 @@ impl<S: Store> RateLimiterBuilder<S> {
             policy_header,
             metrics,
             lean,
+            lean_states_from,
             lean_states,
         });
         if any_gcra {

@@ -68,9 +68,10 @@ impl<S: Store> Inner<S> {
         }
         if self.headers.on_allowed && self.headers.ietf {
             // Formatted ahead for a GCRA policy (only then is the table filled).
-            let ahead = usize::try_from(remaining)
-                .ok()
-                .and_then(|left| self.lean_states.get(left));
+            let ahead = remaining
+                .checked_sub(self.lean_states_from)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| self.lean_states.get(i));
             let state = match ahead {
                 Some(value) => value.clone(),
                 None => decision::state_value_of(std::iter::once((

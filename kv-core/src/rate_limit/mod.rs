@@ -162,10 +162,11 @@ struct Inner<S> {
     /// exposed decision, legacy headers or degraded mode: [`Inner::check_lean`] then
     /// answers [`RateLimiter::admit`].
     lean: bool,
-    /// A lean GCRA policy's `RateLimit` values, by the burst left (bursts up to
-    /// [`builder::LEAN_STATES_MAX`]; else empty): its reset follows from that alone, so
-    /// each value is formatted once, not per request.
+    /// A lean GCRA policy's `RateLimit` values for the burst left from `lean_states_from`
+    /// up (the top [`builder::LEAN_STATES_MAX`]; else empty): its reset follows from the
+    /// burst left alone, so each value is formatted once, not per request.
     lean_states: Box<[http::HeaderValue]>,
+    lean_states_from: u64,
 }
 
 /// The keys and cost of one request, read from it before anything is counted.

@@ -392,23 +392,32 @@ async fn admit_into_appends_only_what_an_allowed_request_sends() {
     assert_eq!(names(&headers), names(&marker()));
 }
 
-/// A GCRA policy's `RateLimit` values are formatted once per count left when its burst
-/// is at most `LEAN_STATES_MAX`, and per request above it: either way, request for
-/// request, what `check` sends, down to the last of the burst and the refusal after it.
+/// A GCRA policy's `RateLimit` values for the top `LEAN_STATES_MAX` counts left are
+/// formatted once, the ones below per request: either way, request for request, what
+/// `check` sends, down to the last of the burst and the refusal after it.
 #[tokio::test]
 async fn gcra_values_formatted_ahead_are_the_ones_check_formats() {
     use crate::rate_limit::builder::LEAN_STATES_MAX;
-    for burst in [1, LEAN_STATES_MAX, LEAN_STATES_MAX + 1] {
+    for burst in [
+        1,
+        LEAN_STATES_MAX - 1,
+        LEAN_STATES_MAX,
+        LEAN_STATES_MAX + 40,
+    ] {
         let policy = Policy::gcra("paced", 10, Duration::from_secs(60)).burst(burst);
         let (lean, _clock) = limiter_of(policy.clone(), |b| b);
         let (full, _full_clock) = limiter_of(policy, |b| b);
         let ahead = lean.inner.lean_states.len();
-        let expected = if burst <= LEAN_STATES_MAX {
-            burst as usize + 1
-        } else {
-            0
-        };
-        assert_eq!(ahead, expected, "burst {burst}");
+        assert_eq!(
+            ahead,
+            (burst + 1).min(LEAN_STATES_MAX) as usize,
+            "burst {burst}"
+        );
+        assert_eq!(
+            lean.inner.lean_states_from,
+            u64::from((burst + 1).saturating_sub(LEAN_STATES_MAX)),
+            "burst {burst}"
+        );
         for n in 1..=burst + 1 {
             let a = lean.admit(&request("198.51.100.9:1")).await;
             let b = full.check(&request("198.51.100.9:1")).await;

@@ -12,17 +12,22 @@ fn issued(session: &Session) -> Option<HeaderValue> {
     }
 }
 
+/// Alice's session (`user = alice`), and a request's handle on it with her data loaded.
+async fn alice_loaded(f: &Fixture) -> (HeaderMap, Session) {
+    let alice = f.new_session("user", "alice").await;
+    let session = f.sessions.start(&with_headers(&alice));
+    assert_eq!(
+        session.get::<String>("user").await.expect("get").as_deref(),
+        Some("alice")
+    );
+    (alice, session)
+}
+
 #[tokio::test]
 async fn the_next_client_on_the_thread_inherits_nothing_from_a_recycled_session() {
     let f = fixture();
-    let alice = f.new_session("user", "alice").await;
-
     // Alice's request: her cookie, her data loaded and changed, then recycled.
-    let first = f.sessions.start(&with_headers(&alice));
-    assert_eq!(
-        first.get::<String>("user").await.expect("get").as_deref(),
-        Some("alice")
-    );
+    let (alice, first) = alice_loaded(&f).await;
     first.insert("seen", 1).await.expect("insert");
     let alice_cookie = issued(&first);
     let used = first.allocation();
@@ -76,12 +81,7 @@ async fn a_session_recycled_before_its_end_leaves_no_state_behind() {
 #[tokio::test]
 async fn a_handle_still_shared_is_not_recycled() {
     let f = fixture();
-    let alice = f.new_session("user", "alice").await;
-    let first = f.sessions.start(&with_headers(&alice));
-    assert_eq!(
-        first.get::<String>("user").await.expect("get").as_deref(),
-        Some("alice")
-    );
+    let (_alice, first) = alice_loaded(&f).await;
     // A clone kept by the handler (a spawned task, say) outlives the request.
     let kept = first.clone();
     let used = first.allocation();

@@ -36,6 +36,7 @@
 //! this middleware (`.wrap(rate_limit).wrap(cors)`: the last `wrap` is the outermost),
 //! so that a `429` carries CORS headers; preflights pass uncounted by default.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -104,7 +105,11 @@ where
         ready(Ok(RateLimitService {
             service: Rc::new(service),
             limiter: self.limiter.clone(),
-            policy,
+            converted: Rc::new(Converted {
+                policy,
+                repeats: self.limiter.repeats_state_values(),
+                last_state: RefCell::new(None),
+            }),
         }))
     }
 }
@@ -113,8 +118,38 @@ where
 pub struct RateLimitService<S, St> {
     service: Rc<S>,
     limiter: RateLimiter<St>,
-    /// The limiter's constant `RateLimit-Policy` value, and the same as actix-web's type.
+    converted: Rc<Converted>,
+}
+
+/// The IETF fields already in actix-web's type (converting a value validates and copies
+/// it: ~280 instructions): the limiter's constant `RateLimit-Policy`, and, for a limiter
+/// whose `RateLimit` values repeat (`repeats_state_values`: GCRA values kv-core formats
+/// ahead), the last one this worker's service sent, reused when the next is the same
+/// bytes (a client whose bucket stays full, or clients at the same count). Anything else
+/// is converted anew; a window's values, which change with the clock, are not kept
+/// (keeping each would cost more than it saves: +658 instructions on a fixed window).
+struct Converted {
     policy: Option<(http::HeaderValue, ActixValue)>,
+    repeats: bool,
+    last_state: RefCell<Option<(http::HeaderValue, ActixValue)>>,
+}
+
+impl Converted {
+    /// `RateLimit`'s `value` in actix-web's type, when it is worth keeping.
+    fn state(&self, value: &http::HeaderValue) -> Option<ActixValue> {
+        if !self.repeats {
+            return None;
+        }
+        let mut last = self.last_state.borrow_mut();
+        if let Some((seen, actix)) = last.as_ref()
+            && seen == value
+        {
+            return Some(actix.clone());
+        }
+        let actix = ActixValue::from_bytes(value.as_bytes()).ok()?;
+        *last = Some((value.clone(), actix.clone()));
+        Some(actix)
+    }
 }
 
 impl<S, St: Store> fmt::Debug for RateLimitService<S, St> {
@@ -142,16 +177,10 @@ where
         let mut headers = Headers::new();
         let check = self.limiter.admit_into(&View::new(&req), &mut headers);
         let decide = match check {
-            None => return call(&self.service, self.policy.as_ref(), headers, None, req),
+            None => return call(&self.service, &self.converted, headers, None, req),
             // Decided in process (GCRA, the embedded store, bypass, no key): no future.
             Some(Step::Ready(verdict)) => {
-                return answer(
-                    &self.service,
-                    &self.limiter,
-                    self.policy.as_ref(),
-                    verdict,
-                    req,
-                );
+                return answer(&self.service, &self.limiter, &self.converted, verdict, req);
             }
             Some(Step::Pending(decide)) => decide,
         };
@@ -181,7 +210,7 @@ where
 fn answer<S, B, St: Store>(
     service: &S,
     limiter: &RateLimiter<St>,
-    policy: Option<&(http::HeaderValue, ActixValue)>,
+    converted: &Rc<Converted>,
     verdict: Verdict,
     req: ServiceRequest,
 ) -> RateLimitFuture<S::Future, B>
@@ -191,7 +220,7 @@ where
     match verdict {
         Verdict::Allow { headers, decision } => {
             let after = prepare(limiter, &req, decision);
-            call(service, policy, headers, after, req)
+            call(service, converted, headers, after, req)
         }
         Verdict::Reject { answer, .. } => RateLimitFuture::from(State::Answered {
             response: Some(rejection(req, answer)),
@@ -202,29 +231,19 @@ where
 /// Calls the service for an allowed request; its response gets `headers`.
 fn call<S, B>(
     service: &S,
-    policy: Option<&(http::HeaderValue, ActixValue)>,
-    mut headers: Headers,
+    converted: &Rc<Converted>,
+    headers: Headers,
     after: Option<After>,
     req: ServiceRequest,
 ) -> RateLimitFuture<S::Future, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
-    // The constant `RateLimit-Policy` line, already converted (kv-core lists it first,
-    // and it is added first).
-    const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
-    let policy = policy.and_then(|(value, actix)| {
-        let (name, first) = headers.first()?;
-        (*name == RATELIMIT_POLICY && first == value).then(|| {
-            headers.remove(0);
-            actix.clone()
-        })
-    });
     RateLimitFuture::from(State::Calling {
         fut: service.call(req),
         headers,
         after,
-        policy,
+        converted: Rc::clone(converted),
     })
 }
 
@@ -260,20 +279,30 @@ fn rejection<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBo
     req.into_response(to_response(answer)).map_into_right_body()
 }
 
-/// Adds the verdict's headers to the response: `policy`, the `RateLimit-Policy` value
-/// converted once, then the others converted here.
+/// Adds the verdict's headers to the response, in actix-web's types: the IETF fields from
+/// `converted` when it has them, the others converted here.
 fn with_headers<B>(
     mut response: ServiceResponse<B>,
-    policy: Option<ActixValue>,
+    converted: Option<&Converted>,
     headers: Headers,
 ) -> ServiceResponse<B> {
+    const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+    const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+    const ACTIX_RATELIMIT_POLICY: ActixName = ActixName::from_static("ratelimit-policy");
+    const ACTIX_RATELIMIT: ActixName = ActixName::from_static("ratelimit");
     let map = response.headers_mut();
-    if let Some(policy) = policy {
-        const RATELIMIT_POLICY: ActixName = ActixName::from_static("ratelimit-policy");
-        map.append(RATELIMIT_POLICY, policy);
-    }
     for (name, value) in &headers {
-        if let Some((name, value)) = header(name, value) {
+        let ready = converted.and_then(|converted| match &converted.policy {
+            Some((policy, actix)) if *name == RATELIMIT_POLICY && value == policy => {
+                Some((ACTIX_RATELIMIT_POLICY, actix.clone()))
+            }
+            _ if converted.repeats && *name == RATELIMIT => {
+                converted.state(value).map(|value| (ACTIX_RATELIMIT, value))
+            }
+            _ => None,
+        });
+        let pair = ready.or_else(|| header(name, value));
+        if let Some((name, value)) = pair {
             map.append(name, value);
         }
     }
@@ -295,7 +324,7 @@ pin_project! {
     #[project = Proj]
     enum State<F, B> {
         // Allowed: the service is running.
-        Calling { #[pin] fut: F, headers: Headers, after: Option<After>, policy: Option<ActixValue> },
+        Calling { #[pin] fut: F, headers: Headers, after: Option<After>, converted: Rc<Converted> },
         // The response is ready; the charge after it is being written.
         Charging { charge: StepFuture<()>, response: Option<ServiceResponse<EitherBody<B>>> },
         // Rejected at once.
@@ -325,13 +354,13 @@ where
                     fut,
                     headers,
                     after,
-                    policy,
+                    converted,
                 } => {
                     let response = ready_poll!(fut.poll(cx))?;
                     let status = status_of(&response);
                     let headers = std::mem::take(headers);
                     let response =
-                        with_headers(response, policy.take(), headers).map_into_left_body();
+                        with_headers(response, Some(converted), headers).map_into_left_body();
                     match after.take().map(|after| after(status)) {
                         None | Some(Step::Ready(())) => Poll::Ready(Ok(response)),
                         Some(Step::Pending(charge)) => {

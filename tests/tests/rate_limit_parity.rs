@@ -552,3 +552,41 @@ async fn the_policy_header_is_alike_constant_per_request_or_off() {
             .all(|r| r.header("ratelimit-policy").is_none() && r.header("ratelimit").is_none())
     );
 }
+
+/// The actix middleware keeps the last `RateLimit` value it converted for a GCRA limiter
+/// (whose values kv-core formats ahead) and reuses it when the next is the same bytes: two
+/// clients at different counts, interleaved, must each get their own value, request for
+/// request as through axum, never the other's or a stale one.
+#[actix_web::test]
+async fn the_ratelimit_value_kept_by_the_actix_middleware_is_never_another_clients() {
+    let make = || {
+        Engine::builder(MemoryStore::new())
+            .policy(Policy::gcra("paced", 4, Duration::from_secs(60)))
+            .build()
+            .expect("limiter")
+    };
+    let a = || get().peer("203.0.113.1:1");
+    let b = || get().peer("203.0.113.2:1");
+    let script = [a(), b(), b(), a(), b(), b(), a(), b(), a(), a()];
+    let replies = alike(make, &script).await;
+    assert_eq!(
+        statuses(&replies),
+        [200, 200, 200, 200, 200, 200, 200, 429, 200, 429]
+    );
+    let values: Vec<_> = replies.iter().map(|r| r.header("ratelimit")).collect();
+    assert_eq!(
+        values,
+        [
+            Some("\"paced\";r=3;t=15"),
+            Some("\"paced\";r=3;t=15"),
+            Some("\"paced\";r=2;t=30"),
+            Some("\"paced\";r=2;t=30"),
+            Some("\"paced\";r=1;t=45"),
+            Some("\"paced\";r=0;t=60"),
+            Some("\"paced\";r=1;t=45"),
+            Some("\"paced\";r=0;t=60"),
+            Some("\"paced\";r=0;t=60"),
+            Some("\"paced\";r=0;t=60"),
+        ]
+    );
+}

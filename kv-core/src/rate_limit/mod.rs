@@ -225,6 +225,13 @@ impl<S: Store> RateLimiter<S> {
         (self.inner.headers.ietf && !self.inner.dynamic_quota).then_some(&self.inner.policy_header)
     }
 
+    /// Whether this limiter's allowed requests send `RateLimit` values formatted ahead
+    /// (one lean GCRA policy): the same value comes back for every request at the same
+    /// count left, so an adapter that converts it may keep the last conversion.
+    pub fn repeats_state_values(&self) -> bool {
+        !self.inner.lean_states.is_empty()
+    }
+
     /// The store the counters live in.
     pub fn store(&self) -> &S {
         &self.inner.store

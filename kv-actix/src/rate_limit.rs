@@ -135,11 +135,9 @@ struct Converted {
 }
 
 impl Converted {
-    /// `RateLimit`'s `value` in actix-web's type, when it is worth keeping.
+    /// `RateLimit`'s `value` in actix-web's type, kept for the next response (the caller
+    /// asks only when `repeats`).
     fn state(&self, value: &http::HeaderValue) -> Option<ActixValue> {
-        if !self.repeats {
-            return None;
-        }
         let mut last = self.last_state.borrow_mut();
         if let Some((seen, actix)) = last.as_ref()
             && seen == value

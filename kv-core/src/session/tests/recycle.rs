@@ -142,3 +142,39 @@ fn concurrent_clients_each_see_only_their_own_session() {
         }
     });
 }
+
+/// The recycled allocation is per thread, not per manager: a session of one manager
+/// (its store, its key) parked by `recycle` serves another manager's next request, which
+/// must see only that manager's store, even when the client replays the first one's cookie.
+#[tokio::test]
+async fn an_allocation_recycled_from_another_manager_carries_none_of_it() {
+    let first = fixture();
+    let second = fixture();
+    let (alice, session) = alice_loaded(&first).await;
+    session.insert("cart", "3 items").await.expect("insert");
+    let used = session.allocation();
+    session.recycle();
+
+    // Alice's cookie replayed to the other manager: the same allocation, none of her session.
+    let replayed = second.sessions.start(&with_headers(&alice));
+    assert_eq!(replayed.allocation(), used);
+    assert_eq!(replayed.get::<String>("user").await.expect("get"), None);
+    assert_eq!(replayed.get::<String>("cart").await.expect("get"), None);
+    assert_eq!(
+        second.record_count(),
+        0,
+        "nothing read into the other store"
+    );
+    replayed.insert("user", "mallory").await.expect("insert");
+    let set = issued(&replayed).expect("a session of its own");
+    assert_ne!(
+        cookie_value(&set),
+        cookie_value(&cookie_header_as_set(&alice))
+    );
+    replayed.recycle();
+    assert_eq!(second.record_count(), 1);
+    // The first manager's store kept Alice's session as it was before (the change was
+    // never ended).
+    assert_eq!(first.read(&alice, "user").await.as_deref(), Some("alice"));
+    assert_eq!(first.read(&alice, "cart").await, None);
+}

@@ -39,18 +39,17 @@ impl<B> RequestView for View<'_, B> {
             f(value.as_bytes());
         }
     }
+    /// [`PeerAddr`] first (set on purpose, it wins), then axum's `ConnectInfo` (what an
+    /// axum server has: found at the second look-up), then a bare `SocketAddr`.
     fn peer_addr(&self) -> Option<SocketAddr> {
         let ext = self.req.extensions();
-        let peer = ext
-            .get::<PeerAddr>()
-            .map(|p| p.0)
-            .or_else(|| ext.get::<SocketAddr>().copied());
+        let peer = ext.get::<PeerAddr>().map(|p| p.0);
         #[cfg(feature = "axum")]
         let peer = peer.or_else(|| {
             ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
                 .map(|c| c.0)
         });
-        peer
+        peer.or_else(|| ext.get::<SocketAddr>().copied())
     }
     fn extensions(&self) -> Option<&http::Extensions> {
         Some(self.req.extensions())

@@ -281,3 +281,55 @@ async fn a_request_without_a_peer_address_gets_a_500_not_a_panic() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(String::from_utf8_lossy(&body).contains("could not identify the client"));
 }
+
+/// The peer is `PeerAddr` when a layer set one (a PROXY-protocol acceptor, say), whatever
+/// `ConnectInfo` says; then `ConnectInfo`; a bare `SocketAddr` only when it is alone.
+#[tokio::test]
+async fn a_peer_addr_extension_wins_over_connect_info_and_a_bare_socket_addr() {
+    let app = app(RateLimiter::builder(MemoryStore::new())
+        .policy(Policy::gcra("g", 1, Duration::from_secs(3600)))
+        .build()
+        .expect("limiter"));
+    let with = |connect: &str, peer: Option<&str>, bare: Option<&str>| {
+        let mut r = req("/limited", connect, None);
+        if let Some(peer) = peer {
+            r.extensions_mut()
+                .insert(kv_core::PeerAddr(peer.parse().expect("addr")));
+        }
+        if let Some(bare) = bare {
+            r.extensions_mut()
+                .insert(bare.parse::<SocketAddr>().expect("addr"));
+        }
+        r
+    };
+    // 192.0.2.1 spends its one request through `PeerAddr`, behind two other connections.
+    let first = with("198.51.100.1:1", Some("192.0.2.1:1"), None);
+    assert_eq!(send(&app, first).await.0, StatusCode::OK);
+    let again = with(
+        "198.51.100.2:1",
+        Some("192.0.2.1:2"),
+        Some("198.51.100.3:1"),
+    );
+    assert_eq!(send(&app, again).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // The connections themselves were never counted: ConnectInfo's own budget is whole,
+    // and it is ConnectInfo, not the bare SocketAddr beside it, that counts next.
+    let connect = with("198.51.100.1:9", None, Some("192.0.2.1:3"));
+    assert_eq!(send(&app, connect).await.0, StatusCode::OK);
+    let connect = with("198.51.100.1:10", None, Some("198.51.100.4:1"));
+    assert_eq!(send(&app, connect).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // A bare SocketAddr alone is the peer.
+    let mut bare = Request::builder()
+        .uri("/limited")
+        .body(Body::empty())
+        .expect("request");
+    bare.extensions_mut()
+        .insert("198.51.100.5:1".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(send(&app, bare).await.0, StatusCode::OK);
+    let mut bare = Request::builder()
+        .uri("/limited")
+        .body(Body::empty())
+        .expect("request");
+    bare.extensions_mut()
+        .insert("198.51.100.5:2".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(send(&app, bare).await.0, StatusCode::TOO_MANY_REQUESTS);
+}

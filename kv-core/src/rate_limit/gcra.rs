@@ -119,19 +119,21 @@ impl Gcra {
     /// why not (nothing is spent then).
     pub(crate) fn spend(&self, key: &RateKey, cost: u32) -> Result<u32, Denied> {
         let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
-        let full = self.period * self.burst;
+        // Only a denial needs the full period (computed there: an allowed request is the
+        // hot path).
+        let full = || self.period * self.burst;
         match self.limiter.check_key_n(key, n) {
             Ok(Ok(snapshot)) => Ok(snapshot.remaining_burst_capacity()),
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
                 Err(Denied {
-                    reset_after: full.max(wait),
+                    reset_after: full().max(wait),
                     retry_after: wait.max(Duration::from_nanos(1)),
                 })
             }
             // The cost exceeds the burst: this request can never pass.
             Err(_) => Err(Denied {
-                reset_after: full,
+                reset_after: full(),
                 retry_after: PolicyState::NEVER,
             }),
         }

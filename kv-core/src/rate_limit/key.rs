@@ -246,11 +246,27 @@ fn is_key_safe(v: &str) -> bool {
 /// Whom a request counts against: an IP (kept as a number, so that the in-process
 /// limiter hashes it without formatting) or text. `Display` gives the form written into
 /// store keys: `ip:1.2.3.4`, `ip:2001:db8:1:2::/64`, `h:<header value>`, `x:<custom>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RateKey {
     V4(Ipv4Addr),
     V6 { net: Ipv6Addr, prefix: u8 },
     Text(CompactString),
+}
+
+/// One write per address instead of the derived discriminant, length prefix and bytes
+/// (the in-process limiter hashes the key of every request). Keys of different kinds
+/// may share a hash; `Eq` still tells them apart.
+impl std::hash::Hash for RateKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            RateKey::V4(v4) => state.write_u32(v4.to_bits()),
+            RateKey::V6 { net, prefix } => {
+                state.write_u128(net.to_bits());
+                state.write_u8(*prefix);
+            }
+            RateKey::Text(text) => state.write(text.as_bytes()),
+        }
+    }
 }
 
 impl RateKey {

@@ -27,8 +27,9 @@
 //!
 //! Every decision — algorithms, keys, headers, the `429` body — is kv-core's (see
 //! [`kv_core::rate_limit`]); this layer translates. The peer address comes from a
-//! `SocketAddr` or [`kv_core::PeerAddr`] extension, or, with the `axum` feature, from
-//! `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
+//! [`kv_core::PeerAddr`] extension (it wins: set it to override), with the `axum` feature
+//! from `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`), or
+//! from a `SocketAddr` extension, in that order.
 //! Without it, IP-keyed policies answer `500` (a configuration error), never panic.
 //!
 //! The response body is the service's own body type `B`, which must be `From<Bytes>`

@@ -151,7 +151,7 @@ pub fn cache_headers(lines: &[(u8, &[u8])]) -> (bool, Option<Vec<String>>, Optio
     let targeted =
         Directives::parse_targeted(&headers, &HeaderName::from_static("cdn-cache-control"))
             .is_some();
-    let vary = policy::vary_names(&headers)
+    let vary = policy::vary_names(&policy::Head::of(&headers))
         .ok()
         .map(|n| n.iter().map(|n| n.as_str().to_owned()).collect());
     let tags = tags::parse(&headers, &HeaderName::from_static("surrogate-key")).ok();

@@ -215,7 +215,9 @@ impl<St: Store> Forward<St> {
             return Outcome::Pass;
         }
         let had_auth = policy::has_authorization(&request_headers);
-        let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, headers);
+        let head = policy::Head::of(headers);
+        let has_validator = head.has(policy::name::ETAG | policy::name::LAST_MODIFIED);
+        let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, &head);
         let freshness = match evaluated {
             Ok(f) => f,
             Err(reason) => {
@@ -224,7 +226,7 @@ impl<St: Store> Forward<St> {
                 return Outcome::Pass;
             }
         };
-        let Some(ttl) = freshness.store_ttl(config, has_validator(headers)) else {
+        let Some(ttl) = freshness.store_ttl(config, has_validator) else {
             self.label(headers, "MISS");
             return Outcome::Pass;
         };
@@ -240,14 +242,14 @@ impl<St: Store> Forward<St> {
             self.label(headers, "MISS");
             return Outcome::Pass;
         }
-        if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator(headers) {
+        if freshness.flags & entry::FLAG_NO_CACHE != 0 && !has_validator {
             self.label(headers, "MISS");
             return Outcome::Pass;
         }
-        let names = policy::vary_names(headers).unwrap_or_default();
+        let names = policy::vary_names(&head).unwrap_or_default();
         let vary = key::vary_values(&names, &request_headers, &config.keys);
-        let expected_len = headers
-            .get(CONTENT_LENGTH)
+        let expected_len = head
+            .get(policy::name::CONTENT_LENGTH, &CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .or(self.body_len);
@@ -273,7 +275,7 @@ impl<St: Store> Forward<St> {
         // One buffer: the encoded head, then the body as it streams (stored as is). The
         // head is written before the response's headers are labelled or ranged: what is
         // stored is the response as the service sent it.
-        let storable = policy::Storable::of(headers, config.status_header.as_ref());
+        let storable = policy::Storable::of(&head, config.status_header.as_ref());
         let in_place = entry.vary.is_empty()
             && entry.tags.is_empty()
             && self.lock.is_none()
@@ -345,27 +347,22 @@ impl<St: Store> Forward<St> {
             hits: super::entry::HitMemo::default(),
         };
         // The freshened entry is judged as the response it now is.
+        let head = policy::Head::of(&entry.headers);
         let evaluated = policy::evaluate(
             config,
             had_auth && !config.cache_authorized,
             self.request_time,
             now,
             stale.status,
-            &entry.headers,
+            &head,
         );
         let evaluated = match evaluated {
             Ok(f) => Some(f),
             // Authorization only forbids storing the request's own response; this entry
             // was stored before.
-            Err(policy::NotStored::Authorization) => policy::evaluate(
-                config,
-                false,
-                self.request_time,
-                now,
-                stale.status,
-                &entry.headers,
-            )
-            .ok(),
+            Err(policy::NotStored::Authorization) => {
+                policy::evaluate(config, false, self.request_time, now, stale.status, &head).ok()
+            }
             Err(_) => None,
         };
         bump(&cache.inner.counters.revalidated);
@@ -449,10 +446,6 @@ fn apply(entry: &mut Entry, f: Freshness) {
     entry.swr = f.swr;
     entry.sie = f.sie;
     entry.flags = f.flags;
-}
-
-fn has_validator(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
 }
 
 /// Resolves a `Location` / `Content-Location` against the request URL; `None` for

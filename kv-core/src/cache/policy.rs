@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::header::{
     AGE, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, SET_COOKIE, VARY,
+    IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
@@ -182,10 +182,91 @@ pub(crate) fn header_date_ms(headers: &HeaderMap, name: &HeaderName) -> Option<u
     headers.get(name).and_then(http_date_ms)
 }
 
+/// The names of a response head that the policy reads, as bits of [`Head::present`].
+pub(crate) mod name {
+    pub(crate) const CACHE_CONTROL: u32 = 1;
+    pub(crate) const PRAGMA: u32 = 1 << 1;
+    /// `Set-Cookie` or `Set-Cookie2`.
+    pub(crate) const SET_COOKIE: u32 = 1 << 2;
+    pub(crate) const VARY: u32 = 1 << 3;
+    pub(crate) const DATE: u32 = 1 << 4;
+    pub(crate) const EXPIRES: u32 = 1 << 5;
+    pub(crate) const LAST_MODIFIED: u32 = 1 << 6;
+    pub(crate) const AGE: u32 = 1 << 7;
+    pub(crate) const ETAG: u32 = 1 << 8;
+    pub(crate) const CONNECTION: u32 = 1 << 9;
+    pub(crate) const CONTENT_LENGTH: u32 = 1 << 10;
+    /// Any hop-by-hop name ([`HOP_BY_HOP`](super::HOP_BY_HOP), `Connection` included).
+    pub(crate) const HOP_BY_HOP: u32 = 1 << 11;
+}
+
+/// A response head with the names the policy reads found in one pass over its names.
+///
+/// A miss asks a response for some fifteen names, most of them absent (`Set-Cookie`,
+/// `Vary`, `Expires`, `Age`, the validators, `Connection`..), and a look-up of an absent
+/// name hashes and probes as much as one of a present name. Reading every name once and
+/// asking the map only for those present cost ~600 instructions less a miss (callgrind).
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) map: &'a HeaderMap,
+    present: u32,
+}
+
+impl<'a> Head<'a> {
+    pub(crate) fn of(map: &'a HeaderMap) -> Self {
+        let mut present = 0;
+        for n in map.keys() {
+            present |= bit_of(n.as_str());
+        }
+        Head { map, present }
+    }
+
+    /// Whether any of `bits` ([`name`]) is present.
+    pub(crate) fn has(&self, bits: u32) -> bool {
+        self.present & bits != 0
+    }
+
+    /// The first value of `header`, asked of the map only when `bit` is present.
+    pub(crate) fn get(&self, bit: u32, header: &HeaderName) -> Option<&'a HeaderValue> {
+        if self.has(bit) {
+            self.map.get(header)
+        } else {
+            None
+        }
+    }
+
+    /// Every line of `header`, asked of the map only when `bit` is present.
+    fn get_all(&self, bit: u32, header: HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
+        self.has(bit)
+            .then(|| self.map.get_all(header))
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// The [`name`] bit of a (lowercase) header name; 0 for the names the policy never reads.
+fn bit_of(n: &str) -> u32 {
+    match n {
+        "cache-control" => name::CACHE_CONTROL,
+        "pragma" => name::PRAGMA,
+        "set-cookie" | "set-cookie2" => name::SET_COOKIE,
+        "vary" => name::VARY,
+        "date" => name::DATE,
+        "expires" => name::EXPIRES,
+        "last-modified" => name::LAST_MODIFIED,
+        "age" => name::AGE,
+        "etag" => name::ETAG,
+        "connection" => name::CONNECTION | name::HOP_BY_HOP,
+        "content-length" => name::CONTENT_LENGTH,
+        n if HOP_BY_HOP.contains(&n) => name::HOP_BY_HOP,
+        _ => 0,
+    }
+}
+
 /// The `Age` header's value in seconds: the first line's first member, digits only;
 /// anything else is ignored (0).
-pub(crate) fn age_value(headers: &HeaderMap) -> u64 {
-    let Some(first) = headers.get(AGE) else {
+pub(crate) fn age_value(head: &Head<'_>) -> u64 {
+    let Some(first) = head.get(name::AGE, &AGE) else {
         return 0;
     };
     let bytes = first.as_bytes();
@@ -202,9 +283,9 @@ pub(crate) fn age_value(headers: &HeaderMap) -> u64 {
 
 /// The `Vary` header names of a response, lowercased, sorted, deduplicated; `Err(())`
 /// for `Vary: *` (anywhere in any line).
-pub(crate) fn vary_names(headers: &HeaderMap) -> Result<Vec<HeaderName>, ()> {
+pub(crate) fn vary_names(head: &Head<'_>) -> Result<Vec<HeaderName>, ()> {
     let mut names = Vec::new();
-    for line in headers.get_all(VARY) {
+    for line in head.get_all(name::VARY, VARY) {
         for item in line.as_bytes().split(|&b| b == b',') {
             let item = trim(item);
             if item.is_empty() {
@@ -292,14 +373,21 @@ pub(crate) fn evaluate(
     request_time: u64,
     response_time: u64,
     status: StatusCode,
-    headers: &HeaderMap,
+    head: &Head<'_>,
 ) -> Result<Freshness, NotStored> {
+    let headers = head.map;
     // A targeted field (RFC 9213), when configured and present, replaces Cache-Control.
     let cc = config
         .targeted
         .as_ref()
         .and_then(|name| Directives::parse_targeted(headers, name))
-        .unwrap_or_else(|| Directives::parse(headers));
+        .unwrap_or_else(|| {
+            if head.has(name::CACHE_CONTROL | name::PRAGMA) {
+                Directives::parse(headers)
+            } else {
+                Directives::default()
+            }
+        });
     let code = status.as_u16();
     if code < 200 || code == 206 || code == 304 {
         return Err(NotStored::Status);
@@ -314,9 +402,8 @@ pub(crate) fn evaluate(
     if cc.private {
         return Err(NotStored::Private);
     }
-    // A constant: a `&str` name would be parsed on every response.
-    const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
-    if headers.contains_key(SET_COOKIE) || headers.contains_key(SET_COOKIE2) {
+    // `Set-Cookie` or `Set-Cookie2`.
+    if head.has(name::SET_COOKIE) {
         return Err(NotStored::SetCookie);
     }
     if request_had_authorization
@@ -325,19 +412,21 @@ pub(crate) fn evaluate(
     {
         return Err(NotStored::Authorization);
     }
-    if vary_names(headers).is_err() {
+    if vary_names(head).is_err() {
         return Err(NotStored::VaryStar);
     }
 
-    let date = header_date_ms(headers, &DATE).unwrap_or(response_time);
+    let date = head
+        .get(name::DATE, &DATE)
+        .and_then(http_date_ms)
+        .unwrap_or(response_time);
     let explicit = if let Some(s) = cc.s_maxage {
         Some(s.saturating_mul(1000))
     } else if let Some(m) = cc.max_age {
         Some(m.saturating_mul(1000))
     } else {
         // An invalid Expires (e.g. "0") means "already expired".
-        headers
-            .get(EXPIRES)
+        head.get(name::EXPIRES, &EXPIRES)
             .map(|expires| http_date_ms(expires).map_or(0, |e| e.saturating_sub(date)))
     };
     let default_ok = cacheable_by_default(status) || cc.public;
@@ -346,7 +435,8 @@ pub(crate) fn evaluate(
         None if !default_ok => return Err(NotStored::NoFreshness),
         None => {
             let heuristic = if config.heuristic_freshness {
-                header_date_ms(headers, &LAST_MODIFIED)
+                head.get(name::LAST_MODIFIED, &LAST_MODIFIED)
+                    .and_then(http_date_ms)
                     .filter(|&lm| lm < date)
                     .map(|lm| ((date - lm) / 10).min(millis(config.heuristic_max)))
             } else {
@@ -361,7 +451,7 @@ pub(crate) fn evaluate(
 
     let apparent_age = response_time.saturating_sub(date);
     let response_delay = response_time.saturating_sub(request_time);
-    let corrected_age_value = age_value(headers)
+    let corrected_age_value = age_value(head)
         .saturating_mul(1000)
         .saturating_add(response_delay);
     let initial_age = apparent_age.max(corrected_age_value);
@@ -402,12 +492,15 @@ pub(crate) struct Storable<'a> {
     /// The names `Connection` lists, lowercased.
     listed: Vec<Vec<u8>>,
     status_header: Option<&'a HeaderName>,
+    /// Whether the head has a hop-by-hop name or `Age`: if not, only the status header
+    /// can be dropped (the common case, decided without comparing every name).
+    drops_some: bool,
 }
 
 impl<'a> Storable<'a> {
-    pub(crate) fn of(headers: &HeaderMap, status_header: Option<&'a HeaderName>) -> Self {
+    pub(crate) fn of(head: &Head<'_>, status_header: Option<&'a HeaderName>) -> Self {
         let mut listed: Vec<Vec<u8>> = Vec::new();
-        for line in headers.get_all(CONNECTION) {
+        for line in head.get_all(name::CONNECTION, CONNECTION) {
             for item in line.as_bytes().split(|&b| b == b',') {
                 let item = trim(item);
                 if !item.is_empty() {
@@ -418,14 +511,20 @@ impl<'a> Storable<'a> {
         Storable {
             listed,
             status_header,
+            drops_some: head.has(name::HOP_BY_HOP | name::AGE),
         }
     }
 
-    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
-        let n = name.as_str();
+    pub(crate) fn keeps(&self, header: &HeaderName) -> bool {
+        if Some(header) == self.status_header {
+            return false;
+        }
+        if !self.drops_some {
+            return true;
+        }
+        let n = header.as_str();
         !(HOP_BY_HOP.contains(&n)
-            || name == AGE
-            || Some(name) == self.status_header
+            || header == AGE
             || self.listed.iter().any(|l| l.as_slice() == n.as_bytes()))
     }
 
@@ -446,7 +545,7 @@ pub(crate) fn storable_headers(
     headers: &HeaderMap,
     status_header: Option<&HeaderName>,
 ) -> HeaderMap {
-    Storable::of(headers, status_header).filter(headers)
+    Storable::of(&Head::of(headers), status_header).filter(headers)
 }
 
 /// Freshens a stored entry with a `304`'s headers (RFC 9111 section 4.3.4): every header

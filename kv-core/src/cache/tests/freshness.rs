@@ -107,6 +107,23 @@ async fn no_store_private_set_cookie_and_vary_star_are_never_stored() {
             ("set-cookie", "sid=1"),
         ],
         vec![("cache-control", "max-age=60"), ("vary", "accept, *")],
+        // The obsolete Set-Cookie2 (RFC 2965) is a cookie too.
+        vec![("cache-control", "max-age=60"), ("set-cookie2", "sid=1")],
+        // Found in any position among many names (one pass reads them all).
+        vec![
+            ("content-type", "text/plain"),
+            ("x-a", "1"),
+            ("cache-control", "max-age=60"),
+            ("x-b", "2"),
+            ("set-cookie", "sid=1"),
+        ],
+        vec![
+            ("cache-control", "max-age=60"),
+            ("vary", "x"),
+            ("vary", "*"),
+        ],
+        // Pragma alone is not a Cache-Control: no freshness, nothing stored.
+        vec![("pragma", "no-cache")],
     ] {
         let h = harness();
         let origin = ok(&hs, b"secret");
@@ -303,5 +320,101 @@ async fn a_repeated_upstream_age_leaves_one_age_on_hits() {
         assert!(hit.served_by_cache());
         let ages: Vec<_> = hit.headers.get_all("age").iter().collect();
         assert_eq!(ages.len(), 1, "{ages:?}");
+    }
+}
+
+/// The names the policy reads are found in one pass (`policy::Head`): each is seen exactly
+/// when the map has it, whatever else the head holds, and a name it never reads sets
+/// nothing.
+#[test]
+fn the_one_pass_over_a_head_sees_exactly_the_names_present() {
+    use crate::cache::policy::{Head, name};
+    let reads = [
+        ("cache-control", name::CACHE_CONTROL),
+        ("pragma", name::PRAGMA),
+        ("set-cookie", name::SET_COOKIE),
+        ("set-cookie2", name::SET_COOKIE),
+        ("vary", name::VARY),
+        ("date", name::DATE),
+        ("expires", name::EXPIRES),
+        ("last-modified", name::LAST_MODIFIED),
+        ("age", name::AGE),
+        ("etag", name::ETAG),
+        ("connection", name::CONNECTION | name::HOP_BY_HOP),
+        ("content-length", name::CONTENT_LENGTH),
+        ("keep-alive", name::HOP_BY_HOP),
+        ("transfer-encoding", name::HOP_BY_HOP),
+        ("te", name::HOP_BY_HOP),
+        ("trailer", name::HOP_BY_HOP),
+        ("upgrade", name::HOP_BY_HOP),
+        ("proxy-authenticate", name::HOP_BY_HOP),
+        ("proxy-authentication-info", name::HOP_BY_HOP),
+        ("proxy-authorization", name::HOP_BY_HOP),
+        ("proxy-connection", name::HOP_BY_HOP),
+    ];
+    let all = reads.iter().fold(0, |acc, (_, bit)| acc | bit);
+    let noise = [
+        ("content-type", "text/plain"),
+        ("x-cache-control", "no-store"),
+        ("etags", "x"),
+    ];
+    for (n, bit) in reads {
+        for before in [false, true] {
+            let mut list: Vec<(&str, &str)> = Vec::new();
+            if before {
+                list.extend(noise);
+            }
+            list.push((n, "v"));
+            list.push((n, "w"));
+            let map = headers(&list);
+            let head = Head::of(&map);
+            assert!(head.has(bit), "{n}");
+            // Nothing else: every other bit is clear.
+            for other in 0..12 {
+                let b = 1u32 << other;
+                if b & bit == 0 {
+                    assert!(!head.has(b), "{n} set bit {b}");
+                }
+            }
+        }
+    }
+    let map = headers(&noise);
+    assert!(
+        !Head::of(&map).has(all),
+        "a name the policy never reads sets nothing"
+    );
+    assert!(!Head::of(&HeaderMap::new()).has(all));
+}
+
+/// A validator found by the one pass keeps a `no-cache` response (stored, revalidated
+/// before use); without one it is not stored.
+#[tokio::test]
+async fn no_cache_is_stored_only_with_a_validator() {
+    for (hs, stored) in [
+        (
+            vec![
+                ("cache-control", "no-cache, max-age=60"),
+                ("etag", "\"v1\""),
+            ],
+            true,
+        ),
+        (
+            vec![
+                ("cache-control", "no-cache, max-age=60"),
+                ("last-modified", "Thu, 01 Jan 1970 00:00:01 GMT"),
+            ],
+            true,
+        ),
+        (
+            vec![
+                ("cache-control", "no-cache, max-age=60"),
+                ("x-etag", "\"v1\""),
+            ],
+            false,
+        ),
+    ] {
+        let h = harness();
+        h.get("/nc", &[], &ok(&hs, b"x")).await;
+        assert_eq!(h.store.len() > 0, stored, "{hs:?}");
     }
 }

@@ -71,7 +71,7 @@ fn the_in_place_head_is_byte_for_byte_the_general_one() {
     let mut general = BytesMut::new();
     entry_of(stored.clone()).encode_head(&mut general);
     let mut in_place = BytesMut::new();
-    let storable = Storable::of(&response, Some(&status_header));
+    let storable = Storable::of(&policy::Head::of(&response), Some(&status_header));
     entry_of(HeaderMap::new()).encode_head_with(&response, |n| storable.keeps(n), &mut in_place);
     assert_eq!(in_place, general);
 

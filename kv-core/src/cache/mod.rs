@@ -133,6 +133,7 @@ pub(crate) mod directives;
 pub(crate) mod entry;
 mod flight;
 mod forward;
+mod head;
 mod key;
 #[cfg(feature = "near-cache")]
 mod near;

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use super::Config;
 use super::directives::{Directives, split_top_level, trim};
 use super::entry::{Entry, FLAG_NO_CACHE, FLAG_NO_STALE};
+pub(crate) use super::head::{HOP_BY_HOP, Head, name};
 
 /// Why a response was not stored (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,87 +181,6 @@ fn month(m: &str) -> Option<u64> {
 
 pub(crate) fn header_date_ms(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name).and_then(http_date_ms)
-}
-
-/// The names of a response head that the policy reads, as bits of [`Head::present`].
-pub(crate) mod name {
-    pub(crate) const CACHE_CONTROL: u32 = 1;
-    pub(crate) const PRAGMA: u32 = 1 << 1;
-    /// `Set-Cookie` or `Set-Cookie2`.
-    pub(crate) const SET_COOKIE: u32 = 1 << 2;
-    pub(crate) const VARY: u32 = 1 << 3;
-    pub(crate) const DATE: u32 = 1 << 4;
-    pub(crate) const EXPIRES: u32 = 1 << 5;
-    pub(crate) const LAST_MODIFIED: u32 = 1 << 6;
-    pub(crate) const AGE: u32 = 1 << 7;
-    pub(crate) const ETAG: u32 = 1 << 8;
-    pub(crate) const CONNECTION: u32 = 1 << 9;
-    pub(crate) const CONTENT_LENGTH: u32 = 1 << 10;
-    /// Any hop-by-hop name ([`HOP_BY_HOP`](super::HOP_BY_HOP), `Connection` included).
-    pub(crate) const HOP_BY_HOP: u32 = 1 << 11;
-}
-
-/// A response head with the names the policy reads found in one pass over its names.
-///
-/// A miss asks a response for some fifteen names, most of them absent (`Set-Cookie`,
-/// `Vary`, `Expires`, `Age`, the validators, `Connection`..), and a look-up of an absent
-/// name hashes and probes as much as one of a present name. Reading every name once and
-/// asking the map only for those present cost ~600 instructions less a miss (callgrind).
-#[derive(Clone, Copy)]
-pub(crate) struct Head<'a> {
-    pub(crate) map: &'a HeaderMap,
-    present: u32,
-}
-
-impl<'a> Head<'a> {
-    pub(crate) fn of(map: &'a HeaderMap) -> Self {
-        let mut present = 0;
-        for n in map.keys() {
-            present |= bit_of(n.as_str());
-        }
-        Head { map, present }
-    }
-
-    /// Whether any of `bits` ([`name`]) is present.
-    pub(crate) fn has(&self, bits: u32) -> bool {
-        self.present & bits != 0
-    }
-
-    /// The first value of `header`, asked of the map only when `bit` is present.
-    pub(crate) fn get(&self, bit: u32, header: &HeaderName) -> Option<&'a HeaderValue> {
-        if self.has(bit) {
-            self.map.get(header)
-        } else {
-            None
-        }
-    }
-
-    /// Every line of `header`, asked of the map only when `bit` is present.
-    fn get_all(&self, bit: u32, header: HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
-        self.has(bit)
-            .then(|| self.map.get_all(header))
-            .into_iter()
-            .flatten()
-    }
-}
-
-/// The [`name`] bit of a (lowercase) header name; 0 for the names the policy never reads.
-fn bit_of(n: &str) -> u32 {
-    match n {
-        "cache-control" => name::CACHE_CONTROL,
-        "pragma" => name::PRAGMA,
-        "set-cookie" | "set-cookie2" => name::SET_COOKIE,
-        "vary" => name::VARY,
-        "date" => name::DATE,
-        "expires" => name::EXPIRES,
-        "last-modified" => name::LAST_MODIFIED,
-        "age" => name::AGE,
-        "etag" => name::ETAG,
-        "connection" => name::CONNECTION | name::HOP_BY_HOP,
-        "content-length" => name::CONTENT_LENGTH,
-        n if HOP_BY_HOP.contains(&n) => name::HOP_BY_HOP,
-        _ => 0,
-    }
 }
 
 /// The `Age` header's value in seconds: the first line's first member, digits only;
@@ -471,20 +391,6 @@ pub(crate) fn evaluate(
         flags,
     })
 }
-
-/// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual legacy ones): never stored.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authentication-info",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Which headers of a response are stored: not the hop-by-hop ones, nor those listed in
 /// `Connection`, nor `Age` (recomputed on every hit), nor our status header.

@@ -246,9 +246,9 @@ impl<St: Store> Cache<St> {
             }),
             _ => None,
         };
-        let request_headers = match (kind, req) {
-            (Kind::Miss, Some(r)) => Some(r.headers.clone()),
-            _ => None,
+        let (request_headers, asked) = match (kind, req) {
+            (Kind::Miss, Some(r)) => (Some(r.headers.clone()), super::Asked::of(r.headers)),
+            _ => (None, super::Asked::default()),
         };
         Forward {
             cache: self.clone(),
@@ -256,6 +256,7 @@ impl<St: Store> Cache<St> {
             request_time: now,
             primary,
             request_headers,
+            asked,
             invalidate,
             stale: None,
             marker: None,

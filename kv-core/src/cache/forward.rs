@@ -39,6 +39,8 @@ pub struct Forward<St: Store> {
     pub(super) request_time: u64,
     pub(super) primary: Option<String>,
     pub(super) request_headers: Option<HeaderMap>,
+    /// What the request carried that a miss's response is judged by.
+    pub(super) asked: super::Asked,
     pub(super) invalidate: Option<Invalidate>,
     pub(super) stale: Option<Arc<Entry>>,
     pub(super) marker: Option<Arc<Marker>>,
@@ -90,9 +92,11 @@ impl<St: Store> Forward<St> {
     /// client's conditionals are then answered from the freshened entry).
     ///
     /// A `Range` is removed from a request the cache may store the answer to: the whole
-    /// response is fetched once, stored, and the range answered from it.
+    /// response is fetched once, stored, and the range answered from it. `headers` are
+    /// the request's that [`Cache::lookup`](super::Cache::lookup) saw (whether it had a
+    /// `Range` or `If-Range` was noted then, not looked up again here).
     pub fn prepare(&self, headers: &mut HeaderMap) {
-        if self.primary.is_some() && !self.is_head {
+        if self.primary.is_some() && !self.is_head && self.asked.ranged {
             headers.remove(http::header::RANGE);
             headers.remove(http::header::IF_RANGE);
         }
@@ -214,7 +218,7 @@ impl<St: Store> Forward<St> {
             self.label(headers, "MISS");
             return Outcome::Pass;
         }
-        let had_auth = policy::has_authorization(&request_headers);
+        let had_auth = self.asked.authorization;
         let head = policy::Head::of(headers);
         let has_validator = head.has(policy::name::ETAG | policy::name::LAST_MODIFIED);
         let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, &head);
@@ -296,7 +300,7 @@ impl<St: Store> Forward<St> {
         // A range request: the whole response is recorded, the range sent (when its
         // length is known before the body).
         let (status_sent, window) = match expected_len {
-            Some(len) if request_headers.contains_key(http::header::RANGE) => {
+            Some(len) if self.asked.range => {
                 let selected = range::select(&request_headers, status, headers, len);
                 (selected.apply(headers), selected.window())
             }
@@ -331,7 +335,7 @@ impl<St: Store> Forward<St> {
         let cache = self.cache.clone();
         let config = &cache.inner.config;
         let merged = policy::merge_304(&stale.headers, update, config.status_header.as_ref());
-        let had_auth = policy::has_authorization(request_headers);
+        let had_auth = self.asked.authorization;
         let mut entry = Entry {
             response_time: now,
             initial_age: 0,

@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use http::header::{
-    AGE, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, VARY,
+    AGE, CONNECTION, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
@@ -518,11 +518,6 @@ pub(crate) const HEADERS_OF_304: [HeaderName; 7] = [
     VARY,
     LAST_MODIFIED,
 ];
-
-/// Whether a request carries credentials (`Authorization`).
-pub(crate) fn has_authorization(headers: &HeaderMap) -> bool {
-    headers.contains_key(AUTHORIZATION)
-}
 
 #[cfg(test)]
 mod date_tests {

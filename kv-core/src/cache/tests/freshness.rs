@@ -174,6 +174,20 @@ async fn authorization_requests_are_stored_only_when_the_response_allows_it() {
     let h = harness_with(|b| b.cache_authorized(true));
     h.get("/me", &auth, &origin).await;
     assert!(h.get("/me", &auth, &origin).await.served_by_cache());
+    // Credentials among many other lines, in any case, are still seen (a miss finds
+    // them in one pass over the request's names).
+    let h = harness();
+    let crowd = [
+        ("accept", "*/*"),
+        ("user-agent", "x"),
+        ("cookie", "a=b"),
+        ("x-one", "1"),
+        ("AUTHORIZATION", "Bearer alice"),
+        ("x-two", "2"),
+    ];
+    h.get("/me", &crowd, &origin).await;
+    assert_eq!(h.store.len(), 0);
+    assert!(!h.get("/me", &[], &origin).await.served_by_cache());
 }
 
 #[tokio::test]

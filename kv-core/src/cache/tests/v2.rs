@@ -209,6 +209,20 @@ async fn a_range_miss_fetches_the_whole_response_stores_it_and_sends_the_range()
     let (status, resp, body) = through(f, &origin).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(resp["content-range"], "bytes 3-5/10");
+    // An `If-Range` alone is taken off too, and a request with neither keeps its lines.
+    for (asked, left) in [
+        (vec![("if-range", "\"x\""), ("accept", "*/*")], 1),
+        (vec![("accept", "*/*"), ("x-range", "bytes=0-1")], 2),
+    ] {
+        let Lookup::Forward(g) = lookup(&h, Method::GET, "http://example.com/n", &asked).await
+        else {
+            panic!("miss")
+        };
+        let mut sent = headers(&asked);
+        g.prepare(&mut sent);
+        assert!(sent.get("if-range").is_none(), "{asked:?}");
+        assert_eq!(sent.len(), left, "{asked:?}");
+    }
     assert_eq!(resp["content-length"], "3");
     assert_eq!(body, b"345");
     // The whole response was stored.

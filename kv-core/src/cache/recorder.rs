@@ -137,9 +137,6 @@ impl<St: Store> Recorder<St> {
                 .is_none_or(|n| n == self.body_len() as u64)
             {
                 let encoded = std::mem::take(&mut self.body).freeze();
-                // The entry stays where it is unless waiters need it: moving it out
-                // (some 250 bytes, twice) was a measurable part of a miss.
-                let for_waiters = self.flight.is_some().then(|| encoded.clone());
                 let stored = match local.set(&self.primary, encoded, Some(self.ttl)) {
                     Ok(()) => {
                         bump(&counters.stored);
@@ -152,21 +149,19 @@ impl<St: Store> Recorder<St> {
                     }
                 };
                 if let Some(flight) = self.flight.take() {
-                    let (in_place, head) = (self.in_place, self.head);
-                    let entry = self.entry.take();
+                    // Waiters (rare) get the entry read back from the store, headers
+                    // included: the common fill, which nobody joined, neither clones the
+                    // encoded bytes (a shared-buffer allocation) nor moves its entry.
+                    let primary = &self.primary;
                     flight.finish_with(|| {
-                        let encoded = for_waiters.filter(|_| stored)?;
-                        if in_place {
-                            // Recorded in place: the entry whole, headers included, as
-                            // stored.
-                            return match entry::decode(encoded) {
-                                Some(Stored::Entry(entry)) => Some(entry),
-                                _ => None,
-                            };
+                        if !stored {
+                            return None;
                         }
-                        let mut entry = entry?;
-                        entry.body = encoded.slice(head..);
-                        Some(Arc::new(entry))
+                        let bytes = local.get(primary).ok().flatten()?;
+                        match entry::decode(bytes) {
+                            Some(Stored::Entry(entry)) => Some(entry),
+                            _ => None,
+                        }
                     });
                 }
                 self.entry = None;

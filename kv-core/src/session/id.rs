@@ -23,6 +23,19 @@ pub(crate) const USER_TAG: &str = "u.";
 /// Longest text form of an id (tag + random part).
 pub(crate) const ID_LEN: usize = RANDOM_LEN + USER_TAG.len();
 
+/// The URL-safe base64 alphabet (`A-Z a-z 0-9 - _`), as a table: one load a character
+/// where the three range tests cost ~8 instructions.
+const URL_SAFE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        c += 1;
+    }
+    t
+};
+
 /// A session id, held inline (no allocation: at most 24 bytes, `CompactString`'s inline
 /// capacity). Its `Debug` never shows it: ids are secrets. Kept as text, not bytes, so
 /// that `as_str` (every store key, every cookie) validates nothing: the UTF-8 check of
@@ -78,9 +91,7 @@ impl SessionId {
         let b = random.as_bytes();
         if b.len() != RANDOM_LEN
             || !matches!(b[RANDOM_LEN - 1], b'A' | b'Q' | b'g' | b'w')
-            || !b
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            || !b.iter().all(|&c| URL_SAFE[usize::from(c)])
         {
             return None;
         }

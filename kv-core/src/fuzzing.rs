@@ -47,7 +47,7 @@ fn summary(r: &Record) -> RecordSummary {
         r.meta.csrf.clone(),
         r.data
             .iter()
-            .map(|f| (f.key.clone(), f.value.to_vec()))
+            .map(|f| (f.key.to_string(), f.value.to_vec()))
             .collect(),
     )
 }

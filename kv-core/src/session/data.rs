@@ -194,7 +194,7 @@ impl SessionData<'_> {
                         field.dirty = true;
                     }
                     None => loaded.data.push(Field {
-                        key: key.to_owned(),
+                        key: key.into(),
                         value,
                         dirty: true,
                     }),
@@ -271,7 +271,7 @@ impl SessionData<'_> {
             Ok(state
                 .loaded
                 .as_ref()
-                .map(|l| l.data.iter().map(|f| f.key.clone()).collect())
+                .map(|l| l.data.iter().map(|f| f.key.to_string()).collect())
                 .unwrap_or_default())
         })
     }
@@ -285,8 +285,8 @@ impl SessionData<'_> {
         self.0.with_loaded(|state| {
             if let Some(loaded) = state.loaded.as_mut() {
                 for field in loaded.data.drain(..) {
-                    if !state.removed.contains(&field.key) {
-                        state.removed.push(field.key);
+                    if !state.removed.iter().any(|k| *k == field.key) {
+                        state.removed.push(field.key.into());
                     }
                 }
             }

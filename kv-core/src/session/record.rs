@@ -18,6 +18,7 @@
 //!
 //! `redis-cli HGETALL session:<id>` reads a session as it is.
 
+use compact_str::CompactString;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -98,11 +99,7 @@ pub(crate) struct RecordReader {
 impl RecordReader {
     pub(crate) fn field(&mut self, name: &str, value: &Bytes) {
         match name {
-            CREATED => {
-                self.created_ms = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|t| t.parse::<u64>().ok());
-            }
+            CREATED => self.created_ms = digits(value),
             USER => self.user = String::from_utf8(value.to_vec()).ok(),
             // A malformed number is ignored: the manager's timeouts apply.
             IDLE => self.meta.idle_ms = number(value).filter(|v| *v > 0),
@@ -115,7 +112,7 @@ impl RecordReader {
             }
             _ if name.starts_with(RESERVED_PREFIX) => {}
             _ => self.data.push(Field {
-                key: name.to_owned(),
+                key: CompactString::new(name),
                 value: value.clone(),
                 dirty: false,
             }),
@@ -141,7 +138,8 @@ impl RecordReader {
 /// One key of a session as this request sees it.
 #[derive(Debug)]
 pub(crate) struct Field {
-    pub(crate) key: String,
+    /// Inline up to 24 bytes (most keys): reading a session allocates nothing per key.
+    pub(crate) key: CompactString,
     /// The value as JSON text (checked when deserialized).
     pub(crate) value: Bytes,
     /// Set by this request: written at the end.
@@ -149,7 +147,20 @@ pub(crate) struct Field {
 }
 
 fn number(value: &Bytes) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.parse().ok()
+    digits(value)
+}
+
+/// A decimal `u64` (ASCII digits only, as `str::parse` reads them without a sign), read
+/// from the bytes without a UTF-8 pass first; `None` for anything else or an overflow.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        let d = b.wrapping_sub(b'0');
+        (d <= 9).then_some(())?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// The fields that create a whole record.
@@ -165,6 +176,45 @@ pub(crate) fn encode(
         fields.push((USER.to_owned(), Bytes::from(user.to_owned())));
     }
     fields.extend(meta.fields());
-    fields.extend(data.iter().map(|f| (f.key.clone(), f.value.clone())));
+    fields.extend(data.iter().map(|f| (f.key.to_string(), f.value.clone())));
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numbers read back from a (possibly corrupt) record: what `str::parse::<u64>` reads
+    /// from unsigned digits, and nothing else (a sign, spaces, other bytes, an overflow).
+    #[test]
+    fn stored_numbers_are_read_as_unsigned_digits_only() {
+        let max = u64::MAX.to_string();
+        let over = "18446744073709551616";
+        for text in [
+            "0",
+            "7",
+            "0042",
+            "1700000000000",
+            &max,
+            over,
+            "",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1a",
+            "٣",
+            "1.5",
+            "99999999999999999999999",
+        ] {
+            let expected = if text.starts_with('+') {
+                None
+            } else {
+                text.parse::<u64>().ok()
+            };
+            assert_eq!(digits(text.as_bytes()), expected, "{text:?}");
+        }
+        assert_eq!(digits(&[b'1', 0xff]), None);
+        assert_eq!(digits(b"1700000000000"), Some(1_700_000_000_000));
+    }
 }

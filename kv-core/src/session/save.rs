@@ -190,7 +190,7 @@ pub(super) fn end(
                         .data
                         .into_iter()
                         .filter(|f| f.dirty)
-                        .map(|f| (f.key, f.value))
+                        .map(|f| (f.key.into(), f.value))
                         .collect();
                     if loaded.meta_dirty {
                         sets.extend(meta.fields());

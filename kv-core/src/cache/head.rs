@@ -1,5 +1,7 @@
-//! A response head read once: which of the names the caching policy reads it has.
+//! Heads read once: which of the names the caching policy reads a response has, and
+//! what a miss notes of its request.
 
+use http::header::{AUTHORIZATION, IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual legacy ones): never stored.
@@ -98,5 +100,35 @@ fn bit_of(n: &str) -> u32 {
         "content-length" => name::CONTENT_LENGTH,
         n if HOP_BY_HOP.contains(&n) => name::HOP_BY_HOP,
         _ => 0,
+    }
+}
+
+/// What a miss's [`Forward`](super::Forward) needs to know of its request besides the header values,
+/// found in one pass over its names on a miss only (a hit does not pay for it): the
+/// look-ups of these names, mostly absent, cost a miss ~370 instructions (callgrind).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Asked {
+    /// `Authorization`: the response is stored only if it says it may be.
+    pub(crate) authorization: bool,
+    /// `Range`: the range is answered from the whole response recorded.
+    pub(crate) range: bool,
+    /// `Range` or `If-Range`: both are taken off the request sent on.
+    pub(crate) ranged: bool,
+}
+
+impl Asked {
+    pub(crate) fn of(headers: &HeaderMap) -> Asked {
+        let mut asked = Asked::default();
+        for name in headers.keys() {
+            if *name == AUTHORIZATION {
+                asked.authorization = true;
+            } else if *name == RANGE {
+                asked.range = true;
+                asked.ranged = true;
+            } else if *name == IF_RANGE {
+                asked.ranged = true;
+            }
+        }
+        asked
     }
 }

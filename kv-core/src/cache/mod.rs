@@ -160,7 +160,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
+use http::header::{HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+
+pub(crate) use head::Asked;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use parking_lot::Mutex;
 
@@ -196,36 +198,6 @@ pub(crate) struct Marks<'a> {
     hosts_repeated: bool,
     /// The conditionals and `Range`.
     pub(crate) asks: Asks,
-}
-
-/// What a miss's [`Forward`] needs to know of its request besides the header values,
-/// found in one pass over its names on a miss only (a hit does not pay for it): the
-/// look-ups of these names, mostly absent, cost a miss ~370 instructions (callgrind).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Asked {
-    /// `Authorization`: the response is stored only if it says it may be.
-    pub(crate) authorization: bool,
-    /// `Range`: the range is answered from the whole response recorded.
-    pub(crate) range: bool,
-    /// `Range` or `If-Range`: both are taken off the request sent on.
-    pub(crate) ranged: bool,
-}
-
-impl Asked {
-    pub(crate) fn of(headers: &HeaderMap) -> Asked {
-        let mut asked = Asked::default();
-        for name in headers.keys() {
-            if *name == AUTHORIZATION {
-                asked.authorization = true;
-            } else if *name == RANGE {
-                asked.range = true;
-                asked.ranged = true;
-            } else if *name == IF_RANGE {
-                asked.ranged = true;
-            }
-        }
-        asked
-    }
 }
 
 impl<'a> Marks<'a> {

@@ -429,6 +429,6 @@ async fn no_cache_is_stored_only_with_a_validator() {
     ] {
         let h = harness();
         h.get("/nc", &[], &ok(&hs, b"x")).await;
-        assert_eq!(h.store.len() > 0, stored, "{hs:?}");
+        assert_eq!(!h.store.is_empty(), stored, "{hs:?}");
     }
 }

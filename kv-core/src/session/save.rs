@@ -18,7 +18,7 @@ use super::id::SessionId;
 use super::record;
 use super::shared::ManagerInner;
 use super::state::State;
-use crate::{KvError, Step, Store};
+use crate::{KvError, LocalStore, Step, Store};
 
 /// One store call of a save.
 enum Op {
@@ -54,6 +54,18 @@ enum Ran {
 }
 
 impl Op {
+    /// The op as one call of the store's in-process face; `Err` with the op back for
+    /// those that are more than one call (an index update, a move), left to `run`.
+    fn run_local(self, local: &dyn LocalStore) -> Result<Result<Ran, KvError>, Box<Op>> {
+        Ok(match self {
+            Op::Del(key) => local.del(&key).map(|_| Ran::Done),
+            Op::Hdel(key, fields) => local.hdel(&key, fields).map(|_| Ran::Done),
+            Op::Hset(key, fields, ttl) => local.hset(&key, fields, Some(ttl)).map(|()| Ran::Done),
+            Op::Expire(key, ttl) => local.expire(&key, ttl).map(|_| Ran::Done),
+            other => return Err(Box::new(other)),
+        })
+    }
+
     async fn run(self, m: &ManagerInner) -> Result<Ran, KvError> {
         match self {
             Op::Del(key) => m.store.del(&key).await.map(|_| Ran::Done),
@@ -252,16 +264,27 @@ pub(super) fn end(
         return Step::Ready(Ok(cookie));
     }
     m.metrics.saves.inc();
-    if m.store.local().is_some() {
+    if let Some(local) = m.store.local() {
+        // The common save (one write) as a plain call: no future built and polled.
+        if ops.len() == 1
+            && let Some(op) = ops.pop()
+        {
+            return Step::Ready(match op.run_local(local) {
+                Ok(ran) => settle(ran, cookie, m),
+                Err(op) => futures_util::FutureExt::now_or_never(run_ops(
+                    smallvec::smallvec![*op],
+                    cookie,
+                    m,
+                ))
+                .unwrap_or_else(not_ready),
+            });
+        }
         // Every call completes on its first poll through the local face: no future.
         let run = run_ops(ops, cookie, m);
         if let Some(result) = futures_util::FutureExt::now_or_never(run) {
             return Step::Ready(result);
         }
-        // Not reached: a local store's calls are always ready.
-        return Step::Ready(Err(SessionError::Store(KvError::backend(
-            std::io::Error::other("a local store call was not ready"),
-        ))));
+        return Step::Ready(not_ready());
     }
     let manager = Arc::clone(manager);
     Step::Pending(Save(Box::pin(async move {
@@ -321,32 +344,46 @@ async fn run_ops(
     cookie: Option<HeaderValue>,
     m: &ManagerInner,
 ) -> Result<Option<HeaderValue>, SessionError> {
-    {
-        let result = match ops.len() {
-            0 => Ok(Ran::Done),
-            1 => match ops.pop() {
-                Some(op) => op.run(m).await,
-                None => Ok(Ran::Done),
-            },
-            _ => try_join_all(ops.into_iter().map(|op| op.run(m)))
-                .await
-                .map(|all| {
-                    if all.contains(&Ran::Gone) {
-                        Ran::Gone
-                    } else {
-                        Ran::Done
-                    }
-                }),
-        };
-        match result {
-            Ok(Ran::Done) => Ok(cookie),
-            // Ended by another request while this one ran: nothing was revived.
-            Ok(Ran::Gone) => Ok(m.cookie.removal()),
-            Err(err) => {
-                tracing::error!(error = %err, "kv session: saving the session failed");
-                m.metrics.errors.inc();
-                Err(SessionError::Store(err))
-            }
+    let result = match ops.len() {
+        0 => Ok(Ran::Done),
+        1 => match ops.pop() {
+            Some(op) => op.run(m).await,
+            None => Ok(Ran::Done),
+        },
+        _ => try_join_all(ops.into_iter().map(|op| op.run(m)))
+            .await
+            .map(|all| {
+                if all.contains(&Ran::Gone) {
+                    Ran::Gone
+                } else {
+                    Ran::Done
+                }
+            }),
+    };
+    settle(result, cookie, m)
+}
+
+/// The answer of a save from what its calls did.
+fn settle(
+    result: Result<Ran, KvError>,
+    cookie: Option<HeaderValue>,
+    m: &ManagerInner,
+) -> Result<Option<HeaderValue>, SessionError> {
+    match result {
+        Ok(Ran::Done) => Ok(cookie),
+        // Ended by another request while this one ran: nothing was revived.
+        Ok(Ran::Gone) => Ok(m.cookie.removal()),
+        Err(err) => {
+            tracing::error!(error = %err, "kv session: saving the session failed");
+            m.metrics.errors.inc();
+            Err(SessionError::Store(err))
         }
     }
+}
+
+/// Not reached: a local store's calls are always ready.
+fn not_ready() -> Result<Option<HeaderValue>, SessionError> {
+    Err(SessionError::Store(KvError::backend(
+        std::io::Error::other("a local store call was not ready"),
+    )))
 }

@@ -558,3 +558,34 @@ async fn update_and_update_or_change_typed_values_in_place() {
         Err(SessionError::Deserialize { .. })
     ));
 }
+
+/// A write the store refuses (a value over its bound) on a live session, saved through
+/// the store's in-process face in one call: the save reports the store's error, and the
+/// record keeps what it held.
+#[tokio::test]
+async fn a_refused_write_is_an_error_and_the_record_keeps_its_value() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .max_value_len(1 << 10)
+        .clock(clock.clone())
+        .build()
+        .expect("store");
+    let sessions = SessionManager::builder(store.clone())
+        .clock(clock.clone())
+        .build()
+        .expect("config");
+    let s = sessions.start(&with_headers(&HeaderMap::new()));
+    s.insert("k", "small").await.expect("insert");
+    let set = s.end(StatusCode::OK).await.expect("save").expect("cookie");
+    let cookie = cookie_from(&set);
+    let s = sessions.start(&with_headers(&cookie));
+    s.insert("k", "x".repeat(4 << 10)).await.expect("insert");
+    let err = s.end(StatusCode::OK).await.expect_err("refused by the store");
+    assert!(matches!(err, SessionError::Store(_)), "{err:?}");
+    let s = sessions.start(&with_headers(&cookie));
+    assert_eq!(
+        s.get::<String>("k").await.expect("get").as_deref(),
+        Some("small")
+    );
+    s.end(StatusCode::OK).await.expect("read");
+}

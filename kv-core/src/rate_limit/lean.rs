@@ -2,6 +2,8 @@
 //! process or a window on a store's in-process face, decided without a [`Decision`]
 //! when the request is allowed (see [`Inner::lean`] for when it applies).
 
+use std::time::Duration;
+
 use smallvec::SmallVec;
 
 use super::decision::{self, Headers, PolicyState, Verdict};
@@ -45,9 +47,10 @@ impl<S: Store> Inner<S> {
             };
             Lean::Decided(self.finish(states, &count))
         };
+        // GCRA's reset follows from the count left: computed only if a header needs it.
         let (remaining, reset_after) = match (gcra, local) {
             (Some(gcra), _) => match gcra.spend(&key, 1) {
-                Ok(remaining) => (u64::from(remaining), gcra.reset_after(remaining)),
+                Ok(remaining) => (u64::from(remaining), None),
                 Err(refused) => {
                     return denied(key, Ok(smallvec::smallvec![refused.into_state(policy)]));
                 }
@@ -55,7 +58,7 @@ impl<S: Store> Inner<S> {
             (None, Some(store)) => {
                 let now = self.clock.now_millis();
                 match self.count_local(store, policy, &key, 1, now) {
-                    Ok(state) if state.allowed() => (state.remaining, state.reset_after),
+                    Ok(state) if state.allowed() => (state.remaining, Some(state.reset_after)),
                     // Denied, or the store failed: `finish` says what that means.
                     other => return denied(key, other.map(|s| smallvec::smallvec![s])),
                 }
@@ -74,11 +77,18 @@ impl<S: Store> Inner<S> {
                 .and_then(|i| self.lean_states.get(i));
             let state = match ahead {
                 Some(value) => value.clone(),
-                None => decision::state_value_of(std::iter::once((
-                    &*policy.name,
-                    remaining,
-                    reset_after,
-                ))),
+                None => {
+                    let reset_after = reset_after.unwrap_or_else(|| {
+                        gcra.as_ref().map_or(Duration::ZERO, |g| {
+                            g.reset_after(u32::try_from(remaining).unwrap_or(u32::MAX))
+                        })
+                    });
+                    decision::state_value_of(std::iter::once((
+                        &*policy.name,
+                        remaining,
+                        reset_after,
+                    )))
+                }
             };
             decision::push_ietf(headers, Some(&self.policy_header), state);
         }

@@ -580,7 +580,10 @@ async fn a_refused_write_is_an_error_and_the_record_keeps_its_value() {
     let cookie = cookie_from(&set);
     let s = sessions.start(&with_headers(&cookie));
     s.insert("k", "x".repeat(4 << 10)).await.expect("insert");
-    let err = s.end(StatusCode::OK).await.expect_err("refused by the store");
+    let err = s
+        .end(StatusCode::OK)
+        .await
+        .expect_err("refused by the store");
     assert!(matches!(err, SessionError::Store(_)), "{err:?}");
     let s = sessions.start(&with_headers(&cookie));
     assert_eq!(

@@ -102,7 +102,7 @@ where
                     // (~60 instructions with the headers off).
                     if !headers.is_empty() {
                         let map = response.headers_mut();
-                        for (name, value) in std::mem::take(headers) {
+                        for (name, value) in headers.drain(..) {
                             map.append(name, value);
                         }
                     }

@@ -196,7 +196,7 @@ where
                         {
                             charge.await;
                         }
-                        Ok(with_headers(response, None, headers).map_into_left_body())
+                        Ok(with_headers(response, None, &headers).map_into_left_body())
                     }
                     Verdict::Reject { answer, .. } => Ok(rejection(req, answer)),
                 }
@@ -282,14 +282,14 @@ fn rejection<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBo
 fn with_headers<B>(
     mut response: ServiceResponse<B>,
     converted: Option<&Converted>,
-    headers: Headers,
+    headers: &Headers,
 ) -> ServiceResponse<B> {
     const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
     const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
     const ACTIX_RATELIMIT_POLICY: ActixName = ActixName::from_static("ratelimit-policy");
     const ACTIX_RATELIMIT: ActixName = ActixName::from_static("ratelimit");
     let map = response.headers_mut();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         let ready = converted.and_then(|converted| match &converted.policy {
             Some((policy, actix)) if *name == RATELIMIT_POLICY && value == policy => {
                 Some((ACTIX_RATELIMIT_POLICY, actix.clone()))
@@ -356,7 +356,6 @@ where
                 } => {
                     let response = ready_poll!(fut.poll(cx))?;
                     let status = status_of(&response);
-                    let headers = std::mem::take(headers);
                     let response =
                         with_headers(response, Some(converted), headers).map_into_left_body();
                     match after.take().map(|after| after(status)) {

@@ -67,42 +67,48 @@ impl Directives {
     }
 
     fn parse_line(&mut self, line: &[u8]) {
-        for item in split_top_level(line) {
-            let item = trim(item);
-            if item.is_empty() {
-                continue;
+        // Without a quote, a comma always separates (the usual line): split on it
+        // directly instead of tracking quoted strings byte by byte.
+        if !line.contains(&b'"') {
+            for item in line.split(|&b| b == b',') {
+                self.item(item);
             }
-            let (name, value) = match item.iter().position(|&b| b == b'=') {
-                Some(i) => (&item[..i], Some(&item[i + 1..])),
-                None => (item, None),
-            };
-            // A space before `=` makes the name something else (an unknown directive).
-            let is = |d: &[u8]| name.eq_ignore_ascii_case(d);
-            if is(b"no-store") {
-                self.no_store = true;
-            } else if is(b"no-cache") {
-                // `no-cache="field"` and `private="field"` are treated as their unqualified
-                // forms: stricter than required, never less safe.
-                self.no_cache = true;
-            } else if is(b"private") {
-                self.private = true;
-            } else if is(b"public") {
-                self.public = true;
-            } else if is(b"must-revalidate") {
-                self.must_revalidate = true;
-            } else if is(b"proxy-revalidate") {
-                self.proxy_revalidate = true;
-            } else if is(b"must-understand") {
-                self.must_understand = true;
-            } else if is(b"max-age") {
-                set_first(&mut self.max_age, value);
-            } else if is(b"s-maxage") {
-                set_first(&mut self.s_maxage, value);
-            } else if is(b"stale-while-revalidate") {
+        } else {
+            for item in split_top_level(line) {
+                self.item(item);
+            }
+        }
+    }
+
+    fn item(&mut self, item: &[u8]) {
+        let item = trim(item);
+        if item.is_empty() {
+            return;
+        }
+        let (name, value) = match item.iter().position(|&b| b == b'=') {
+            Some(i) => (&item[..i], Some(&item[i + 1..])),
+            None => (item, None),
+        };
+        // A space before `=` makes the name something else (an unknown directive).
+        // Dispatched on the length first: one comparison or two per directive.
+        let is = |d: &[u8]| name.eq_ignore_ascii_case(d);
+        match name.len() {
+            6 if is(b"public") => self.public = true,
+            7 if is(b"max-age") => set_first(&mut self.max_age, value),
+            7 if is(b"private") => self.private = true,
+            8 if is(b"no-store") => self.no_store = true,
+            // `no-cache="field"` and `private="field"` are treated as their unqualified
+            // forms: stricter than required, never less safe.
+            8 if is(b"no-cache") => self.no_cache = true,
+            8 if is(b"s-maxage") => set_first(&mut self.s_maxage, value),
+            14 if is(b"stale-if-error") => set_first(&mut self.stale_if_error, value),
+            15 if is(b"must-revalidate") => self.must_revalidate = true,
+            15 if is(b"must-understand") => self.must_understand = true,
+            16 if is(b"proxy-revalidate") => self.proxy_revalidate = true,
+            22 if is(b"stale-while-revalidate") => {
                 set_first(&mut self.stale_while_revalidate, value);
-            } else if is(b"stale-if-error") {
-                set_first(&mut self.stale_if_error, value);
             }
+            _ => {}
         }
     }
 }
@@ -227,6 +233,27 @@ mod tests {
         assert!(d.public && d.no_cache && !d.no_store);
         assert_eq!((d.max_age, d.s_maxage), (Some(60), Some(30)));
         assert!(cc(&["nO-StOrE"]).no_store);
+        // Every directive, in upper case, each alone and all on one line: each is read
+        // (a name dispatched under the wrong length would be silently dropped).
+        let all = "PUBLIC, PRIVATE, NO-STORE, NO-CACHE, MUST-REVALIDATE, PROXY-REVALIDATE, \
+                   MUST-UNDERSTAND, MAX-AGE=1, S-MAXAGE=2, STALE-WHILE-REVALIDATE=3, \
+                   STALE-IF-ERROR=4";
+        for d in [cc(&[all]), cc(&all.split(", ").collect::<Vec<_>>())] {
+            assert!(d.public && d.private && d.no_store && d.no_cache);
+            assert!(d.must_revalidate && d.proxy_revalidate && d.must_understand);
+            assert_eq!(
+                (
+                    d.max_age,
+                    d.s_maxage,
+                    d.stale_while_revalidate,
+                    d.stale_if_error
+                ),
+                (Some(1), Some(2), Some(3), Some(4))
+            );
+        }
+        // Near misses are other directives.
+        let near = cc(&["publi, max-ag=1, s-max-age=2, no_store, privates"]);
+        assert_eq!(near, Directives::default());
     }
 
     #[test]

@@ -247,7 +247,10 @@ impl<St: Store> Cache<St> {
             _ => None,
         };
         let (request_headers, asked) = match (kind, req) {
-            (Kind::Miss, Some(r)) => (Some(r.headers.clone()), super::Asked::of(r.headers)),
+            (Kind::Miss, Some(r)) => (
+                Some(super::head::Lines::of(r.headers)),
+                super::Asked::of(r.headers),
+            ),
             _ => (None, super::Asked::default()),
         };
         Forward {

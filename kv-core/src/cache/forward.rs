@@ -38,7 +38,7 @@ pub struct Forward<St: Store> {
     pub(super) kind: Kind,
     pub(super) request_time: u64,
     pub(super) primary: Option<String>,
-    pub(super) request_headers: Option<HeaderMap>,
+    pub(super) request_headers: Option<super::head::Lines>,
     /// What the request carried that a miss's response is judged by.
     pub(super) asked: super::Asked,
     pub(super) invalidate: Option<Invalidate>,
@@ -183,7 +183,11 @@ impl<St: Store> Forward<St> {
             return Step::Pending(Handover(Box::pin(async move {
                 let now = this.cache.now();
                 let primary = this.primary.take().unwrap_or_default();
-                let request_headers = this.request_headers.take().unwrap_or_default();
+                let request_headers = this
+                    .request_headers
+                    .take()
+                    .map(|lines| lines.to_map())
+                    .unwrap_or_default();
                 this.freshen(&primary, &stale, &update, &request_headers, now)
                     .await
             })));
@@ -212,7 +216,12 @@ impl<St: Store> Forward<St> {
             && stale.staleness(now) < stale.sie
         {
             bump(&cache.inner.counters.stale);
-            return Outcome::Replace(cache.serve(stale, &request_headers, self.is_head, now));
+            return Outcome::Replace(cache.serve(
+                stale,
+                &request_headers.to_map(),
+                self.is_head,
+                now,
+            ));
         }
         if self.is_head {
             self.label(headers, "MISS");
@@ -301,7 +310,7 @@ impl<St: Store> Forward<St> {
         // length is known before the body).
         let (status_sent, window) = match expected_len {
             Some(len) if self.asked.range => {
-                let selected = range::select(&request_headers, status, headers, len);
+                let selected = range::select(&request_headers.to_map(), status, headers, len);
                 (selected.apply(headers), selected.window())
             }
             _ => (None, None),
@@ -404,11 +413,14 @@ impl<St: Store> Forward<St> {
             .max(policy::millis(self.cache.inner.config.stale_on_disconnect));
         if stale.may_serve_stale() && stale.staleness(now) < window {
             bump(&self.cache.inner.counters.stale);
-            let empty = HeaderMap::new();
-            let headers = self.request_headers.as_ref().unwrap_or(&empty);
+            let headers = self
+                .request_headers
+                .as_ref()
+                .map(super::head::Lines::to_map)
+                .unwrap_or_default();
             return Some(
                 self.cache
-                    .serve(Arc::clone(stale), headers, self.is_head, now),
+                    .serve(Arc::clone(stale), &headers, self.is_head, now),
             );
         }
         None

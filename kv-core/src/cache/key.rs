@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::config::KeyRules;
+use super::head::HeaderLines;
 use super::policy::vary_value;
 
 /// URLs longer than this are hashed in the key, so that keys stay within every backend's
@@ -277,7 +278,7 @@ pub(crate) fn variant_key(
 /// [`KeyRules::vary_value`]).
 pub(crate) fn vary_values(
     names: &[HeaderName],
-    request: &HeaderMap,
+    request: &impl HeaderLines,
     rules: &KeyRules,
 ) -> Vec<(HeaderName, Option<HeaderValue>)> {
     names
@@ -314,11 +315,15 @@ impl KeyRules {
     /// A request's value of a `Vary`-named header: every line joined with `, `; an
     /// `Accept-Encoding` normalised (see
     /// [`normalize_accept_encoding`](super::CacheBuilder::normalize_accept_encoding)).
-    pub(crate) fn vary_value(&self, request: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-        if name == http::header::ACCEPT_ENCODING && request.contains_key(name) {
+    pub(crate) fn vary_value(
+        &self,
+        request: &impl HeaderLines,
+        name: &HeaderName,
+    ) -> Option<HeaderValue> {
+        if name == http::header::ACCEPT_ENCODING && request.has(name) {
             return Some(accept_encoding(request, self.encodings.as_deref()));
         }
-        if name == http::header::ACCEPT_LANGUAGE && request.contains_key(name) {
+        if name == http::header::ACCEPT_LANGUAGE && request.has(name) {
             return Some(accept_language(request));
         }
         vary_value(request, name)
@@ -330,9 +335,9 @@ impl KeyRules {
 /// `identity`; without, the accepted codings lowercased, sorted and deduplicated (so that
 /// `gzip, br` and `br, gzip` share one variant). An absent header stays a variant of its
 /// own (RFC 9110 section 12.5.3: it accepts any coding).
-fn accept_encoding(request: &HeaderMap, encodings: Option<&[String]>) -> HeaderValue {
+fn accept_encoding(request: &impl HeaderLines, encodings: Option<&[String]>) -> HeaderValue {
     let mut accepted: Vec<String> = Vec::new();
-    for line in request.get_all(http::header::ACCEPT_ENCODING) {
+    for line in request.lines(&http::header::ACCEPT_ENCODING) {
         let Ok(line) = line.to_str() else { continue };
         for item in line.split(',') {
             let mut parts = item.split(';');
@@ -369,9 +374,9 @@ fn accept_encoding(request: &HeaderMap, encodings: Option<&[String]>) -> HeaderV
 /// `Accept-Language` as the preferences it states: tags lowercased, `q=0` ones dropped,
 /// ordered by `q` (highest first) and, where the `q`s are equal (no preference), by tag;
 /// so `en, de`, `de, en` and `De, EN` share one variant.
-fn accept_language(request: &HeaderMap) -> HeaderValue {
+fn accept_language(request: &impl HeaderLines) -> HeaderValue {
     let mut prefs: Vec<(u16, String)> = Vec::new();
-    for line in request.get_all(http::header::ACCEPT_LANGUAGE) {
+    for line in request.lines(&http::header::ACCEPT_LANGUAGE) {
         let Ok(line) = line.to_str() else { continue };
         for item in line.split(',') {
             let mut parts = item.split(';');

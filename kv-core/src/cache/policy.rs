@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use super::Config;
 use super::directives::{Directives, split_top_level, trim};
 use super::entry::{Entry, FLAG_NO_CACHE, FLAG_NO_STALE};
-pub(crate) use super::head::{HOP_BY_HOP, Head, name};
+pub(crate) use super::head::{HOP_BY_HOP, Head, HeaderLines, name};
 
 /// Why a response was not stored (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +228,8 @@ pub(crate) fn vary_names(head: &Head<'_>) -> Result<Vec<HeaderName>, ()> {
 
 /// A request's value of a `Vary`-named header: every line joined with `, `, whitespace
 /// around the commas normalised, so that `a,b` and `a, b` select the same variant.
-pub(crate) fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let mut lines = headers.get_all(name).iter();
+pub(crate) fn vary_value(headers: &impl HeaderLines, name: &HeaderName) -> Option<HeaderValue> {
+    let mut lines = headers.lines(name);
     let first = lines.next()?;
     let mut out: Vec<u8> = Vec::with_capacity(first.len());
     let mut push = |line: &HeaderValue| {

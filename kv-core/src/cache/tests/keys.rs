@@ -306,3 +306,67 @@ fn a_recycled_key_buffer_leaves_nothing_in_the_next_key() {
     assert_eq!(fresh, expected);
     assert!(fresh.capacity() < 4096, "an oversized buffer is not kept");
 }
+
+/// A miss keeps its request's lines as a list (`head::Lines`), a hit reads the request's
+/// map: both must select the same variant for every `Vary` name, or a stored variant
+/// would never be found again (or another's served). Hostile shapes: repeated lines,
+/// lines split and spaced oddly, the normalised `Accept-Encoding` / `Accept-Language`,
+/// an absent name, and many unrelated lines.
+#[test]
+fn the_lines_a_miss_keeps_select_the_variant_its_map_selects() {
+    use crate::cache::head::Lines;
+    use crate::cache::key::vary_values;
+    let names: Vec<HeaderName> = [
+        "accept-encoding",
+        "accept-language",
+        "x-tenant",
+        "cookie",
+        "absent",
+    ]
+    .iter()
+    .map(|n| HeaderName::from_static(n))
+    .collect();
+    let requests: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("accept-encoding", "gzip, br"), ("x-tenant", "a")],
+        vec![
+            ("x-tenant", "a"),
+            ("accept-encoding", "br;q=0.5"),
+            ("x-other", "1"),
+            ("accept-encoding", " GZIP ,deflate;q=0"),
+            ("x-tenant", "b,  c"),
+        ],
+        vec![
+            ("accept-language", "fr-CH, fr;q=0.9, en;q=0.8"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+        ],
+        (0..40)
+            .map(|_| ("x-noise", "n"))
+            .chain([("x-tenant", "z")])
+            .collect(),
+    ];
+    for encodings in [None, Some(vec!["br".to_owned(), "gzip".to_owned()])] {
+        let rules = KeyRules {
+            encodings,
+            ..KeyRules::default()
+        };
+        for list in &requests {
+            let map = headers(list);
+            let kept = Lines::of(&map);
+            assert_eq!(
+                vary_values(&names, &kept, &rules),
+                vary_values(&names, &map, &rules),
+                "{list:?}"
+            );
+            // The map rebuilt for the rare paths is the request's, line for line.
+            let rebuilt = kept.to_map();
+            let pairs = |m: &HeaderMap| {
+                m.iter()
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(pairs(&rebuilt), pairs(&map), "{list:?}");
+        }
+    }
+}

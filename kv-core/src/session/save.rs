@@ -57,13 +57,28 @@ impl Op {
     /// The op as one call of the store's in-process face; `Err` with the op back for
     /// those that are more than one call (an index update, a move), left to `run`.
     fn run_local(self, local: &dyn LocalStore) -> Result<Result<Ran, KvError>, Box<Op>> {
-        Ok(match self {
-            Op::Del(key) => local.del(&key).map(|_| Ran::Done),
-            Op::Hdel(key, fields) => local.hdel(&key, fields).map(|_| Ran::Done),
-            Op::Hset(key, fields, ttl) => local.hset(&key, fields, Some(ttl)).map(|()| Ran::Done),
-            Op::Expire(key, ttl) => local.expire(&key, ttl).map(|_| Ran::Done),
+        let (key, ran) = match self {
+            Op::Del(key) => {
+                let ran = local.del(&key).map(|_| Ran::Done);
+                (key, ran)
+            }
+            Op::Hdel(key, fields) => {
+                let ran = local.hdel(&key, fields).map(|_| Ran::Done);
+                (key, ran)
+            }
+            Op::Hset(key, fields, ttl) => {
+                let ran = local.hset(&key, fields, Some(ttl)).map(|()| Ran::Done);
+                (key, ran)
+            }
+            Op::Expire(key, ttl) => {
+                let ran = local.expire(&key, ttl).map(|_| Ran::Done);
+                (key, ran)
+            }
             other => return Err(Box::new(other)),
-        })
+        };
+        // The key's buffer serves the next request's key on this thread.
+        crate::spare::recycle(key);
+        Ok(ran)
     }
 
     async fn run(self, m: &ManagerInner) -> Result<Ran, KvError> {
@@ -212,14 +227,28 @@ pub(super) fn end(
                         .ttl_left
                         .is_none_or(|left| ttl.saturating_sub(left) >= m.refresh_after(life));
                     let changed = !sets.is_empty() || !dels.is_empty();
+                    // The key moves into the last op that names it (cloned only for an
+                    // earlier one); unused (a read), it goes back as the spare buffer.
+                    let mut key = key;
+                    let hdel = !dels.is_empty();
+                    let name = |key: &mut String| {
+                        if hdel {
+                            key.clone()
+                        } else {
+                            std::mem::take(key)
+                        }
+                    };
                     if !sets.is_empty() {
                         // The write refreshes the TTL in the same step.
-                        ops.push(Op::Hset(key.clone(), sets, ttl));
+                        ops.push(Op::Hset(name(&mut key), sets, ttl));
                     } else if changed || due {
-                        ops.push(Op::Expire(key.clone(), ttl));
+                        ops.push(Op::Expire(name(&mut key), ttl));
                     }
-                    if !dels.is_empty() {
-                        ops.push(Op::Hdel(key, dels));
+                    if hdel {
+                        ops.push(Op::Hdel(std::mem::take(&mut key), dels));
+                    }
+                    if key.capacity() > 0 {
+                        crate::spare::recycle(key);
                     }
                     wrote_new = true; // the cookie stays valid
                     // Re-issued: verified with an older key, or a new absolute timeout

@@ -39,8 +39,11 @@ pub(super) struct Lifetime {
 }
 
 impl ManagerInner {
+    /// In this thread's spare buffer ([`crate::spare`]): a read's key is given back when
+    /// its save is planned, a one-write save's after its call, so that neither allocates.
     pub(super) fn record_key(&self, id: &SessionId) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + ID_LEN);
+        let mut key = crate::spare::take();
+        key.reserve(self.prefix.len() + ID_LEN);
         key.push_str(&self.prefix);
         key.push_str(id.as_str());
         key

@@ -318,18 +318,18 @@ async fn a_peer_addr_extension_wins_over_connect_info_and_a_bare_socket_addr() {
     let connect = with("198.51.100.1:10", None, Some("198.51.100.4:1"));
     assert_eq!(send(&app, connect).await.0, StatusCode::TOO_MANY_REQUESTS);
     // A bare SocketAddr alone is the peer.
-    let mut bare = Request::builder()
-        .uri("/limited")
-        .body(Body::empty())
-        .expect("request");
-    bare.extensions_mut()
-        .insert("198.51.100.5:1".parse::<SocketAddr>().expect("addr"));
-    assert_eq!(send(&app, bare).await.0, StatusCode::OK);
-    let mut bare = Request::builder()
-        .uri("/limited")
-        .body(Body::empty())
-        .expect("request");
-    bare.extensions_mut()
-        .insert("198.51.100.5:2".parse::<SocketAddr>().expect("addr"));
-    assert_eq!(send(&app, bare).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let bare = |addr: &str| {
+        let mut r = Request::builder()
+            .uri("/limited")
+            .body(Body::empty())
+            .expect("request");
+        r.extensions_mut()
+            .insert(addr.parse::<SocketAddr>().expect("addr"));
+        r
+    };
+    assert_eq!(send(&app, bare("198.51.100.5:1")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, bare("198.51.100.5:2")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_LOCATION, LOCATION};
+use http::header::{CONTENT_LOCATION, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::entry::{self, Entry, Marker};
@@ -229,7 +229,7 @@ impl<St: Store> Forward<St> {
         }
         let had_auth = self.asked.authorization;
         let head = policy::Head::of(headers);
-        let has_validator = head.has(policy::name::ETAG | policy::name::LAST_MODIFIED);
+        let has_validator = head.has(policy::name::ETAG.bit | policy::name::LAST_MODIFIED.bit);
         let evaluated = policy::evaluate(config, had_auth, self.request_time, now, status, &head);
         let freshness = match evaluated {
             Ok(f) => f,
@@ -262,7 +262,7 @@ impl<St: Store> Forward<St> {
         let names = policy::vary_names(&head).unwrap_or_default();
         let vary = key::vary_values(&names, &request_headers, &config.keys);
         let expected_len = head
-            .get(policy::name::CONTENT_LENGTH, &CONTENT_LENGTH)
+            .get(&policy::name::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .or(self.body_len);

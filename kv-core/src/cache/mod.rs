@@ -161,10 +161,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
-
-pub(crate) use head::Asked;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use parking_lot::Mutex;
+
+pub(crate) use head::Asked;
 
 use crate::clock::ClockHandle;
 use crate::request::RequestView;

@@ -4,8 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use http::header::{
-    AGE, CONNECTION, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, VARY,
+    AGE, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
@@ -186,7 +185,7 @@ pub(crate) fn header_date_ms(headers: &HeaderMap, name: &HeaderName) -> Option<u
 /// The `Age` header's value in seconds: the first line's first member, digits only;
 /// anything else is ignored (0).
 pub(crate) fn age_value(head: &Head<'_>) -> u64 {
-    let Some(first) = head.get(name::AGE, &AGE) else {
+    let Some(first) = head.get(&name::AGE) else {
         return 0;
     };
     let bytes = first.as_bytes();
@@ -205,7 +204,7 @@ pub(crate) fn age_value(head: &Head<'_>) -> u64 {
 /// for `Vary: *` (anywhere in any line).
 pub(crate) fn vary_names(head: &Head<'_>) -> Result<Vec<HeaderName>, ()> {
     let mut names = Vec::new();
-    for line in head.get_all(name::VARY, VARY) {
+    for line in head.get_all(&name::VARY) {
         for item in line.as_bytes().split(|&b| b == b',') {
             let item = trim(item);
             if item.is_empty() {
@@ -302,7 +301,7 @@ pub(crate) fn evaluate(
         .as_ref()
         .and_then(|name| Directives::parse_targeted(headers, name))
         .unwrap_or_else(|| {
-            if head.has(name::CACHE_CONTROL | name::PRAGMA) {
+            if head.has(name::CACHE_CONTROL.bit | name::PRAGMA.bit) {
                 Directives::parse(headers)
             } else {
                 Directives::default()
@@ -323,7 +322,7 @@ pub(crate) fn evaluate(
         return Err(NotStored::Private);
     }
     // `Set-Cookie` or `Set-Cookie2`.
-    if head.has(name::SET_COOKIE) {
+    if head.has(name::SET_COOKIE.bit) {
         return Err(NotStored::SetCookie);
     }
     if request_had_authorization
@@ -337,7 +336,7 @@ pub(crate) fn evaluate(
     }
 
     let date = head
-        .get(name::DATE, &DATE)
+        .get(&name::DATE)
         .and_then(http_date_ms)
         .unwrap_or(response_time);
     let explicit = if let Some(s) = cc.s_maxage {
@@ -346,7 +345,7 @@ pub(crate) fn evaluate(
         Some(m.saturating_mul(1000))
     } else {
         // An invalid Expires (e.g. "0") means "already expired".
-        head.get(name::EXPIRES, &EXPIRES)
+        head.get(&name::EXPIRES)
             .map(|expires| http_date_ms(expires).map_or(0, |e| e.saturating_sub(date)))
     };
     let default_ok = cacheable_by_default(status) || cc.public;
@@ -355,7 +354,7 @@ pub(crate) fn evaluate(
         None if !default_ok => return Err(NotStored::NoFreshness),
         None => {
             let heuristic = if config.heuristic_freshness {
-                head.get(name::LAST_MODIFIED, &LAST_MODIFIED)
+                head.get(&name::LAST_MODIFIED)
                     .and_then(http_date_ms)
                     .filter(|&lm| lm < date)
                     .map(|lm| ((date - lm) / 10).min(millis(config.heuristic_max)))
@@ -406,7 +405,7 @@ pub(crate) struct Storable<'a> {
 impl<'a> Storable<'a> {
     pub(crate) fn of(head: &Head<'_>, status_header: Option<&'a HeaderName>) -> Self {
         let mut listed: Vec<Vec<u8>> = Vec::new();
-        for line in head.get_all(name::CONNECTION, CONNECTION) {
+        for line in head.get_all(&name::CONNECTION) {
             for item in line.as_bytes().split(|&b| b == b',') {
                 let item = trim(item);
                 if !item.is_empty() {
@@ -417,7 +416,7 @@ impl<'a> Storable<'a> {
         Storable {
             listed,
             status_header,
-            drops_some: head.has(name::HOP_BY_HOP | name::AGE),
+            drops_some: head.has(name::HOP_BY_HOP | name::AGE.bit),
         }
     }
 

@@ -175,3 +175,54 @@ async fn waiters_of_an_in_place_fill_get_its_headers() {
     let stats = h.cache.stats();
     assert_eq!((stats.coalesced, stats.misses), (3, 1), "{stats:?}");
 }
+
+/// A fill the store refuses (the entry is over the store's value bound): its waiters are
+/// not handed an entry that was never stored (they read it back from the store, and it
+/// is not there); each goes to the origin itself, and nothing is left in the store.
+#[tokio::test]
+async fn waiters_of_a_fill_the_store_refused_go_to_the_origin() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .max_value_len(64)
+        .clock(clock.clone())
+        .build()
+        .expect("store");
+    let cache = Cache::builder(store.clone())
+        .clock(clock)
+        .build()
+        .expect("cache");
+    let uri = Uri::from_static("http://example.com/refused");
+    let empty = HeaderMap::new();
+    let Lookup::Forward(leader) = cache.lookup(&request_of(&Method::GET, &uri, &empty)).await
+    else {
+        panic!("a miss")
+    };
+    let mut waiters = Vec::new();
+    for _ in 0..3 {
+        let cache = cache.clone();
+        let uri = uri.clone();
+        waiters.push(tokio::spawn(async move {
+            let empty = HeaderMap::new();
+            matches!(
+                cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
+                Lookup::Forward(_)
+            )
+        }));
+    }
+    tokio::task::yield_now().await;
+    let mut head = headers(&[("cache-control", "max-age=60")]);
+    let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut head).await else {
+        panic!("storable")
+    };
+    rec.push(&[b'x'; 200]);
+    rec.finish().await;
+    for waiter in waiters {
+        assert!(
+            waiter.await.expect("task"),
+            "a waiter was served a refused fill"
+        );
+    }
+    assert_eq!(store.len(), 0);
+    let stats = cache.stats();
+    assert_eq!((stats.stored, stats.store_errors), (0, 1), "{stats:?}");
+}

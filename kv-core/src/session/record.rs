@@ -18,10 +18,10 @@
 //!
 //! `redis-cli HGETALL session:<id>` reads a session as it is.
 
-use compact_str::CompactString;
 use std::time::Duration;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use crate::Ttl;
 
@@ -102,8 +102,8 @@ impl RecordReader {
             CREATED => self.created_ms = digits(value),
             USER => self.user = String::from_utf8(value.to_vec()).ok(),
             // A malformed number is ignored: the manager's timeouts apply.
-            IDLE => self.meta.idle_ms = number(value).filter(|v| *v > 0),
-            ABSOLUTE => self.meta.absolute_ms = number(value).filter(|v| *v > 0),
+            IDLE => self.meta.idle_ms = digits(value).filter(|v| *v > 0),
+            ABSOLUTE => self.meta.absolute_ms = digits(value).filter(|v| *v > 0),
             CSRF => {
                 self.meta.csrf = std::str::from_utf8(value)
                     .ok()
@@ -144,10 +144,6 @@ pub(crate) struct Field {
     pub(crate) value: Bytes,
     /// Set by this request: written at the end.
     pub(crate) dirty: bool,
-}
-
-fn number(value: &Bytes) -> Option<u64> {
-    digits(value)
 }
 
 /// A decimal `u64` (ASCII digits only, as `str::parse` reads them without a sign), read

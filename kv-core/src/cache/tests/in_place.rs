@@ -139,18 +139,7 @@ async fn waiters_of_an_in_place_fill_get_its_headers() {
     else {
         panic!("a miss")
     };
-    let mut waiters = Vec::new();
-    for _ in 0..3 {
-        let cache = h.cache.clone();
-        let uri = uri.clone();
-        waiters.push(tokio::spawn(async move {
-            let empty = HeaderMap::new();
-            match cache.lookup(&request_of(&Method::GET, &uri, &empty)).await {
-                Lookup::Hit { response, .. } => Some((response.headers, response.body)),
-                Lookup::Forward(_) => None,
-            }
-        }));
-    }
+    let waiters = spawn_waiters(&h.cache, &uri, 3);
     // One thread: each waiter runs until it waits on the flight.
     tokio::task::yield_now().await;
     let mut head = headers(&[
@@ -197,18 +186,7 @@ async fn waiters_of_a_fill_the_store_refused_go_to_the_origin() {
     else {
         panic!("a miss")
     };
-    let mut waiters = Vec::new();
-    for _ in 0..3 {
-        let cache = cache.clone();
-        let uri = uri.clone();
-        waiters.push(tokio::spawn(async move {
-            let empty = HeaderMap::new();
-            matches!(
-                cache.lookup(&request_of(&Method::GET, &uri, &empty)).await,
-                Lookup::Forward(_)
-            )
-        }));
-    }
+    let waiters = spawn_waiters(&cache, &uri, 3);
     tokio::task::yield_now().await;
     let mut head = headers(&[("cache-control", "max-age=60")]);
     let Outcome::Record(mut rec) = leader.response(StatusCode::OK, &mut head).await else {
@@ -217,12 +195,31 @@ async fn waiters_of_a_fill_the_store_refused_go_to_the_origin() {
     rec.push(&[b'x'; 200]);
     rec.finish().await;
     for waiter in waiters {
-        assert!(
-            waiter.await.expect("task"),
-            "a waiter was served a refused fill"
-        );
+        let served = waiter.await.expect("task");
+        assert!(served.is_none(), "a waiter was served a refused fill");
     }
     assert_eq!(store.len(), 0);
     let stats = cache.stats();
     assert_eq!((stats.stored, stats.store_errors), (0, 1), "{stats:?}");
+}
+
+/// `n` concurrent requests for `uri` that join a fill in flight: each gives the hit's
+/// headers and body it was served, or `None` when it was sent to the origin.
+fn spawn_waiters(
+    cache: &Cache<MemoryStore>,
+    uri: &Uri,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Option<(HeaderMap, Bytes)>>> {
+    (0..n)
+        .map(|_| {
+            let (cache, uri) = (cache.clone(), uri.clone());
+            tokio::spawn(async move {
+                let empty = HeaderMap::new();
+                match cache.lookup(&request_of(&Method::GET, &uri, &empty)).await {
+                    Lookup::Hit { response, .. } => Some((response.headers, response.body)),
+                    Lookup::Forward(_) => None,
+                }
+            })
+        })
+        .collect()
 }
